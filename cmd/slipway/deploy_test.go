@@ -1,0 +1,452 @@
+package main_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestFirstDeployThenNoopThenNewCommit(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	first := a.head()
+
+	r := a.mustDeploy()
+	a.assertServing(first)
+	if a.safeCommit() != first {
+		t.Fatalf("SAFE_COMMIT = %q, want %s", a.safeCommit(), first)
+	}
+	if code, _ := a.get("/board/tasks", false); code != 401 {
+		t.Fatalf("anonymous /board/tasks = %d, want 401", code)
+	}
+	if code, body := a.get("/board/tasks", true); code != 200 || !strings.Contains(body, "tasks") {
+		t.Fatalf("/board/tasks with token = %d %s", code, body)
+	}
+	for _, step := range []string{"resolve", "plan", "prepare", "build:venv", "verify-env", "migrate", "stamp", "switch", "restart", "health", "smoke", "mark-safe"} {
+		if !strings.Contains(r.stderr, " "+step+" ") {
+			t.Errorf("no step line for %s in:\n%s", step, r.stderr)
+		}
+	}
+	if d := a.lastDeploy(); d.Outcome != "succeeded" || d.Commit != first {
+		t.Fatalf("ledger: %+v", d)
+	}
+	// No .git in a release: it can never be dirty.
+	if _, err := os.Stat(filepath.Join(a.root, "current", ".git")); !os.IsNotExist(err) {
+		t.Fatalf("release has .git: %v", err)
+	}
+	version, _ := os.ReadFile(filepath.Join(a.root, "current", "VERSION"))
+	if !strings.HasSuffix(strings.TrimSpace(string(version)), "+"+first[:7]) {
+		t.Fatalf("VERSION = %q", version)
+	}
+
+	t.Run("no-op redeploy does not restart", func(t *testing.T) {
+		a := a.with(t)
+		pid := a.servicePID("backend")
+		r := a.mustDeploy()
+		if !strings.Contains(r.stdout, "nothing to do") {
+			t.Fatalf("want nothing to do: %s", r)
+		}
+		if got := a.servicePID("backend"); got != pid {
+			t.Fatalf("backend restarted: pid %d -> %d", pid, got)
+		}
+		if d := a.lastDeploy(); d.Outcome != "skipped" {
+			t.Fatalf("ledger: %+v", d)
+		}
+	})
+
+	t.Run("a new commit is deployed, reusing the venv", func(t *testing.T) {
+		a := a.with(t)
+		second := a.commit("add a migration", map[string]string{
+			"backend/migrations/0002_more.sql": "INSERT INTO tasks (title, done) VALUES ('third', 0);\n",
+		})
+		r := a.mustDeploy()
+		a.assertServing(second)
+		if !strings.Contains(r.stderr, "reused .venv") {
+			t.Fatalf("venv not reused:\n%s", r.stderr)
+		}
+		if _, body := a.get("/board/tasks", true); !strings.Contains(body, "third") {
+			t.Fatalf("migration 0002 not applied: %s", body)
+		}
+		// The reused venv must work from its new place.
+		// Its scripts' shebangs point at the new release, not the old one.
+		pip := readFile(t, filepath.Join(a.root, "current", "backend", ".venv", "bin", "pip"))
+		if !strings.Contains(pip, a.current()+"/backend/.venv/bin/python") {
+			t.Fatalf("reused venv's pip does not run the release's python %s:\n%s", a.current(), pip)
+		}
+		pipPath := filepath.Join(a.root, "current", "backend", ".venv", "bin", "pip")
+		if out, err := exec.Command(pipPath, "--version").CombinedOutput(); err != nil {
+			t.Fatalf("reused venv's pip: %v %s", err, out)
+		}
+	})
+}
+
+func TestBuildFailureKeepsOldVersion(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	good := a.head()
+	a.mustDeploy()
+	releaseBefore := a.current()
+
+	bad := a.edit("break syntax", "backend/app.py", "def main():", "def main(:")
+	r := a.slipway("deploy")
+	if r.code != 1 {
+		t.Fatalf("want exit 1: %s", r)
+	}
+	if !strings.Contains(r.stderr, "compileall") || !strings.Contains(r.stderr, "exited with code") {
+		t.Fatalf("failure does not name the command and its exit code:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "SyntaxError") && !strings.Contains(r.stderr, "invalid syntax") {
+		t.Fatalf("failure does not show the command's output:\n%s", r.stderr)
+	}
+	a.assertServing(good)
+	if a.current() != releaseBefore || a.safeCommit() != good {
+		t.Fatalf("current or safe changed: %s %s", a.current(), a.safeCommit())
+	}
+	d := a.lastDeploy()
+	if d.Outcome != "failed" || d.Commit != bad || !d.Bad {
+		t.Fatalf("ledger: %+v", d)
+	}
+}
+
+func TestHealthFailureRollsBack(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	good := a.head()
+	a.mustDeploy()
+
+	bad := a.edit("health says 500", "backend/app.py",
+		`self.send_body(200, {"status": "ok", "version": APP_VERSION})`,
+		`self.send_body(500, {"status": "broken", "version": APP_VERSION})`)
+	r := a.slipway("deploy")
+	if r.code != 1 {
+		t.Fatalf("want exit 1: %s", r)
+	}
+	if !strings.Contains(r.stderr, "rolled back") {
+		t.Fatalf("no rollback reported:\n%s", r.stderr)
+	}
+	a.assertServing(good)
+	if d := a.lastDeploy(); d.Outcome != "rolled-back" || d.Commit != bad {
+		t.Fatalf("ledger: %+v", d)
+	}
+
+	t.Run("the bad commit is not retried", func(t *testing.T) {
+		a := a.with(t)
+		r := a.slipway("deploy")
+		if r.code != 0 || !strings.Contains(r.stderr, "marked bad") {
+			t.Fatalf("want skipped with a warning: %s", r)
+		}
+		a.assertServing(good)
+	})
+	t.Run("a newer commit is deployed", func(t *testing.T) {
+		a := a.with(t)
+		fixed := a.edit("fix health", "backend/app.py",
+			`self.send_body(500, {"status": "broken", "version": APP_VERSION})`,
+			`self.send_body(200, {"status": "ok", "version": APP_VERSION})`)
+		a.mustDeploy()
+		a.assertServing(fixed)
+	})
+	t.Run("--force retries a bad commit", func(t *testing.T) {
+		a := a.with(t)
+		r := a.slipway("deploy", "--commit", bad, "--force")
+		if r.code != 1 {
+			t.Fatalf("forced bad deploy: %s", r)
+		}
+	})
+}
+
+func TestSmokeFailureRollsBack(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	good := a.head()
+	a.mustDeploy()
+	// The runbook's worst case: the new version serves everyone without auth.
+	a.edit("drop auth", "backend/app.py", "def authorized(header):\n", "def authorized(header):\n    return True\n")
+	r := a.slipway("deploy")
+	if r.code != 1 || !strings.Contains(r.stderr, "anonymous is refused") {
+		t.Fatalf("want smoke failure, exit 1: %s", r)
+	}
+	a.assertServing(good)
+	if code, _ := a.get("/board/tasks", false); code != 401 {
+		t.Fatalf("after rollback anonymous gets %d", code)
+	}
+}
+
+func TestMigrationFailure(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	good := a.head()
+	a.mustDeploy()
+	a.commit("bad migration", map[string]string{"backend/migrations/0002_bad.sql": "INSERT INTO nosuchtable VALUES (1);\n"})
+	r := a.slipway("deploy")
+	if r.code != 1 || !strings.Contains(r.stderr, "migrate") || !strings.Contains(r.stderr, "nosuchtable") {
+		t.Fatalf("want migrate failure naming the error: %s", r)
+	}
+	a.assertServing(good)
+	if d := a.lastDeploy(); d.Outcome != "failed" || !d.Bad {
+		t.Fatalf("ledger: %+v", d)
+	}
+}
+
+func TestMissingRequiredEnvRefusedBeforeSwitch(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	good := a.head()
+	a.mustDeploy()
+	rel := a.current()
+	a.writeEnv("backend.env", map[string]string{"PORT": "1", "DATA_DIR": "../data"})
+	a.writeEnv("worker.env", map[string]string{"DATA_DIR": "../data"})
+	a.commit("next", map[string]string{"README": "next\n"})
+	r := a.slipway("deploy")
+	if r.code != 1 || !strings.Contains(r.stderr, "VERS_AUTH_TOKEN") || !strings.Contains(r.stderr, "verify-env") {
+		t.Fatalf("want refusal naming VERS_AUTH_TOKEN: %s", r)
+	}
+	if a.current() != rel {
+		t.Fatalf("current switched")
+	}
+	a.assertServing(good)
+	if d := a.lastDeploy(); d.Bad {
+		t.Fatalf("a host problem marked the commit bad: %+v", d)
+	}
+}
+
+func TestForeignProcessOnPort(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	l, err := net.Listen("tcp", "127.0.0.1:"+itoa(a.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	r := a.slipway("deploy")
+	if r.code != 1 || !strings.Contains(r.stderr, "pid "+itoa(os.Getpid())) {
+		t.Fatalf("want failure naming this test's pid %d: %s", os.Getpid(), r)
+	}
+	if a.current() != "" {
+		t.Fatalf("current was switched to %s", a.current())
+	}
+}
+
+func TestConcurrentDeployExits3(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		return strings.Replace(cfg, "build:\n", "build:\n  - name: slow\n    run: sleep 3\n", 1)
+	})
+	first := exec.Command(slipwayBin, "-c", a.cfgPath, "deploy")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the first deploy to take the lock", func() bool {
+		b, _ := os.ReadFile(filepath.Join(a.root, "run", "deploy.lock"))
+		return strings.Contains(string(b), `"pid"`)
+	})
+	r := a.slipway("deploy")
+	if r.code != 3 || !strings.Contains(r.stderr, "pid "+itoa(first.Process.Pid)) {
+		t.Fatalf("want exit 3 naming pid %d: %s", first.Process.Pid, r)
+	}
+	r = a.slipway("deploy", "--wait")
+	if r.code != 0 {
+		t.Fatalf("--wait: %s", r)
+	}
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+}
+
+func TestManualLockFreezesDeploys(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	if r := a.slipway("lock", "acquire", "-m", "incident 42"); r.code != 0 {
+		t.Fatalf("acquire: %s", r)
+	}
+	r := a.slipway("deploy")
+	if r.code != 3 || !strings.Contains(r.stderr, "incident 42") {
+		t.Fatalf("want exit 3 naming the freeze: %s", r)
+	}
+	if r := a.slipway("lock", "status"); !strings.Contains(r.stdout, "frozen") {
+		t.Fatalf("status: %s", r)
+	}
+	if r := a.slipway("lock", "release"); r.code != 0 {
+		t.Fatalf("release: %s", r)
+	}
+	a.mustDeploy()
+}
+
+func TestRollback(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	c1 := a.head()
+	a.mustDeploy()
+	c2 := a.commit("two", map[string]string{"README": "two\n"})
+	a.mustDeploy()
+	c3 := a.commit("three", map[string]string{"README": "three\n"})
+	a.mustDeploy()
+	a.assertServing(c3)
+
+	r := a.slipway("rollback")
+	if r.code != 0 {
+		t.Fatalf("rollback: %s", r)
+	}
+	a.assertServing(c2)
+	if a.safeCommit() != c2 {
+		t.Fatalf("safe = %s", a.safeCommit())
+	}
+	r = a.slipway("rollback", "--to", c1[:10])
+	if r.code != 0 {
+		t.Fatalf("rollback --to: %s", r)
+	}
+	a.assertServing(c1)
+	// The commits rolled away from are not brought back by a plain deploy.
+	r = a.slipway("deploy")
+	if r.code != 0 || !strings.Contains(r.stderr, "marked bad") {
+		t.Fatalf("deploy after rollback: %s", r)
+	}
+	a.assertServing(c1)
+	if r := a.slipway("rollback", "--to", "deadbeef"); r.code == 0 || !strings.Contains(r.stderr, "no kept release") {
+		t.Fatalf("rollback to unknown: %s", r)
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	a.mustDeploy()
+	a.commit("next", map[string]string{"README": "next\n"})
+	before := snapshotTree(t, a.root)
+	rows := len(a.history())
+	r := a.slipway("deploy", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "reuse .venv") || !strings.Contains(r.stdout, "nothing was changed") {
+		t.Fatalf("dry run: %s", r)
+	}
+	after := snapshotTree(t, a.root)
+	if before != after {
+		t.Fatalf("dry run changed the root:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if n := len(a.history()); n != rows {
+		t.Fatalf("ledger rows %d -> %d", rows, n)
+	}
+}
+
+// snapshotTree lists the root's files outside the git mirror and the
+// ledger's own files, with sizes.
+func snapshotTree(t *testing.T, root string) string {
+	var b strings.Builder
+	_ = filepath.Walk(root, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, path)
+		if strings.HasPrefix(rel, "repo.git") || strings.HasPrefix(rel, "state.db") || strings.HasPrefix(rel, "logs") || strings.HasPrefix(rel, "shared") {
+			return nil
+		}
+		b.WriteString(rel + " " + itoa(int(info.Size())) + "\n")
+		return nil
+	})
+	return b.String()
+}
+
+func TestKill9DuringBuildRecovers(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		return strings.Replace(cfg, "build:\n", "build:\n  - name: slow\n    run: sh -c 'if [ -f SLOW ]; then sleep 60; fi'\n", 1)
+	})
+	good := a.head()
+	a.mustDeploy()
+	a.commit("slow build", map[string]string{"SLOW": "1\n"})
+	killDuring(t, a, "build:slow")
+
+	if _, err := os.Stat(filepath.Join(a.root, "run", "deploy.lock")); err != nil {
+		t.Fatal(err)
+	}
+	a.assertServing(good)
+	r := a.slipway("status")
+	if r.code != 0 || !strings.Contains(r.stderr, "recovered deploy") {
+		t.Fatalf("status did not recover: %s", r)
+	}
+	assertRecovered(t, a, good)
+}
+
+func TestKill9DuringRestartRecovers(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		return strings.Replace(cfg, "    command: python3 worker.py\n", "    command: python3 worker.py\n    stop_timeout: 2s\n", 1)
+	})
+	// The live worker ignores SIGTERM, so the restart's stop takes its time.
+	good := a.edit("stubborn worker", "worker/worker.py", "import signal\n", "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n")
+	if !strings.Contains(readFile(t, filepath.Join(a.src, "worker/worker.py")), "SIG_IGN") {
+		t.Fatal("edit did not apply")
+	}
+	a.mustDeploy()
+	a.commit("next", map[string]string{"README": "next\n"})
+	killDuring(t, a, "restart")
+	// Recovery happens at the next command, here a deploy of the same
+	// commit, which goes ahead once the host is back on the safe release.
+	r := a.slipway("status")
+	if r.code != 0 || !strings.Contains(r.stderr, "recovered deploy") {
+		t.Fatalf("status did not recover: %s", r)
+	}
+	assertRecovered(t, a, good)
+	a.mustDeploy()
+}
+
+// killDuring starts a deploy, waits until it reaches step, and kills it with SIGKILL.
+func killDuring(t *testing.T, a *app, step string) {
+	t.Helper()
+	cmd := exec.CommandContext(context.Background(), slipwayBin, "-c", a.cfgPath, "deploy")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "step "+step, func() bool {
+		logs, _ := filepath.Glob(filepath.Join(a.root, "logs", "deploys", "*.log"))
+		for _, l := range logs {
+			if strings.Contains(readFile(t, l), "==> ") && strings.Contains(readFile(t, l), " "+step+"\n") {
+				b := readFile(t, l)
+				if strings.Contains(b, "<== "+step) {
+					continue
+				}
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(300 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+}
+
+func assertRecovered(t *testing.T, a *app, good string) {
+	t.Helper()
+	a.assertServing(good)
+	if a.safeCommit() != good {
+		t.Fatalf("safe = %s", a.safeCommit())
+	}
+	if rel := a.current(); !strings.HasSuffix(rel, good[:12]) {
+		t.Fatalf("current = %s, want a release of %s", rel, good[:7])
+	}
+	d := a.lastDeploy()
+	if d.Outcome != "interrupted" {
+		t.Fatalf("ledger: %+v", d)
+	}
+	entries, _ := os.ReadDir(filepath.Join(a.root, "releases"))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || e.Name() == d.Release {
+			t.Fatalf("half-built release left behind: %s", e.Name())
+		}
+	}
+	if r := a.slipway("lock", "status"); !strings.Contains(r.stdout, "free") {
+		t.Fatalf("stale lock: %s", r)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

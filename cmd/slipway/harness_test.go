@@ -1,0 +1,402 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The tests drive the real slipway binary, built once, against real git
+// repositories and real app processes on loopback.
+
+var slipwayBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "slipway-bin-")
+	if err != nil {
+		panic(err)
+	}
+	slipwayBin = filepath.Join(dir, "slipway")
+	out, err := exec.Command("go", "build", "-o", slipwayBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build slipway: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// app is one example app in a git repository, deployed into its own root.
+type app struct {
+	t       *testing.T
+	name    string // python-api | node-web
+	src     string // the git working tree slipway deploys from
+	root    string
+	cfgPath string
+	port    int
+	token   string
+}
+
+const testToken = "test-token-7f3a"
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// newApp copies examples/<name> into a fresh git repository and writes a
+// slipway.yml for it with its own root and port. edit, if set, changes the
+// config text before it is written.
+func newApp(t testing.TB, name string, edit func(string) string) *app {
+	t.Helper()
+	tt, _ := t.(*testing.T)
+	base := t.TempDir()
+	a := &app{t: tt, name: name, src: filepath.Join(base, "src"), root: filepath.Join(base, "root"), port: freePort(t), token: testToken}
+	copyDir(t, filepath.Join("..", "..", "examples", name), a.src)
+	git(t, a.src, "init", "-q", "-b", "main")
+	git(t, a.src, "add", "-A")
+	git(t, a.src, "commit", "-q", "-m", "initial")
+
+	cfg, err := os.ReadFile(filepath.Join(a.src, "slipway.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(cfg)
+	text = replaceLine(text, "repo:", "repo: "+a.src)
+	text = replaceLine(text, "root:", "root: "+a.root)
+	defPort := map[string]string{"python-api": "8000", "node-web": "3000"}[name]
+	text = strings.ReplaceAll(text, defPort, strconv.Itoa(a.port))
+	if edit != nil {
+		text = edit(text)
+	}
+	a.cfgPath = filepath.Join(base, "slipway.yml")
+	writeFile(t, a.cfgPath, text, 0o644)
+
+	envDir := filepath.Join(a.root, "env")
+	if err := os.MkdirAll(envDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	switch name {
+	case "python-api":
+		a.writeEnv("backend.env", map[string]string{"VERS_AUTH_TOKEN": testToken, "PORT": strconv.Itoa(a.port), "DATA_DIR": "../data"})
+		a.writeEnv("worker.env", map[string]string{"VERS_AUTH_TOKEN": testToken, "DATA_DIR": "../data"})
+	case "node-web":
+		a.writeEnv("web.env", map[string]string{"WEB_AUTH_TOKEN": testToken, "PORT": strconv.Itoa(a.port)})
+	}
+	t.Cleanup(a.stopServices)
+	return a
+}
+
+// with returns a copy of a that reports to t (for subtests).
+func (a *app) with(t *testing.T) *app {
+	c := *a
+	c.t = t
+	return &c
+}
+
+func (a *app) writeEnv(file string, vars map[string]string) {
+	var b strings.Builder
+	for k, v := range vars {
+		fmt.Fprintf(&b, "%s=%s\n", k, v)
+	}
+	writeFile(a.t, filepath.Join(a.root, "env", file), b.String(), 0o600)
+}
+
+// stopServices kills whatever the test's deploys left running.
+func (a *app) stopServices() {
+	pids, _ := filepath.Glob(filepath.Join(a.root, "run", "*.pid"))
+	for _, p := range pids {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var pf struct {
+			PID  int `json:"pid"`
+			PGID int `json:"pgid"`
+		}
+		if json.Unmarshal(b, &pf) == nil {
+			if pf.PGID > 0 {
+				_ = syscall.Kill(-pf.PGID, syscall.SIGKILL)
+			} else if pf.PID > 0 {
+				_ = syscall.Kill(pf.PID, syscall.SIGKILL)
+			}
+		}
+	}
+}
+
+// result is one run of the slipway binary.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// slipway runs the binary with the app's config.
+func (a *app) slipway(args ...string) result {
+	a.t.Helper()
+	return runSlipway(a.t, a.cfgPath, args...)
+}
+
+func runSlipway(t testing.TB, cfg string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, slipwayBin, append([]string{"-c", cfg}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run slipway: %v", err)
+	}
+	return r
+}
+
+// mustDeploy deploys and fails the test unless it exits 0.
+func (a *app) mustDeploy(args ...string) result {
+	a.t.Helper()
+	r := a.slipway(append([]string{"deploy"}, args...)...)
+	if r.code != 0 {
+		a.t.Fatalf("deploy: %s", r)
+	}
+	return r
+}
+
+// commit writes files into the repository and commits them; "" deletes.
+func (a *app) commit(msg string, files map[string]string) string {
+	a.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(a.src, name)
+		if content == "" {
+			_ = os.Remove(p)
+			continue
+		}
+		writeFile(a.t, p, content, 0o644)
+	}
+	git(a.t, a.src, "add", "-A")
+	git(a.t, a.src, "commit", "-q", "-m", msg)
+	return a.head()
+}
+
+// edit rewrites one file of the repository with a replacement and commits.
+func (a *app) edit(msg, file, old, new string) string {
+	a.t.Helper()
+	b, err := os.ReadFile(filepath.Join(a.src, file))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		a.t.Fatalf("%s does not contain %q", file, old)
+	}
+	return a.commit(msg, map[string]string{file: strings.Replace(string(b), old, new, 1)})
+}
+
+func (a *app) head() string {
+	return strings.TrimSpace(gitOut(a.t, a.src, "rev-parse", "HEAD"))
+}
+
+// get requests path from the app; with token it sends the bearer token.
+func (a *app) get(path string, token bool) (int, string) {
+	a.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", a.port, path), nil)
+	if token {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// serving returns the version the app's /health reports ("" if down).
+func (a *app) serving() string {
+	a.t.Helper()
+	code, body := a.get("/health", false)
+	if code != 200 {
+		return ""
+	}
+	var h struct{ Version string }
+	_ = json.Unmarshal([]byte(body), &h)
+	return h.Version
+}
+
+// servingCommit asserts the app serves commit sha.
+func (a *app) assertServing(sha string) {
+	a.t.Helper()
+	v := a.serving()
+	if !strings.HasSuffix(v, "+"+sha[:7]) {
+		a.t.Fatalf("serving version %q, want commit %s", v, sha[:7])
+	}
+}
+
+func (a *app) safeCommit() string {
+	b, _ := os.ReadFile(filepath.Join(a.root, "run", "SAFE_COMMIT"))
+	return strings.TrimSpace(string(b))
+}
+
+func (a *app) current() string {
+	target, err := os.Readlink(filepath.Join(a.root, "current"))
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(target)
+}
+
+// history returns the ledger through `slipway history --json`.
+func (a *app) history() []deployRow {
+	a.t.Helper()
+	r := a.slipway("history", "--json", "-n", "100")
+	if r.code != 0 {
+		a.t.Fatalf("history: %s", r)
+	}
+	var rows []deployRow
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
+		a.t.Fatalf("history json: %v\n%s", err, r.stdout)
+	}
+	return rows
+}
+
+type deployRow struct {
+	ID             int64
+	Trigger        string
+	Commit         string
+	PreviousCommit string
+	Release        string
+	Outcome        string
+	Error          string
+	Bad            bool
+	Kind           string
+}
+
+func (a *app) lastDeploy() deployRow {
+	a.t.Helper()
+	rows := a.history()
+	if len(rows) == 0 {
+		a.t.Fatal("ledger is empty")
+	}
+	return rows[0]
+}
+
+func (a *app) servicePID(name string) int {
+	b, err := os.ReadFile(filepath.Join(a.root, "run", name+".pid"))
+	if err != nil {
+		return 0
+	}
+	var pf struct {
+		PID int `json:"pid"`
+	}
+	_ = json.Unmarshal(b, &pf)
+	return pf.PID
+}
+
+func git(t testing.TB, dir string, args ...string) {
+	t.Helper()
+	gitOut(t, dir, args...)
+}
+
+func gitOut(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func writeFile(t testing.TB, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyDir(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		for _, skip := range []string{"node_modules", ".venv", "dist", ".slipway", "__pycache__"} {
+			if rel == skip || strings.HasPrefix(rel, skip+"/") || strings.Contains(rel, "/"+skip) {
+				if info.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+		}
+		target := filepath.Join(dst, rel)
+		if info.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func replaceLine(text, prefix, line string) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			lines[i] = line
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,127 @@
+// Package check proves a version up: the health check polled until it
+// passes, and the HTTP smoke checks.
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Request is one HTTP expectation.
+type Request struct {
+	Method       string
+	URL          string
+	Headers      map[string]string
+	ExpectStatus int
+	ExpectBody   string // substring; "" = any
+	Timeout      time.Duration
+}
+
+var client = &http.Client{
+	// Never follow a redirect to somewhere else: the answer is the check's.
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	Transport: &http.Transport{
+		Proxy:             nil,
+		DisableKeepAlives: true,
+	},
+}
+
+// Do performs r once and returns nil when the status (and body) match.
+func Do(ctx context.Context, r Request) error {
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.URL, nil)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, r.URL, err)
+	}
+	for k, v := range r.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, r.URL, unwrapURL(err))
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	want := r.ExpectStatus
+	if want == 0 {
+		want = http.StatusOK
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: got status %d, want %d; body: %s", method, r.URL, resp.StatusCode, want, snippet(body))
+	}
+	if r.ExpectBody != "" && !strings.Contains(string(body), r.ExpectBody) {
+		return fmt.Errorf("%s %s: body does not contain %q; body: %s", method, r.URL, r.ExpectBody, snippet(body))
+	}
+	return nil
+}
+
+// WaitHealthy polls r every interval until it passes or timeout ends. alive,
+// when set, is asked between polls and stops the wait early when the
+// service is gone (no use waiting for a process that exited).
+func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration, alive func() error) error {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if r.Timeout <= 0 || r.Timeout > interval*5 {
+		r.Timeout = max(interval*5, 2*time.Second)
+	}
+	var last error
+	for {
+		if err := Do(ctx, r); err == nil {
+			return nil
+		} else {
+			last = err
+		}
+		if alive != nil {
+			if err := alive(); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if parent := context.Cause(ctx); parent != nil && !errors.Is(parent, context.DeadlineExceeded) {
+				return parent
+			}
+			return fmt.Errorf("not healthy after %s: %w", timeout, last)
+		case <-time.After(interval):
+		}
+	}
+}
+
+func unwrapURL(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	if s == "" {
+		return "(empty)"
+	}
+	return s
+}

@@ -1,0 +1,118 @@
+// Package cli holds slipway's commands, one file each. Commands are thin:
+// they parse flags, load the config, and call into the domain packages.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/ledger"
+	"github.com/slipway-dev/slipway/internal/release"
+	"github.com/slipway-dev/slipway/internal/service"
+	"github.com/slipway-dev/slipway/internal/service/process"
+)
+
+// Version is set at build time (-ldflags "-X .../cli.Version=...").
+var Version = "dev"
+
+// globals are the flags every command has.
+type globals struct {
+	config string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// NewRoot builds the slipway command tree.
+func NewRoot() *cobra.Command {
+	g := &globals{stdout: os.Stdout, stderr: os.Stderr}
+	root := &cobra.Command{
+		Use:           "slipway",
+		Short:         "Deploy a git-backed app onto Linux hosts, safely",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			g.stdout, g.stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
+		},
+	}
+	root.PersistentFlags().StringVarP(&g.config, "config", "c", "", "path to slipway.yml (default: $SLIPWAY_CONFIG, ./slipway.yml, /etc/slipway/slipway.yml)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		newInitCmd(g), newCheckCmd(g), newDeployCmd(g), newRollbackCmd(g),
+		newStatusCmd(g), newHistoryCmd(g), newLogsCmd(g), newLockCmd(g), newVersionCmd(g),
+	)
+	return root
+}
+
+// loadConfig finds and loads slipway.yml.
+func (g *globals) loadConfig() (*config.Config, error) {
+	path, err := config.Find(g.config)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return config.Load(path)
+}
+
+// app is a loaded config with its ledger and engine; close it after use.
+type app struct {
+	cfg    *config.Config
+	db     *ledger.DB
+	engine *deploy.Engine
+}
+
+func (a *app) close() {
+	if a.db != nil {
+		_ = a.db.Close()
+	}
+}
+
+// openApp loads the config, creates the layout, opens the ledger and wires
+// the engine with the configured service manager.
+func (g *globals) openApp() (*app, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	layout := release.Layout{Root: cfg.Root}
+	if err := layout.Ensure(); err != nil {
+		return nil, err
+	}
+	db, err := ledger.Open(layout.StateDB())
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := managerFor(cfg, layout)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	e := deploy.New(cfg, db, mgr)
+	e.OnRecover = func(r deploy.Recovered) {
+		for _, id := range r.Deploys {
+			fmt.Fprintf(g.stderr, "recovered deploy %d, which a crash interrupted:\n", id)
+		}
+		for _, a := range r.Actions {
+			fmt.Fprintf(g.stderr, "  - %s\n", a)
+		}
+	}
+	return &app{cfg: cfg, db: db, engine: e}, nil
+}
+
+func managerFor(cfg *config.Config, layout release.Layout) (service.Manager, error) {
+	switch cfg.Manager {
+	case "process":
+		return process.New(layout.RunDir(), layout.LogDir()), nil
+	default:
+		return nil, usageError{fmt.Errorf("%s: manager %q is not available in this build yet; use `manager: process`", cfg.Path, cfg.Manager)}
+	}
+}
+
+// signalContext is the command's context; cancelled on SIGINT/SIGTERM.
+func signalContext(cmd *cobra.Command) context.Context {
+	return cmd.Context()
+}

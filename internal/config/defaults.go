@@ -1,0 +1,114 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"time"
+)
+
+// The defaults SPEC §3 documents.
+const (
+	DefaultBranch       = "main"
+	DefaultKeepReleases = 5
+	DefaultStepTimeout  = Duration(10 * time.Minute)
+	DefaultStopTimeout  = Duration(30 * time.Second)
+	DefaultDrainTimeout = Duration(30 * time.Second)
+	DefaultHealthWait   = Duration(60 * time.Second)
+	DefaultHealthEvery  = Duration(time.Second)
+	DefaultCheckTimeout = Duration(30 * time.Second)
+)
+
+// pid1Comm holds the name of PID 1; "systemd" there makes systemd the
+// default manager.
+var pid1Comm = "/proc/1/comm"
+
+// defaultManager is systemd when PID 1 is systemd, else process.
+func defaultManager() string {
+	b, err := os.ReadFile(pid1Comm)
+	if err == nil && strings.TrimSpace(string(b)) == "systemd" {
+		return ManagerSystemd
+	}
+	return ManagerProcess
+}
+
+// applyDefaults fills in what the file leaves out. ix tells a value written
+// as zero (keep_releases: 0) from one not written.
+func applyDefaults(c *Config, ix *index) {
+	if c.Root == "" && c.App != "" {
+		c.Root = "/opt/" + c.App
+	}
+	if c.Branch == "" {
+		c.Branch = DefaultBranch
+	}
+	if !ix.has("keep_releases") {
+		c.KeepReleases = DefaultKeepReleases
+	}
+	if c.Manager == "" {
+		c.Manager = defaultManager()
+	}
+	for i := range c.Build {
+		s := &c.Build[i]
+		if s.Name == "" {
+			s.Name = strings.TrimSpace(s.Run)
+		}
+		if s.Timeout == 0 {
+			s.Timeout = DefaultStepTimeout
+		}
+	}
+	if m := c.Migrate; m != nil {
+		if m.Name == "" {
+			m.Name = "migrate"
+		}
+		if m.Timeout == 0 {
+			m.Timeout = DefaultStepTimeout
+		}
+	}
+	for name, s := range c.Services {
+		if s == nil {
+			continue // validate reports it
+		}
+		s.Name = name
+		if s.Unit == "" && c.App != "" {
+			s.Unit = c.App + "-" + name + ".service"
+		}
+		if s.StopTimeout == 0 {
+			s.StopTimeout = DefaultStopTimeout
+		}
+		if s.Proxy != nil && s.Proxy.DrainTimeout == 0 {
+			s.Proxy.DrainTimeout = DefaultDrainTimeout
+		}
+	}
+	if h := c.Health; h != nil {
+		if h.ExpectStatus == 0 {
+			h.ExpectStatus = 200
+		}
+		if h.Timeout == 0 {
+			h.Timeout = DefaultHealthWait
+		}
+		if h.Interval == 0 {
+			h.Interval = DefaultHealthEvery
+		}
+	}
+	for i := range c.Smoke {
+		ch := &c.Smoke[i]
+		if ch.URL != "" {
+			if ch.Method == "" {
+				ch.Method = "GET"
+			}
+			ch.Method = strings.ToUpper(ch.Method)
+			if ch.ExpectStatus == 0 {
+				ch.ExpectStatus = 200
+			}
+		}
+		if ch.Timeout == 0 {
+			ch.Timeout = DefaultCheckTimeout
+		}
+		if ch.Name == "" {
+			if ch.URL != "" {
+				ch.Name = ch.Method + " " + ch.URL
+			} else {
+				ch.Name = strings.TrimSpace(ch.Run)
+			}
+		}
+	}
+}

@@ -1,0 +1,153 @@
+// Package config loads and validates slipway.yml (SPEC §3).
+package config
+
+import "time"
+
+// The service managers (Config.Manager).
+const (
+	ManagerSystemd = "systemd"
+	ManagerProcess = "process"
+)
+
+// Duration is a Go duration written as a string in YAML ("90s", "5m").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Config is one app's slipway.yml after defaults and ${VAR} expansion.
+type Config struct {
+	// Path is the file the config was loaded from.
+	Path string `yaml:"-"`
+
+	App          string            `yaml:"app"`
+	Root         string            `yaml:"root"`
+	Repo         string            `yaml:"repo"`
+	Branch       string            `yaml:"branch"`
+	User         string            `yaml:"user"` // "" means the invoking user
+	KeepReleases int               `yaml:"keep_releases"`
+	Shared       []string          `yaml:"shared"`
+	EnvFiles     map[string]string `yaml:"env_files"`
+	RequireEnv   []string          `yaml:"require_env"`
+
+	Build    []Step              `yaml:"build"`
+	Migrate  *Step               `yaml:"migrate"`
+	Manager  string              `yaml:"manager"` // ManagerSystemd or ManagerProcess
+	Services map[string]*Service `yaml:"services"`
+	Health   *Health             `yaml:"health"`
+	Smoke    []Check             `yaml:"smoke"`
+
+	Snapshot *Snapshot `yaml:"snapshot"`
+	Triggers Triggers  `yaml:"triggers"`
+	API      API       `yaml:"api"`
+	Notify   []Notify  `yaml:"notify"`
+
+	// Unset lists the ${VAR} references that had no value in the process
+	// environment or the env files; verify-env refuses a deploy while any remain.
+	Unset []VarRef `yaml:"-"`
+	// Env holds the variables read from the env files, by env_files name.
+	Env map[string]map[string]string `yaml:"-"`
+}
+
+// VarRef is one ${VAR} reference in the config file.
+type VarRef struct {
+	Name string
+	Pos  Pos
+}
+
+// Pos is a place in the config file, printed as file:line:col.
+type Pos struct {
+	File      string
+	Line, Col int
+}
+
+// Step is a build step or the migrate step: a command run inside the new release.
+type Step struct {
+	Name    string   `yaml:"name"`
+	Dir     string   `yaml:"dir"`
+	Run     string   `yaml:"run"`
+	EnvFile string   `yaml:"env_file"`
+	Timeout Duration `yaml:"timeout"`
+	Reuse   *Reuse   `yaml:"reuse"`
+}
+
+// Reuse copies Paths from the previous release when every Key file is byte-identical.
+type Reuse struct {
+	Paths []string `yaml:"paths"`
+	Key   []string `yaml:"key"`
+}
+
+// Service is one long-running process of the app.
+type Service struct {
+	// Name is the key under services:.
+	Name        string   `yaml:"-"`
+	Dir         string   `yaml:"dir"`
+	Command     string   `yaml:"command"`
+	Unit        string   `yaml:"unit"`
+	EnvFile     string   `yaml:"env_file"`
+	Port        int      `yaml:"port"`
+	StopTimeout Duration `yaml:"stop_timeout"`
+	Proxy       *Proxy   `yaml:"proxy"`
+}
+
+// Proxy is the zero-downtime mode of an HTTP service.
+type Proxy struct {
+	Listen       string   `yaml:"listen"`
+	Health       string   `yaml:"health"`
+	DrainTimeout Duration `yaml:"drain_timeout"`
+}
+
+// Health is the check that proves a new version up.
+type Health struct {
+	URL          string   `yaml:"url"`
+	ExpectStatus int      `yaml:"expect_status"`
+	Timeout      Duration `yaml:"timeout"`
+	Interval     Duration `yaml:"interval"`
+}
+
+// Check is one smoke check: an HTTP request or a command.
+type Check struct {
+	Name         string            `yaml:"name"`
+	URL          string            `yaml:"url"`
+	Method       string            `yaml:"method"`
+	Headers      map[string]string `yaml:"headers"`
+	ExpectStatus int               `yaml:"expect_status"`
+	ExpectBody   string            `yaml:"expect_body"`
+	Run          string            `yaml:"run"`
+	Dir          string            `yaml:"dir"`
+	EnvFile      string            `yaml:"env_file"`
+	Timeout      Duration          `yaml:"timeout"`
+}
+
+// Snapshot configures restore points.
+type Snapshot struct {
+	Data      []string `yaml:"data"`
+	Create    string   `yaml:"create"`
+	IDPattern string   `yaml:"id_pattern"`
+	Restore   string   `yaml:"restore"`
+	VMID      string   `yaml:"vm_id"`
+}
+
+// Triggers configures automatic deploys.
+type Triggers struct {
+	Poll    Duration `yaml:"poll"`
+	Webhook *Webhook `yaml:"webhook"`
+}
+
+// Webhook is the signed push endpoint.
+type Webhook struct {
+	Listen    string `yaml:"listen"`
+	SecretEnv string `yaml:"secret_env"`
+}
+
+// API is the agent's HTTP API.
+type API struct {
+	Listen    string `yaml:"listen"`
+	TokenEnv  string `yaml:"token_env"`
+	TokenFile string `yaml:"token_file"`
+}
+
+// Notify is one deploy notification target.
+type Notify struct {
+	URL string `yaml:"url"`
+}

@@ -1,0 +1,505 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/git"
+	"github.com/slipway-dev/slipway/internal/ledger"
+	"github.com/slipway-dev/slipway/internal/release"
+	"github.com/slipway-dev/slipway/internal/run"
+	"github.com/slipway-dev/slipway/internal/service"
+)
+
+// Deploy runs one deploy (SPEC §4). The error, when not nil, is a
+// *Failure (test it with errors.Is against ErrFailed, ErrRollbackFailed,
+// ErrInterrupted), a *lock.LockedError, or a plain error from before the
+// deploy began.
+func (e *Engine) Deploy(ctx context.Context, opts Options) (Result, error) {
+	if opts.Trigger == "" {
+		opts.Trigger = "manual"
+	}
+	if opts.DryRun {
+		return e.dryRun(ctx, opts)
+	}
+	t0 := e.now()
+	l, err := e.Lock(ctx, opts.Trigger, opts.Wait)
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() { _ = l.Release() }()
+	return e.deployLocked(ctx, opts, e.now().Sub(t0))
+}
+
+// attempt is the state of one deploy in progress.
+type attempt struct {
+	e        *Engine
+	j        *journal
+	opts     Options
+	res      Result
+	safe     string          // SAFE_COMMIT before this deploy
+	safeRel  release.Release // its release ("" Name if none)
+	live     release.Release // what `current` pointed at before
+	rel      release.Release // the new release
+	cred     *syscall.Credential
+	switched bool
+	started  bool // services of the new release were (re)started
+}
+
+// DeployLocked runs a deploy while the caller holds the lock (the agent
+// takes the lock itself so that it can queue).
+func (e *Engine) DeployLocked(ctx context.Context, opts Options) (Result, error) {
+	return e.deployLocked(ctx, opts, 0)
+}
+
+func (e *Engine) deployLocked(ctx context.Context, opts Options, lockWait time.Duration) (Result, error) {
+	a := &attempt{e: e, opts: opts}
+	var err error
+	if a.safe, err = e.Layout.SafeCommit(); err != nil {
+		return Result{}, err
+	}
+	a.safeRel, _ = e.releaseOf(ctx, a.safe)
+	if name, _ := e.Layout.Current(); name != "" {
+		a.live, _ = e.Layout.Open(name)
+	}
+	id, err := e.Ledger.StartDeploy(ctx, ledger.Deploy{
+		Trigger: opts.Trigger, Actor: opts.Actor, Kind: "deploy",
+		PreviousCommit: a.safe, Started: e.now(),
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	a.res = Result{DeployID: id, Previous: a.safe}
+	if a.j, err = e.openJournal(id); err != nil {
+		_ = e.Ledger.FinishDeploy(context.WithoutCancel(ctx), id, ledger.Failed, err.Error(), false, e.now())
+		return a.res, err
+	}
+	defer a.j.close()
+	a.j.start("lock")
+	a.j.t0 = a.j.t0.Add(-lockWait)
+	a.j.end(ctx, ledger.Succeeded, "")
+	return a.run(ctx)
+}
+
+// stepError carries the step that failed and whether the commit is to blame.
+type stepError struct {
+	step string
+	err  error
+	bad  bool
+}
+
+func (s *stepError) Error() string { return s.step + ": " + s.err.Error() }
+func (s *stepError) Unwrap() error { return s.err }
+
+// step runs fn as the named step, recording its start, end and outcome.
+func (a *attempt) step(ctx context.Context, name string, bad bool, fn func(context.Context) (string, error)) error {
+	a.j.start(name)
+	detail, err := fn(ctx)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		a.j.end(ctx, ledger.Failed, Describe(err))
+		return &stepError{step: name, err: err, bad: bad}
+	}
+	a.j.end(ctx, ledger.Succeeded, detail)
+	return nil
+}
+
+func (a *attempt) skip(ctx context.Context, name, detail string) {
+	a.j.start(name)
+	a.j.end(ctx, ledger.Skipped, detail)
+}
+
+func (a *attempt) run(ctx context.Context) (Result, error) {
+	e := a.e
+	var target string
+	err := a.step(ctx, "resolve", false, func(ctx context.Context) (string, error) {
+		sha, how, err := e.resolve(ctx, a.opts)
+		target = sha
+		return short(sha) + " " + how, err
+	})
+	if err != nil {
+		return a.fail(ctx, err)
+	}
+	a.res.Commit = target
+	_ = e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: a.res.DeployID, Commit: target, PreviousCommit: a.safe})
+
+	var skipMsg string
+	err = a.step(ctx, "plan", false, func(ctx context.Context) (string, error) {
+		skipMsg = e.planSkip(ctx, target, a.opts.Force, a.safeRel, a.live)
+		if skipMsg != "" {
+			return skipMsg, nil
+		}
+		return "deploy " + short(target) + " over " + orNone(short(a.live.Commit)), nil
+	})
+	if err != nil {
+		return a.fail(ctx, err)
+	}
+	if skipMsg != "" {
+		a.res.Outcome = ledger.Skipped
+		a.res.Message = skipMsg
+		a.res.Release = a.live.Name
+		_ = e.Ledger.FinishDeploy(context.WithoutCancel(ctx), a.res.DeployID, ledger.Skipped, skipMsg, false, e.now())
+		return a.res, nil
+	}
+
+	if a.cred, err = e.credential(); err != nil {
+		return a.fail(ctx, &stepError{step: "prepare", err: err})
+	}
+	if err := a.step(ctx, "prepare", false, a.prepare); err != nil {
+		return a.fail(ctx, err)
+	}
+	for i := range e.Cfg.Build {
+		b := &e.Cfg.Build[i]
+		if err := a.step(ctx, "build:"+b.Name, true, func(ctx context.Context) (string, error) { return a.build(ctx, b) }); err != nil {
+			return a.fail(ctx, err)
+		}
+	}
+	if err := a.step(ctx, "verify-env", false, a.verifyEnv); err != nil {
+		return a.fail(ctx, err)
+	}
+	if m := e.Cfg.Migrate; m != nil {
+		if err := a.step(ctx, "migrate", true, func(ctx context.Context) (string, error) { return "", a.command(ctx, m) }); err != nil {
+			return a.fail(ctx, err)
+		}
+	}
+	if err := a.step(ctx, "stamp", false, func(context.Context) (string, error) {
+		return "APP_VERSION=" + a.rel.Version, release.Stamp(a.rel)
+	}); err != nil {
+		return a.fail(ctx, err)
+	}
+	if err := a.step(ctx, "switch", false, func(context.Context) (string, error) {
+		if err := e.Layout.Switch(a.rel.Name); err != nil {
+			return "", err
+		}
+		a.switched = true
+		return "current -> releases/" + a.rel.Name, nil
+	}); err != nil {
+		return a.fail(ctx, err)
+	}
+	v := a.vars()
+	if err := a.step(ctx, "restart", true, func(ctx context.Context) (string, error) {
+		a.started = true
+		return e.restartAll(ctx, v, a.cred)
+	}); err != nil {
+		return a.fail(ctx, err)
+	}
+	if err := a.step(ctx, "health", true, func(ctx context.Context) (string, error) {
+		return e.waitHealthy(ctx, v, a.cred)
+	}); err != nil {
+		return a.fail(ctx, err)
+	}
+	if len(e.Cfg.Smoke) > 0 {
+		if err := a.step(ctx, "smoke", true, func(ctx context.Context) (string, error) {
+			return e.smoke(ctx, v, a.j.Output(), a.cred)
+		}); err != nil {
+			return a.fail(ctx, err)
+		}
+	}
+	if err := a.step(ctx, "mark-safe", false, func(context.Context) (string, error) {
+		return "SAFE_COMMIT=" + short(target), e.Layout.WriteSafeCommit(target)
+	}); err != nil {
+		return a.fail(ctx, err)
+	}
+	_ = a.step(ctx, "prune", false, func(ctx context.Context) (string, error) { return e.prune(ctx, a.rel.Name) })
+
+	a.res.Outcome = ledger.Succeeded
+	a.res.Message = fmt.Sprintf("deployed %s (%s)", short(target), a.rel.Version)
+	if err := e.Ledger.FinishDeploy(context.WithoutCancel(ctx), a.res.DeployID, ledger.Succeeded, "", false, e.now()); err != nil {
+		return a.res, err
+	}
+	return a.res, nil
+}
+
+func (a *attempt) vars() vars {
+	return vars{rel: a.rel, previous: a.safe, deployID: a.res.DeployID}
+}
+
+func (a *attempt) prepare(ctx context.Context) (string, error) {
+	e := a.e
+	rel, err := e.Layout.Create(ctx, e.Mirror, a.res.Commit, e.now(), e.Cfg.Shared)
+	if err != nil {
+		return "", err
+	}
+	a.rel = rel
+	a.res.Release, a.res.Version = rel.Name, rel.Version
+	_ = e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: a.res.DeployID, Commit: rel.Commit, PreviousCommit: a.safe, Release: rel.Name})
+	if err := chown(rel.Dir, a.cred); err != nil {
+		return "", fmt.Errorf("give release to %s: %w", e.Cfg.User, err)
+	}
+	return "releases/" + rel.Name, nil
+}
+
+// build runs one build step, or copies its reuse paths from the live
+// release when the key files are unchanged (and then skips the command).
+func (a *attempt) build(ctx context.Context, b *config.Step) (string, error) {
+	if b.Reuse != nil && a.live.Name != "" {
+		prevDir := filepath.Join(a.live.Dir, b.Dir)
+		nextDir := filepath.Join(a.rel.Dir, b.Dir)
+		same, err := release.KeysMatch(prevDir, nextDir, b.Reuse.Key)
+		if err != nil {
+			return "", err
+		}
+		if same && pathsExist(prevDir, b.Reuse.Paths) {
+			if err := release.CopyPaths(ctx, a.live.Dir, a.rel.Dir, prevDir, nextDir, b.Reuse.Paths); err != nil {
+				return "", err
+			}
+			if err := chown(nextDir, a.cred); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("reused %s from %s (%s unchanged)", strings.Join(b.Reuse.Paths, ", "), a.live.Name, strings.Join(b.Reuse.Key, ", ")), nil
+		}
+	}
+	return "", a.command(ctx, b)
+}
+
+// command runs a build or migrate step's command inside the new release.
+func (a *attempt) command(ctx context.Context, s *config.Step) error {
+	dir := filepath.Join(a.rel.Dir, s.Dir)
+	return run.Run(ctx, run.Cmd{
+		Argv:       run.Argv(s.Run),
+		Dir:        dir,
+		Env:        a.e.env(s.EnvFile, a.vars()),
+		Timeout:    s.Timeout.D(),
+		Output:     a.j.Output(),
+		Credential: a.cred,
+		Display:    s.Run,
+	})
+}
+
+// verifyEnv refuses the deploy before the switch when the new version would
+// start without what it needs: a required variable, an env file, a port.
+func (a *attempt) verifyEnv(ctx context.Context) (string, error) {
+	e := a.e
+	var problems []string
+	for _, u := range e.Cfg.Unset {
+		problems = append(problems, fmt.Sprintf("%s: ${%s} is not set in the environment or any env file", u.Pos, u.Name))
+	}
+	for name, file := range e.Cfg.EnvFiles {
+		if e.Cfg.Env[name] == nil {
+			problems = append(problems, fmt.Sprintf("env file %s (%s) is missing or unreadable", e.Cfg.EnvFilePath(name), file))
+		}
+	}
+	for _, k := range e.Cfg.RequireEnv {
+		if v, ok := e.Cfg.LookupEnv(k); !ok || v == "" {
+			problems = append(problems, fmt.Sprintf("required variable %s is unset or empty: set it in an env file under %s", k, e.Layout.EnvDir()))
+		}
+	}
+	for _, spec := range e.specs(a.vars(), a.cred) {
+		if spec.Port == 0 {
+			continue
+		}
+		if err := e.portFree(ctx, spec); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return "", errors.New(strings.Join(problems, "; "))
+	}
+	return fmt.Sprintf("%d required variables set", len(e.Cfg.RequireEnv)), nil
+}
+
+// portFree reports a service's port held by a process that is not the
+// service's own running instance.
+func (e *Engine) portFree(ctx context.Context, spec service.Spec) error {
+	pid, cmdline, err := service.PortOwner(spec.Port)
+	if err != nil || pid == 0 {
+		return nil
+	}
+	if st, err := e.Services.Status(ctx, spec); err == nil && st.Running && sameGroup(pid, st.PID) {
+		return nil
+	}
+	return &service.PortHeldError{Port: spec.Port, PID: pid, Command: cmdline, Service: spec.Name}
+}
+
+func sameGroup(pid, leader int) bool {
+	if pid == leader {
+		return true
+	}
+	pg, err := syscall.Getpgid(pid)
+	return err == nil && pg == leader
+}
+
+func pathsExist(dir string, paths []string) bool {
+	for _, p := range paths {
+		if !exists(filepath.Join(dir, p)) {
+			return false
+		}
+	}
+	return true
+}
+
+var hexRE = regexp.MustCompile(`^[0-9a-f]{4,40}$`)
+
+// resolve finds the commit to deploy: --commit, --ref, or the branch tip
+// the remote reports. It fetches only when the mirror lacks the commit.
+func (e *Engine) resolve(ctx context.Context, opts Options) (string, string, error) {
+	if err := e.Mirror.Ensure(ctx); err != nil {
+		return "", "", err
+	}
+	switch {
+	case opts.Commit != "":
+		c := strings.ToLower(opts.Commit)
+		if !hexRE.MatchString(c) {
+			return "", "", fmt.Errorf("--commit %q is not a commit id", opts.Commit)
+		}
+		if !git.IsSHA(c) || !e.Mirror.Has(ctx, c) {
+			if err := e.Mirror.Fetch(ctx); err != nil {
+				return "", "", err
+			}
+		}
+		sha, err := e.Mirror.Resolve(ctx, c)
+		return sha, "(--commit)", err
+	case opts.Ref != "":
+		if err := e.Mirror.Fetch(ctx); err != nil {
+			return "", "", err
+		}
+		sha, err := e.Mirror.Resolve(ctx, opts.Ref)
+		return sha, "(" + opts.Ref + ")", err
+	default:
+		tip, err := e.Mirror.RemoteTip(ctx, e.Cfg.Branch)
+		if err != nil {
+			return "", "", err
+		}
+		if !e.Mirror.Has(ctx, tip) {
+			if err := e.Mirror.Fetch(ctx); err != nil {
+				return "", "", err
+			}
+		}
+		return tip, "(tip of " + e.Cfg.Branch + ")", nil
+	}
+}
+
+// planSkip returns why the target needs no deploy ("" to deploy it).
+func (e *Engine) planSkip(ctx context.Context, target string, force bool, safeRel, live release.Release) string {
+	if force {
+		return ""
+	}
+	if safeRel.Commit == target && live.Name == safeRel.Name {
+		if _, err := e.healthyNow(ctx, vars{rel: live}); err == nil {
+			return "nothing to do: " + short(target) + " is the safe commit and is healthy"
+		}
+		return ""
+	}
+	if bad, err := e.Ledger.IsBad(ctx, target); err == nil && bad {
+		return "skipped: " + short(target) + " failed before and is marked bad; push a fix, or use --force to try it again"
+	}
+	return ""
+}
+
+// restartAll stops each service's old instance and starts the release's.
+func (e *Engine) restartAll(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
+	var names []string
+	for _, spec := range e.specs(v, cred) {
+		if err := e.Services.Stop(ctx, spec); err != nil {
+			return "", fmt.Errorf("stop %s: %w", spec.Name, err)
+		}
+		if err := e.Services.Start(ctx, spec); err != nil {
+			return "", fmt.Errorf("start %s: %w", spec.Name, err)
+		}
+		names = append(names, spec.Name)
+	}
+	return strings.Join(names, ", "), nil
+}
+
+// stopAll stops every service.
+func (e *Engine) stopAll(ctx context.Context, v vars) error {
+	var errs []error
+	for _, spec := range e.specs(v, nil) {
+		if err := e.Services.Stop(ctx, spec); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", spec.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// alive returns an error naming the first service that is not running,
+// with the last lines of its output.
+func (e *Engine) alive(ctx context.Context, v vars, cred *syscall.Credential) error {
+	for _, spec := range e.specs(v, cred) {
+		st, err := e.Services.Status(ctx, spec)
+		if err != nil {
+			return fmt.Errorf("service %s: %w", spec.Name, err)
+		}
+		if !st.Running {
+			tail, _ := e.Services.Logs(spec, 20)
+			msg := fmt.Sprintf("service %s is not running", spec.Name)
+			if st.Detail != "" {
+				msg += " (" + st.Detail + ")"
+			}
+			if strings.TrimSpace(tail) != "" {
+				msg += "; its last output:\n" + tail
+			}
+			return errors.New(msg)
+		}
+	}
+	return nil
+}
+
+// waitHealthy waits for the health check while the services stay up.
+func (e *Engine) waitHealthy(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
+	h := e.Cfg.Health
+	if h == nil {
+		// No health URL: the services must at least stay up for a moment.
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Second):
+		}
+		return "services running (no health check configured)", e.alive(ctx, v, cred)
+	}
+	t0 := time.Now()
+	err := checkWait(ctx, h, func() error { return e.alive(ctx, v, cred) })
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s healthy after %s", h.URL, time.Since(t0).Round(time.Millisecond)), nil
+}
+
+// healthyNow checks, once, that the services of v are running and healthy.
+func (e *Engine) healthyNow(ctx context.Context, v vars) (string, error) {
+	if err := e.alive(ctx, v, nil); err != nil {
+		return "", err
+	}
+	if h := e.Cfg.Health; h != nil {
+		if err := checkOnce(ctx, h); err != nil {
+			return "", err
+		}
+	}
+	return "healthy", nil
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nothing"
+	}
+	return s
+}
+
+// Describe renders an error for the ledger and the step line.
+func Describe(err error) string {
+	var re *run.Error
+	if errors.As(err, &re) {
+		msg := err.Error()
+		if t := strings.TrimSpace(re.Tail); t != "" {
+			msg += "\n" + run.LastLines(t, 15)
+		}
+		return msg
+	}
+	return err.Error()
+}

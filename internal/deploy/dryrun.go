@@ -1,0 +1,100 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/slipway-dev/slipway/internal/release"
+)
+
+// Plan is what a deploy would do.
+type Plan struct {
+	Target  string     `json:"target"`
+	Subject string     `json:"subject,omitempty"`
+	Live    string     `json:"live,omitempty"`
+	Safe    string     `json:"safe,omitempty"`
+	Action  string     `json:"action"` // deploy | nothing | skip
+	Reason  string     `json:"reason,omitempty"`
+	Steps   []PlanStep `json:"steps,omitempty"`
+}
+
+// PlanStep is one step of a plan.
+type PlanStep struct {
+	Name   string `json:"name"`
+	Detail string `json:"detail"`
+}
+
+// dryRun resolves the target and says what a deploy would do. It takes no
+// lock and changes nothing but the git mirror's cache of the remote.
+func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
+	if err := e.Layout.Ensure(); err != nil {
+		return Result{}, err
+	}
+	target, _, err := e.resolve(ctx, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	safe, _ := e.Layout.SafeCommit()
+	safeRel, _ := e.releaseOf(ctx, safe)
+	var live release.Release
+	if name, _ := e.Layout.Current(); name != "" {
+		live, _ = e.Layout.Open(name)
+	}
+	p := &Plan{Target: target, Subject: e.Mirror.Subject(ctx, target), Live: live.Name, Safe: safe, Action: "deploy"}
+	if msg := e.planSkip(ctx, target, opts.Force, safeRel, live); msg != "" {
+		p.Action, p.Reason = "skip", msg
+		if strings.HasPrefix(msg, "nothing to do") {
+			p.Action = "nothing"
+		}
+		return Result{Commit: target, Plan: p, Message: msg}, nil
+	}
+	add := func(name, detail string) { p.Steps = append(p.Steps, PlanStep{name, detail}) }
+	add("prepare", fmt.Sprintf("export %s into releases/<time>-%s, link shared %v", short(target), target[:12], e.Cfg.Shared))
+	for _, b := range e.Cfg.Build {
+		detail := fmt.Sprintf("run `%s` in %s", b.Run, dirOr(b.Dir))
+		if b.Reuse != nil && live.Name != "" && e.keysUnchanged(ctx, live, target, b.Dir, b.Reuse.Key) {
+			detail = fmt.Sprintf("reuse %s from %s (%s unchanged); `%s` skipped",
+				strings.Join(b.Reuse.Paths, ", "), live.Name, strings.Join(b.Reuse.Key, ", "), b.Run)
+		}
+		add("build:"+b.Name, detail)
+	}
+	add("verify-env", fmt.Sprintf("require %v, env files, ports", e.Cfg.RequireEnv))
+	if m := e.Cfg.Migrate; m != nil {
+		add("migrate", fmt.Sprintf("run `%s` in %s", m.Run, dirOr(m.Dir)))
+	}
+	add("stamp", "write VERSION (APP_VERSION=<time>+"+short(target)+")")
+	add("switch", "current -> the new release")
+	add("restart", strings.Join(e.Cfg.ServiceNames(), ", "))
+	if h := e.Cfg.Health; h != nil {
+		add("health", fmt.Sprintf("%s answers %d within %s", h.URL, h.ExpectStatus, h.Timeout.D()))
+	}
+	if len(e.Cfg.Smoke) > 0 {
+		add("smoke", fmt.Sprintf("%d checks", len(e.Cfg.Smoke)))
+	}
+	add("mark-safe", "SAFE_COMMIT="+short(target))
+	add("prune", fmt.Sprintf("keep %d releases", e.Cfg.KeepReleases))
+	return Result{Commit: target, Plan: p, Message: "dry run: nothing was changed"}, nil
+}
+
+// keysUnchanged compares the key files of the live release with the
+// target commit's, without exporting it.
+func (e *Engine) keysUnchanged(ctx context.Context, live release.Release, target, dir string, keys []string) bool {
+	for _, k := range keys {
+		p := path.Join(dir, k)
+		want, inTarget := e.Mirror.ReadFile(ctx, target, p)
+		have, err := readFile(live.Dir, p)
+		if inTarget != (err == nil) || want != have {
+			return false
+		}
+	}
+	return true
+}
+
+func dirOr(d string) string {
+	if d == "" {
+		return "the release root"
+	}
+	return d
+}

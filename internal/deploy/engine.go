@@ -1,0 +1,159 @@
+// Package deploy is the engine: one deploy as the steps of SPEC §4, the
+// rollback that undoes a failed switch, and the recovery of a deploy that a
+// crash interrupted. It depends on small interfaces; the packages that talk
+// to git, the service manager and SQLite implement them.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/git"
+	"github.com/slipway-dev/slipway/internal/ledger"
+	"github.com/slipway-dev/slipway/internal/lock"
+	"github.com/slipway-dev/slipway/internal/release"
+	"github.com/slipway-dev/slipway/internal/service"
+)
+
+// Engine deploys one app on this host.
+type Engine struct {
+	Cfg      *config.Config
+	Layout   release.Layout
+	Mirror   *git.Mirror
+	Ledger   *ledger.DB
+	Services service.Manager
+	// Observe, when set, is told of every step as it starts and ends.
+	Observe func(Event)
+	// OnRecover, when set, is told what a recovery of a crashed deploy did.
+	OnRecover func(Recovered)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// New wires an engine for cfg with the given ledger and service manager.
+func New(cfg *config.Config, db *ledger.DB, mgr service.Manager) *Engine {
+	l := release.Layout{Root: cfg.Root}
+	return &Engine{
+		Cfg:      cfg,
+		Layout:   l,
+		Mirror:   &git.Mirror{Dir: l.Repo(), Remote: cfg.Repo},
+		Ledger:   db,
+		Services: mgr,
+	}
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Options selects what one deploy does.
+type Options struct {
+	Commit  string // deploy this commit (full or abbreviated id)
+	Ref     string // or this branch or tag
+	Force   bool   // deploy even a commit marked bad, or the safe commit again
+	Wait    bool   // wait for the lock instead of exiting 3
+	DryRun  bool   // print the plan, change nothing
+	Trigger string // manual, poll, webhook, api
+	Actor   string
+}
+
+// Result is what a deploy did.
+type Result struct {
+	DeployID int64
+	Outcome  ledger.Outcome
+	Commit   string
+	Previous string
+	Release  string
+	Version  string
+	Message  string // a human summary of the outcome
+	Plan     *Plan  // set for a dry run
+}
+
+// Sentinel errors the CLI maps to exit codes (SPEC §5).
+var (
+	// ErrFailed: the deploy failed; the host is on its safe release (exit 1).
+	ErrFailed = errors.New("deploy failed")
+	// ErrRollbackFailed: the rollback did not end healthy (exit 4).
+	ErrRollbackFailed = errors.New("rollback failed")
+	// ErrInterrupted: the deploy was stopped by a signal (exit 5).
+	ErrInterrupted = errors.New("interrupted")
+)
+
+// Failure explains a failed deploy: the step, the cause, what was done
+// about it, and what the operator should do next.
+type Failure struct {
+	DeployID   int64
+	Step       string
+	Err        error
+	RolledBack bool
+	Rollback   error  // the rollback's own failure, if any
+	State      string // what is live now
+	Next       string // what to do
+	kind       error
+}
+
+func (f *Failure) Error() string {
+	msg := fmt.Sprintf("%s: %v", f.Step, f.Err)
+	if f.Rollback != nil {
+		msg += fmt.Sprintf("; rollback failed too: %v", f.Rollback)
+	}
+	return msg
+}
+
+// Is lets callers test for ErrFailed, ErrRollbackFailed and ErrInterrupted.
+func (f *Failure) Is(target error) bool { return target == f.kind }
+
+func (f *Failure) Unwrap() error { return f.Err }
+
+func (e *Engine) holder(trigger string) lock.Holder {
+	host, _ := os.Hostname()
+	h := lock.Holder{PID: os.Getpid(), Host: host, Trigger: trigger, Started: e.now()}
+	if u, err := user.Current(); err == nil {
+		h.User = u.Username
+	}
+	return h
+}
+
+// TryRecover recovers a crashed deploy when the lock is free; when another
+// slipway holds it, that one is responsible and nothing is done.
+func (e *Engine) TryRecover(ctx context.Context) error {
+	if err := e.Layout.Ensure(); err != nil {
+		return err
+	}
+	l, err := lock.Acquire(ctx, e.Layout.LockFile(), e.holder("recovery"), false, true)
+	if errors.Is(err, lock.ErrLocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = l.Release() }()
+	return e.recover(ctx)
+}
+
+// Lock takes the deploy lock for trigger and recovers any deploy a crash
+// left unfinished. The caller releases the lock.
+// A manual freeze refuses deploys but lets a rollback through: rolling back
+// is what an operator in an incident froze deploys for.
+func (e *Engine) Lock(ctx context.Context, trigger string, wait bool) (*lock.Lock, error) {
+	if err := e.Layout.Ensure(); err != nil {
+		return nil, err
+	}
+	l, err := lock.Acquire(ctx, e.Layout.LockFile(), e.holder(trigger), wait, trigger == "rollback")
+	if err != nil {
+		return nil, err
+	}
+	if err := e.recover(ctx); err != nil {
+		_ = l.Release()
+		return nil, err
+	}
+	return l, nil
+}

@@ -1,0 +1,114 @@
+package deploy
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+
+	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/release"
+	"github.com/slipway-dev/slipway/internal/run"
+	"github.com/slipway-dev/slipway/internal/service"
+)
+
+// vars are the SLIPWAY_* values of one deploy (SPEC §3).
+type vars struct {
+	rel      release.Release
+	previous string
+	deployID int64
+}
+
+// env is the environment of every command and service of a release: a
+// minimal base, then the named env file, then the slipway variables.
+func (e *Engine) env(envFile string, v vars) []string {
+	base := run.BaseEnv()
+	if u := e.Cfg.User; u != "" {
+		base = append(base, "USER="+u, "LOGNAME="+u)
+	}
+	if lang := os.Getenv("LANG"); lang != "" {
+		base = append(base, "LANG="+lang)
+	}
+	over := map[string]string{}
+	for k, val := range e.Cfg.EnvFor(envFile) {
+		over[k] = val
+	}
+	over["APP_VERSION"] = v.rel.Version
+	over["SLIPWAY_APP"] = e.Cfg.App
+	over["SLIPWAY_COMMIT"] = v.rel.Commit
+	over["SLIPWAY_RELEASE_DIR"] = v.rel.Dir
+	over["SLIPWAY_PREVIOUS_COMMIT"] = v.previous
+	if v.deployID > 0 {
+		over["SLIPWAY_DEPLOY_ID"] = strconv.FormatInt(v.deployID, 10)
+	}
+	keys := make([]string, 0, len(over))
+	for k := range over {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return run.MergeEnv(base, over, keys)
+}
+
+// credential is who builds and services run as: the configured user when
+// slipway runs as root, else the invoking user (nil).
+func (e *Engine) credential() (*syscall.Credential, error) {
+	if e.Cfg.User == "" || os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup(e.Cfg.User)
+	if err != nil {
+		return nil, fmt.Errorf("user %q: %w (create it, or change `user:` in %s)", e.Cfg.User, err, e.Cfg.Path)
+	}
+	if u.Uid == "0" {
+		return nil, nil
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// chown gives a release tree to the configured user, so builds running as
+// that user can write in it (the runbook's "permission errors on dependency
+// directories").
+func chown(dir string, cred *syscall.Credential) error {
+	if cred == nil {
+		return nil
+	}
+	return filepath.Walk(dir, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, int(cred.Uid), int(cred.Gid))
+	})
+}
+
+// specs returns the services of a release as the service manager sees them.
+func (e *Engine) specs(v vars, cred *syscall.Credential) []service.Spec {
+	var out []service.Spec
+	for _, name := range e.Cfg.ServiceNames() {
+		s := e.Cfg.Services[name]
+		out = append(out, e.spec(s, v, cred))
+	}
+	return out
+}
+
+func (e *Engine) spec(s *config.Service, v vars, cred *syscall.Credential) service.Spec {
+	dir := v.rel.Dir
+	if s.Dir != "" {
+		dir = filepath.Join(v.rel.Dir, s.Dir)
+	}
+	return service.Spec{
+		App:         e.Cfg.App,
+		Name:        s.Name,
+		Dir:         dir,
+		Command:     s.Command,
+		Env:         e.env(s.EnvFile, v),
+		Port:        s.Port,
+		StopTimeout: s.StopTimeout.D(),
+		Unit:        s.Unit,
+		Credential:  cred,
+	}
+}

@@ -1,0 +1,95 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+
+	"github.com/slipway-dev/slipway/internal/ledger"
+	"github.com/slipway-dev/slipway/internal/release"
+)
+
+// releaseOf finds the kept release of commit: the ledger's last good one,
+// else the newest on disk with that REVISION. Zero when none is kept.
+func (e *Engine) releaseOf(ctx context.Context, commit string) (release.Release, error) {
+	if commit == "" {
+		return release.Release{}, nil
+	}
+	if name, err := e.Ledger.ReleaseOf(ctx, commit); err == nil && name != "" {
+		if r, err := e.Layout.Open(name); err == nil {
+			return r, nil
+		}
+	}
+	all, err := e.Layout.List()
+	if err != nil {
+		return release.Release{}, err
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].Commit == commit {
+			return all[i], nil
+		}
+	}
+	return release.Release{}, fmt.Errorf("no kept release of %s", short(commit))
+}
+
+// restore makes release to live again: switch, restart, health. With no
+// release to go back to (a first deploy), it stops the services and
+// removes current, as the host was before.
+func (e *Engine) restore(ctx context.Context, to release.Release, from vars, cred *syscall.Credential) (string, error) {
+	if to.Name == "" {
+		err := e.stopAll(ctx, from)
+		if uerr := e.Layout.Unlink(); err == nil {
+			err = uerr
+		}
+		return "no earlier release to go back to: services stopped, current removed", err
+	}
+	if err := e.Layout.Switch(to.Name); err != nil {
+		return "", err
+	}
+	v := vars{rel: to, previous: from.rel.Commit, deployID: from.deployID}
+	if _, err := e.restartAll(ctx, v, cred); err != nil {
+		return "", err
+	}
+	if _, err := e.waitHealthy(ctx, v, cred); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("current -> releases/%s (%s), services restarted, healthy", to.Name, short(to.Commit)), nil
+}
+
+// prune removes releases beyond keep_releases, never current, the safe
+// release, or keep; failed releases go first.
+func (e *Engine) prune(ctx context.Context, keep string) (string, error) {
+	cur, _ := e.Layout.Current()
+	safe, _ := e.Layout.SafeCommit()
+	safeRel, _ := e.releaseOf(ctx, safe)
+	protect := map[string]bool{cur: true, safeRel.Name: true, keep: true}
+	failed := map[string]bool{}
+	good := map[string]bool{}
+	deploys, err := e.Ledger.Deploys(ctx, 1000)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range deploys {
+		switch d.Outcome {
+		case ledger.Succeeded:
+			good[d.Release] = true
+		case ledger.Failed, ledger.RolledBack, ledger.Interrupted:
+			failed[d.Release] = true
+		}
+	}
+	for name := range good {
+		delete(failed, name)
+	}
+	if _, err := e.Layout.RemovePartial(); err != nil {
+		return "", err
+	}
+	removed, err := e.Layout.Prune(e.Cfg.KeepReleases, protect, failed)
+	if err != nil {
+		return "", err
+	}
+	if len(removed) == 0 {
+		return "nothing to remove", nil
+	}
+	return "removed " + strings.Join(removed, ", "), nil
+}

@@ -1,0 +1,98 @@
+package deploy
+
+import (
+	"context"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/ledger"
+	"github.com/slipway-dev/slipway/internal/lock"
+	"github.com/slipway-dev/slipway/internal/release"
+)
+
+// Status is what `slipway status` reports.
+type Status struct {
+	App       string          `json:"app"`
+	Root      string          `json:"root"`
+	Current   *ReleaseInfo    `json:"current"`
+	Safe      string          `json:"safe_commit"`
+	RemoteTip string          `json:"remote_tip,omitempty"`
+	RemoteErr string          `json:"remote_error,omitempty"`
+	Services  []ServiceStatus `json:"services"`
+	Healthy   bool            `json:"healthy"`
+	HealthErr string          `json:"health_error,omitempty"`
+	Lock      *LockInfo       `json:"lock,omitempty"`
+	Last      *ledger.Deploy  `json:"last_deploy,omitempty"`
+}
+
+// ReleaseInfo names a release.
+type ReleaseInfo struct {
+	Name    string `json:"name"`
+	Commit  string `json:"commit"`
+	Version string `json:"version"`
+}
+
+// ServiceStatus is one service's state.
+type ServiceStatus struct {
+	Name    string    `json:"name"`
+	Running bool      `json:"running"`
+	PID     int       `json:"pid,omitempty"`
+	Since   time.Time `json:"since,omitzero"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// LockInfo is the deploy lock's state.
+type LockInfo struct {
+	Held   bool        `json:"held"`
+	Frozen bool        `json:"frozen"`
+	Holder lock.Holder `json:"holder"`
+}
+
+// Status gathers the host's state. It asks the remote for the branch tip
+// unless offline.
+func (e *Engine) Status(ctx context.Context, offline bool) (Status, error) {
+	s := Status{App: e.Cfg.App, Root: e.Cfg.Root}
+	var err error
+	if s.Safe, err = e.Layout.SafeCommit(); err != nil {
+		return s, err
+	}
+	var cur release.Release
+	if name, _ := e.Layout.Current(); name != "" {
+		if cur, err = e.Layout.Open(name); err == nil {
+			s.Current = &ReleaseInfo{Name: cur.Name, Commit: cur.Commit, Version: cur.Version}
+		}
+	}
+	v := vars{rel: cur}
+	for _, spec := range e.specs(v, nil) {
+		st, err := e.Services.Status(ctx, spec)
+		ss := ServiceStatus{Name: spec.Name, Running: st.Running, PID: st.PID, Since: st.Since, Detail: st.Detail}
+		if err != nil {
+			ss.Detail = err.Error()
+		}
+		s.Services = append(s.Services, ss)
+	}
+	if cur.Name != "" {
+		if _, err := e.healthyNow(ctx, v); err != nil {
+			s.HealthErr = err.Error()
+		} else {
+			s.Healthy = true
+		}
+	} else {
+		s.HealthErr = "no release is live"
+	}
+	if h, held, err := lock.Status(e.Layout.LockFile()); err == nil && (held || h.Frozen) {
+		s.Lock = &LockInfo{Held: held, Frozen: h.Frozen, Holder: h}
+	}
+	if d, err := e.Ledger.Last(ctx); err == nil {
+		s.Last = &d
+	}
+	if !offline {
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if tip, err := e.Mirror.RemoteTip(tctx, e.Cfg.Branch); err != nil {
+			s.RemoteErr = err.Error()
+		} else {
+			s.RemoteTip = tip
+		}
+	}
+	return s, nil
+}

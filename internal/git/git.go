@@ -1,0 +1,283 @@
+// Package git drives the real git binary against slipway's bare mirror.
+// The user's ssh config and credentials apply; git never prompts.
+package git
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/run"
+)
+
+// Mirror is a bare mirror of the app's repository (<root>/repo.git).
+type Mirror struct {
+	Dir    string // the bare repository
+	Remote string // URL or local path of the app's repository
+	// Timeout bounds each network operation.
+	Timeout time.Duration
+}
+
+// ErrUnknownRevision is returned when a ref or commit is not in the repository.
+var ErrUnknownRevision = errors.New("unknown revision")
+
+var shaRE = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+
+// IsSHA reports whether s is a full commit id.
+func IsSHA(s string) bool { return shaRE.MatchString(s) }
+
+func (m *Mirror) env() []string {
+	env := run.BaseEnv()
+	env = append(env, "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true", "GIT_CONFIG_NOSYSTEM=0")
+	// The user's ssh agent and ssh config are theirs to use.
+	for _, k := range []string{"SSH_AUTH_SOCK", "GIT_SSH_COMMAND", "GIT_SSH", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "USER"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func (m *Mirror) git(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
+	argv := append([]string{"git"}, args...)
+	out, err := run.Output(ctx, run.Cmd{Argv: argv, Env: m.env(), Timeout: timeout})
+	if err != nil {
+		var re *run.Error
+		if errors.As(err, &re) && strings.TrimSpace(re.Tail) != "" {
+			return out, fmt.Errorf("%w: %s", err, strings.TrimSpace(run.LastLines(re.Tail, 5)))
+		}
+		return out, err
+	}
+	return out, nil
+}
+
+func (m *Mirror) timeout() time.Duration {
+	if m.Timeout > 0 {
+		return m.Timeout
+	}
+	return 5 * time.Minute
+}
+
+// remote returns the remote as git should see it: local paths made absolute.
+func (m *Mirror) remote() string {
+	r := m.Remote
+	if !strings.Contains(r, "://") && !strings.Contains(r, "@") && !strings.HasPrefix(r, "/") {
+		if abs, err := filepath.Abs(r); err == nil {
+			return abs
+		}
+	}
+	return r
+}
+
+// Ensure creates the mirror when missing and points it at the configured remote.
+func (m *Mirror) Ensure(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(m.Dir, "HEAD")); err == nil {
+		cur, err := m.git(ctx, 10*time.Second, "--git-dir", m.Dir, "config", "--get", "remote.origin.url")
+		if err == nil && strings.TrimSpace(cur) == m.remote() {
+			return nil
+		}
+		_, err = m.git(ctx, 10*time.Second, "--git-dir", m.Dir, "remote", "set-url", "origin", m.remote())
+		return err
+	}
+	tmp := m.Dir + ".tmp"
+	_ = os.RemoveAll(tmp)
+	if _, err := m.git(ctx, 10*time.Second, "init", "--bare", "--quiet", tmp); err != nil {
+		return fmt.Errorf("create mirror: %w", err)
+	}
+	for _, kv := range [][]string{
+		{"remote.origin.url", m.remote()},
+		{"remote.origin.fetch", "+refs/heads/*:refs/heads/*"},
+		{"--add", "remote.origin.fetch", "+refs/tags/*:refs/tags/*"},
+		{"remote.origin.mirror", "true"},
+		{"gc.auto", "0"},
+	} {
+		args := append([]string{"--git-dir", tmp, "config"}, kv...)
+		if _, err := m.git(ctx, 10*time.Second, args...); err != nil {
+			return fmt.Errorf("configure mirror: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, m.Dir); err != nil {
+		return fmt.Errorf("create mirror: %w", err)
+	}
+	return nil
+}
+
+// Fetch updates the mirror from the remote.
+func (m *Mirror) Fetch(ctx context.Context) error {
+	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--prune", "--quiet", "origin"); err != nil {
+		return fmt.Errorf("fetch %s: %w", m.Remote, err)
+	}
+	return nil
+}
+
+// RemoteTip asks the remote for the commit at the tip of branch, without fetching.
+func (m *Mirror) RemoteTip(ctx context.Context, branch string) (string, error) {
+	if err := checkRefName(branch); err != nil {
+		return "", err
+	}
+	ref := "refs/heads/" + branch
+	out, err := m.git(ctx, m.timeout(), "ls-remote", "--end-of-options", m.remote(), ref)
+	if err != nil {
+		return "", fmt.Errorf("ask %s for %s: %w", m.Remote, branch, err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		sha, name, ok := strings.Cut(line, "\t")
+		if ok && name == ref && IsSHA(sha) {
+			return sha, nil
+		}
+	}
+	return "", fmt.Errorf("branch %q: %w on %s", branch, ErrUnknownRevision, m.Remote)
+}
+
+// Has reports whether the mirror holds commit sha.
+func (m *Mirror) Has(ctx context.Context, sha string) bool {
+	_, err := m.git(ctx, 10*time.Second, "--git-dir", m.Dir, "cat-file", "-e", sha+"^{commit}")
+	return err == nil
+}
+
+// Resolve returns the commit a ref (branch, tag, or commit id prefix) names in the mirror.
+func (m *Mirror) Resolve(ctx context.Context, ref string) (string, error) {
+	if err := checkRefName(ref); err != nil {
+		return "", err
+	}
+	candidates := []string{"refs/heads/" + ref, "refs/tags/" + ref, ref}
+	if strings.HasPrefix(ref, "refs/") {
+		candidates = []string{ref}
+	}
+	for _, c := range candidates {
+		out, err := m.git(ctx, 10*time.Second, "--git-dir", m.Dir, "rev-parse", "--verify", "--quiet", "--end-of-options", c+"^{commit}")
+		if err == nil {
+			return strings.TrimSpace(out), nil
+		}
+	}
+	return "", fmt.Errorf("%q: %w", ref, ErrUnknownRevision)
+}
+
+var refRE = regexp.MustCompile(`^[A-Za-z0-9._/+@-]+$`)
+
+func checkRefName(ref string) error {
+	if ref == "" || strings.HasPrefix(ref, "-") || !refRE.MatchString(ref) || strings.Contains(ref, "..") {
+		return fmt.Errorf("%q is not a valid ref name", ref)
+	}
+	return nil
+}
+
+// Subject returns the first line of commit's message.
+func (m *Mirror) Subject(ctx context.Context, sha string) string {
+	out, err := m.git(ctx, 10*time.Second, "--git-dir", m.Dir, "log", "-1", "--format=%s", sha)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(out)
+}
+
+// IsAncestor reports whether a is an ancestor of b.
+func (m *Mirror) IsAncestor(ctx context.Context, a, b string) bool {
+	_, err := m.git(ctx, 10*time.Second, "--git-dir", m.Dir, "merge-base", "--is-ancestor", a, b)
+	return err == nil
+}
+
+// Export writes the tree of commit sha into dir (which must exist), with no
+// .git inside: a release can never be dirty.
+func (m *Mirror) Export(ctx context.Context, sha, dir string) error {
+	if !IsSHA(sha) {
+		return fmt.Errorf("export: %q is not a commit id", sha)
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.timeout())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", "--git-dir", m.Dir, "archive", "--format=tar", sha)
+	cmd.Env = m.env()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("git archive: %w", err)
+	}
+	xerr := untar(out, dir)
+	if xerr != nil {
+		_, _ = io.Copy(io.Discard, out)
+	}
+	werr := cmd.Wait()
+	if werr != nil {
+		return fmt.Errorf("git archive %s: %w: %s", sha[:12], werr, strings.TrimSpace(stderr.String()))
+	}
+	if xerr != nil {
+		return fmt.Errorf("extract %s: %w", sha[:12], xerr)
+	}
+	return nil
+}
+
+// untar extracts a git archive stream into dir, refusing any path that
+// would land outside it.
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
+		name := filepath.Clean(h.Name)
+		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+			return fmt.Errorf("archive entry %q escapes the release", h.Name)
+		}
+		target := filepath.Join(dir, name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			mode := os.FileMode(0o644)
+			if h.Mode&0o111 != 0 {
+				mode = 0o755
+			}
+			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			if err := os.Symlink(h.Linkname, target); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ReadFile returns the content of path at commit sha ("" and false if absent).
+func (m *Mirror) ReadFile(ctx context.Context, sha, path string) (string, bool) {
+	out, err := m.git(ctx, 10*time.Second, "--git-dir", m.Dir, "cat-file", "blob", sha+":"+path)
+	if err != nil {
+		return "", false
+	}
+	return out, true
+}

@@ -1,0 +1,199 @@
+// Package hostcheck inspects a host against an app's config for
+// `slipway check`: each finding says what is wrong and how to fix it.
+package hostcheck
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/git"
+	"github.com/slipway-dev/slipway/internal/release"
+	"github.com/slipway-dev/slipway/internal/run"
+	"github.com/slipway-dev/slipway/internal/service"
+)
+
+// Level is how serious a finding is.
+type Level string
+
+// Levels of findings.
+const (
+	OK   Level = "ok"
+	Warn Level = "warn"
+	Fail Level = "fail"
+)
+
+// Finding is one result of a check.
+type Finding struct {
+	Level Level  `json:"level"`
+	Check string `json:"check"`
+	What  string `json:"what"`
+	Fix   string `json:"fix,omitempty"`
+}
+
+// Owner says whether a process holding a port is one of the app's services.
+type Owner func(port, pid int) bool
+
+// Run checks the host for cfg. ours tells a port held by the app's own
+// service from a foreign one.
+func Run(ctx context.Context, cfg *config.Config, ours Owner) []Finding {
+	var fs []Finding
+	add := func(l Level, check, what, fix string) { fs = append(fs, Finding{l, check, what, fix}) }
+	layout := release.Layout{Root: cfg.Root}
+
+	add(OK, "config", cfg.Path+" is valid", "")
+	for _, u := range cfg.Unset {
+		add(Fail, "config", fmt.Sprintf("%s: ${%s} is not set", u.Pos, u.Name), "set it in the environment or in an env file under "+layout.EnvDir())
+	}
+
+	if path, err := exec.LookPath("git"); err != nil {
+		add(Fail, "git", "git is not installed", "install git (apt-get install git)")
+	} else if out, err := run.Output(ctx, run.Cmd{Argv: []string{path, "--version"}, Timeout: 10 * time.Second}); err == nil {
+		add(OK, "git", strings.TrimSpace(out), "")
+	}
+
+	if cfg.User != "" {
+		if _, err := user.Lookup(cfg.User); err != nil {
+			add(Fail, "user", fmt.Sprintf("user %q does not exist", cfg.User), "create it (useradd --system "+cfg.User+") or change `user:`")
+		} else if os.Geteuid() != 0 {
+			if me, _ := user.Current(); me == nil || me.Username != cfg.User {
+				add(Warn, "user", fmt.Sprintf("slipway is not root, so builds and services run as the invoking user, not %q", cfg.User), "run slipway as root or as "+cfg.User)
+			}
+		} else {
+			add(OK, "user", "builds and services run as "+cfg.User, "")
+		}
+	}
+
+	fs = append(fs, checkRoot(cfg.Root)...)
+	fs = append(fs, checkEnv(cfg, layout)...)
+	fs = append(fs, checkPorts(cfg, ours)...)
+	fs = append(fs, checkDisk(cfg.Root)...)
+
+	m := &git.Mirror{Dir: layout.Repo(), Remote: cfg.Repo, Timeout: 15 * time.Second}
+	if tip, err := m.RemoteTip(ctx, cfg.Branch); err != nil {
+		add(Fail, "remote", err.Error(), "check `repo:` and `branch:`, and that this user's git credentials reach it")
+	} else {
+		add(OK, "remote", fmt.Sprintf("%s %s is at %s", cfg.Repo, cfg.Branch, tip[:7]), "")
+	}
+	return fs
+}
+
+func checkRoot(root string) []Finding {
+	dir := root
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	f, err := os.CreateTemp(dir, ".slipway-check-*")
+	if err != nil {
+		return []Finding{{Fail, "root", fmt.Sprintf("%s is not writable: %v", dir, err), "create " + root + " owned by the user that runs slipway"}}
+	}
+	_ = f.Close()
+	_ = os.Remove(f.Name())
+	return []Finding{{OK, "root", root + " is writable", ""}}
+}
+
+func checkEnv(cfg *config.Config, layout release.Layout) []Finding {
+	var fs []Finding
+	envDir := layout.EnvDir()
+	if len(cfg.EnvFiles) > 0 {
+		info, err := os.Stat(envDir)
+		switch {
+		case err != nil:
+			fs = append(fs, Finding{Fail, "env", envDir + " does not exist", "mkdir -m 0700 " + envDir})
+		case info.Mode().Perm()&0o077 != 0:
+			fs = append(fs, Finding{Fail, "env", fmt.Sprintf("%s has mode %04o; secrets must not be readable by others", envDir, info.Mode().Perm()), "chmod 0700 " + envDir})
+		default:
+			fs = append(fs, Finding{OK, "env", envDir + " is 0700", ""})
+		}
+	}
+	for name := range cfg.EnvFiles {
+		path := cfg.EnvFilePath(name)
+		info, err := os.Stat(path)
+		if err != nil {
+			fs = append(fs, Finding{Fail, "env", fmt.Sprintf("env file %s (%s) is missing", name, path), "create it with `install -m 0600 /dev/null " + path + "` and fill in its variables"})
+			continue
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			fs = append(fs, Finding{Fail, "env", fmt.Sprintf("%s has mode %04o; secrets must not be readable by others", path, info.Mode().Perm()), "chmod 0600 " + path})
+		} else if _, err := config.ReadEnvFile(path); err != nil {
+			fs = append(fs, Finding{Fail, "env", err.Error(), "fix the line it names"})
+		} else {
+			fs = append(fs, Finding{OK, "env", path + " is 0600 and parses", ""})
+		}
+	}
+	for _, k := range cfg.RequireEnv {
+		if v, ok := cfg.LookupEnv(k); !ok || v == "" {
+			fs = append(fs, Finding{Fail, "env", "required variable " + k + " is unset or empty", "set " + k + " in an env file under " + envDir})
+		} else {
+			fs = append(fs, Finding{OK, "env", k + " is set", ""})
+		}
+	}
+	return fs
+}
+
+func checkPorts(cfg *config.Config, ours Owner) []Finding {
+	var fs []Finding
+	for _, name := range cfg.ServiceNames() {
+		s := cfg.Services[name]
+		if s.Port == 0 {
+			continue
+		}
+		pid, cmdline, err := service.PortOwner(s.Port)
+		switch {
+		case err != nil:
+			fs = append(fs, Finding{Warn, "ports", fmt.Sprintf("port %d: %v", s.Port, err), "run `ss -ltnp` as root to see who holds it"})
+		case pid == 0:
+			fs = append(fs, Finding{OK, "ports", fmt.Sprintf("port %d (%s) is free", s.Port, name), ""})
+		case ours != nil && ours(s.Port, pid):
+			fs = append(fs, Finding{OK, "ports", fmt.Sprintf("port %d is held by %s itself (pid %d)", s.Port, name, pid), ""})
+		default:
+			fs = append(fs, Finding{Fail, "ports", fmt.Sprintf("port %d is held by pid %d (%s), not by slipway's %s service", s.Port, pid, cmdline, name),
+				fmt.Sprintf("stop that process (kill %d) or change services.%s.port", pid, name)})
+		}
+	}
+	return fs
+}
+
+// Disk thresholds for the release tree and builds.
+const (
+	diskWarn = 1 << 30
+	diskFail = 200 << 20
+)
+
+func checkDisk(root string) []Finding {
+	dir := root
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return []Finding{{Warn, "disk", err.Error(), ""}}
+	}
+	free := st.Bavail * uint64(st.Bsize)
+	what := fmt.Sprintf("%.1f GiB free on %s", float64(free)/(1<<30), dir)
+	switch {
+	case free < diskFail:
+		return []Finding{{Fail, "disk", what, "free space: lower keep_releases or clean up the disk"}}
+	case free < diskWarn:
+		return []Finding{{Warn, "disk", what, "builds may run out of space; free some"}}
+	}
+	return []Finding{{OK, "disk", what, ""}}
+}

@@ -1,0 +1,323 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Outcome is how a deploy, or one of its steps, ended.
+type Outcome string
+
+// The outcomes. A deploy is Running from StartDeploy until FinishDeploy; one
+// still Running when no slipway holds the deploy lock was cut short by a
+// crash and is finished as Interrupted by recovery.
+const (
+	Running     Outcome = "running"
+	Succeeded   Outcome = "succeeded"
+	Failed      Outcome = "failed"
+	RolledBack  Outcome = "rolled-back"
+	Skipped     Outcome = "skipped"
+	Interrupted Outcome = "interrupted"
+)
+
+// Valid reports whether o is one of the outcomes above.
+func (o Outcome) Valid() bool {
+	switch o {
+	case Running, Succeeded, Failed, RolledBack, Skipped, Interrupted:
+		return true
+	}
+	return false
+}
+
+// Kinds of deploy.
+const (
+	KindDeploy   = "deploy"
+	KindRollback = "rollback"
+)
+
+// Triggers: what started a deploy.
+const (
+	TriggerManual   = "manual"
+	TriggerPoll     = "poll"
+	TriggerWebhook  = "webhook"
+	TriggerRollback = "rollback"
+	TriggerRecovery = "recovery"
+	TriggerAPI      = "api"
+)
+
+// Deploy is one row of the ledger: one attempt to put a commit live, or to
+// go back to an earlier one.
+type Deploy struct {
+	ID             int64     `json:"id"`
+	Trigger        string    `json:"trigger"` // manual|poll|webhook|rollback|recovery|api
+	Actor          string    `json:"actor"`
+	Commit         string    `json:"commit"`
+	PreviousCommit string    `json:"previous_commit"`
+	Release        string    `json:"release"`
+	Started        time.Time `json:"started"`
+	Finished       time.Time `json:"finished,omitzero"` // zero while running
+	Outcome        Outcome   `json:"outcome"`
+	Error          string    `json:"error,omitempty"`
+	// Bad is set when the commit itself was at fault (build, migrate,
+	// health, smoke), so that a later plan skips it.
+	Bad  bool   `json:"bad"`
+	Kind string `json:"kind"` // deploy or rollback
+}
+
+// Duration is how long the deploy took, or 0 while it runs.
+func (d Deploy) Duration() time.Duration {
+	if d.Finished.IsZero() {
+		return 0
+	}
+	return d.Finished.Sub(d.Started)
+}
+
+// deployColumns is the column list scanDeploy reads, in its order.
+const deployColumns = `id, kind, trigger_type, actor, commit_sha, previous_commit,
+	release_name, started, finished, outcome, error_msg, bad`
+
+// StartDeploy records a new deploy as Running and returns its id. ID and
+// Outcome in d are ignored; an empty Kind means KindDeploy and a zero
+// Started means now.
+func (db *DB) StartDeploy(ctx context.Context, d Deploy) (int64, error) {
+	if d.Kind == "" {
+		d.Kind = KindDeploy
+	}
+	if d.Kind != KindDeploy && d.Kind != KindRollback {
+		return 0, fmt.Errorf("ledger: start deploy: unknown kind %q", d.Kind)
+	}
+	if d.Started.IsZero() {
+		d.Started = time.Now()
+	}
+	res, err := db.sql.ExecContext(ctx, `
+		INSERT INTO deploys (kind, trigger_type, actor, commit_sha, previous_commit,
+			release_name, started, finished, outcome, error_msg, bad)
+		VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, '', 0)`,
+		d.Kind, d.Trigger, d.Actor, d.Commit, d.PreviousCommit,
+		d.Release, formatTime(d.Started), Running)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: start deploy: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("ledger: start deploy: %w", err)
+	}
+	return id, nil
+}
+
+// UpdateDeploy records the commit, previous commit and release of deploy
+// d.ID as they become known. An empty field leaves the stored value as it
+// was, so callers may pass only what they just learned.
+func (db *DB) UpdateDeploy(ctx context.Context, d Deploy) error {
+	res, err := db.sql.ExecContext(ctx, `
+		UPDATE deploys SET
+			commit_sha      = COALESCE(NULLIF(?, ''), commit_sha),
+			previous_commit = COALESCE(NULLIF(?, ''), previous_commit),
+			release_name    = COALESCE(NULLIF(?, ''), release_name)
+		WHERE id = ?`,
+		d.Commit, d.PreviousCommit, d.Release, d.ID)
+	if err != nil {
+		return fmt.Errorf("ledger: update deploy %d: %w", d.ID, err)
+	}
+	return expectOne(res, "update", d.ID)
+}
+
+// FinishDeploy records how deploy id ended. outcome must be a final one (not
+// Running); bad marks the commit itself as at fault.
+func (db *DB) FinishDeploy(ctx context.Context, id int64, outcome Outcome, errMsg string, bad bool, finished time.Time) error {
+	if !outcome.Valid() || outcome == Running {
+		return fmt.Errorf("ledger: finish deploy %d: %q is not a final outcome", id, outcome)
+	}
+	if finished.IsZero() {
+		return fmt.Errorf("ledger: finish deploy %d: zero finish time", id)
+	}
+	res, err := db.sql.ExecContext(ctx, `
+		UPDATE deploys SET finished = ?, outcome = ?, error_msg = ?, bad = ?
+		WHERE id = ?`,
+		formatTime(finished), outcome, errMsg, bad, id)
+	if err != nil {
+		return fmt.Errorf("ledger: finish deploy %d: %w", id, err)
+	}
+	return expectOne(res, "finish", id)
+}
+
+// expectOne turns an UPDATE that matched no row into ErrNotFound.
+func expectOne(res sql.Result, verb string, id int64) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("ledger: %s deploy %d: %w", verb, id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("ledger: %s deploy %d: %w", verb, id, ErrNotFound)
+	}
+	return nil
+}
+
+// Deploy returns deploy id, or ErrNotFound.
+func (db *DB) Deploy(ctx context.Context, id int64) (Deploy, error) {
+	row := db.sql.QueryRowContext(ctx, `SELECT `+deployColumns+` FROM deploys WHERE id = ?`, id)
+	d, err := scanDeploy(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Deploy{}, fmt.Errorf("ledger: deploy %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Deploy{}, fmt.Errorf("ledger: deploy %d: %w", id, err)
+	}
+	return d, nil
+}
+
+// Deploys returns up to limit deploys, newest first; limit <= 0 returns all.
+func (db *DB) Deploys(ctx context.Context, limit int) ([]Deploy, error) {
+	ds, err := db.queryDeploys(ctx, `SELECT `+deployColumns+` FROM deploys
+		ORDER BY id DESC LIMIT ?`, noLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("ledger: deploys: %w", err)
+	}
+	return ds, nil
+}
+
+// Last returns the newest deploy, whatever its outcome, or ErrNotFound when
+// the ledger is empty.
+func (db *DB) Last(ctx context.Context) (Deploy, error) {
+	row := db.sql.QueryRowContext(ctx, `SELECT `+deployColumns+` FROM deploys
+		ORDER BY id DESC LIMIT 1`)
+	d, err := scanDeploy(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Deploy{}, fmt.Errorf("ledger: last deploy: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Deploy{}, fmt.Errorf("ledger: last deploy: %w", err)
+	}
+	return d, nil
+}
+
+// Unfinished returns the deploys still marked Running, oldest first. When no
+// slipway holds the deploy lock, these were cut short by a crash.
+func (db *DB) Unfinished(ctx context.Context) ([]Deploy, error) {
+	ds, err := db.queryDeploys(ctx, `SELECT `+deployColumns+` FROM deploys
+		WHERE outcome = ? ORDER BY id`, Running)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: unfinished deploys: %w", err)
+	}
+	return ds, nil
+}
+
+// IsBad reports whether commit is marked bad: some deploy of it was finished
+// with bad set, and no deploy of it succeeded after that one.
+func (db *DB) IsBad(ctx context.Context, commit string) (bool, error) {
+	var bad bool
+	err := db.sql.QueryRowContext(ctx, `
+		SELECT EXISTS (
+			SELECT 1 FROM deploys AS b
+			WHERE b.commit_sha = ? AND b.bad
+			AND NOT EXISTS (
+				SELECT 1 FROM deploys AS s
+				WHERE s.commit_sha = b.commit_sha AND s.outcome = ? AND s.id > b.id
+			)
+		)`, commit, Succeeded).Scan(&bad)
+	if err != nil {
+		return false, fmt.Errorf("ledger: is bad %s: %w", commit, err)
+	}
+	return bad, nil
+}
+
+// LastGoodReleases returns the newest succeeded deploy (of either kind) of
+// each release, newest first, up to limit releases; limit <= 0 returns all.
+// Rollback picks its target from these.
+func (db *DB) LastGoodReleases(ctx context.Context, limit int) ([]Deploy, error) {
+	ds, err := db.queryDeploys(ctx, `SELECT `+deployColumns+` FROM deploys
+		WHERE id IN (
+			SELECT MAX(id) FROM deploys
+			WHERE outcome = ? AND release_name <> ''
+			GROUP BY release_name
+		)
+		ORDER BY id DESC LIMIT ?`, Succeeded, noLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("ledger: last good releases: %w", err)
+	}
+	return ds, nil
+}
+
+// ReleaseOf returns the release of the newest succeeded deploy of commit, or
+// ErrNotFound when commit never went live.
+func (db *DB) ReleaseOf(ctx context.Context, commit string) (string, error) {
+	var release string
+	err := db.sql.QueryRowContext(ctx, `
+		SELECT release_name FROM deploys
+		WHERE commit_sha = ? AND outcome = ? AND release_name <> ''
+		ORDER BY id DESC LIMIT 1`, commit, Succeeded).Scan(&release)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("ledger: release of %s: %w", commit, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("ledger: release of %s: %w", commit, err)
+	}
+	return release, nil
+}
+
+func (db *DB) queryDeploys(ctx context.Context, query string, args ...any) ([]Deploy, error) {
+	rows, err := db.sql.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var ds []Deploy
+	for rows.Next() {
+		d, err := scanDeploy(rows)
+		if err != nil {
+			return nil, err
+		}
+		ds = append(ds, d)
+	}
+	return ds, rows.Err()
+}
+
+// scanner is what *sql.Row and *sql.Rows have in common.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+func scanDeploy(s scanner) (Deploy, error) {
+	var (
+		d                Deploy
+		started, outcome string
+		finished         sql.NullString
+	)
+	err := s.Scan(&d.ID, &d.Kind, &d.Trigger, &d.Actor, &d.Commit, &d.PreviousCommit,
+		&d.Release, &started, &finished, &outcome, &d.Error, &d.Bad)
+	if err != nil {
+		return Deploy{}, err
+	}
+	d.Outcome = Outcome(outcome)
+	if d.Started, err = parseTime(started); err != nil {
+		return Deploy{}, fmt.Errorf("deploy %d: started: %w", d.ID, err)
+	}
+	if finished.Valid {
+		if d.Finished, err = parseTime(finished.String); err != nil {
+			return Deploy{}, fmt.Errorf("deploy %d: finished: %w", d.ID, err)
+		}
+	}
+	return d, nil
+}
+
+// MarkBad marks commit bad without a failed deploy of it: an operator rolled
+// back away from it, so a plain deploy must not bring it straight back. It
+// flags the newest deploy of commit; a later successful deploy of the commit
+// (with --force) clears it, as for any bad commit.
+func (db *DB) MarkBad(ctx context.Context, commit, reason string) error {
+	res, err := db.sql.ExecContext(ctx, `
+		UPDATE deploys SET bad = 1,
+			error_msg = CASE WHEN error_msg = '' THEN ? ELSE error_msg || '; ' || ? END
+		WHERE id = (SELECT MAX(id) FROM deploys WHERE commit_sha = ? AND kind = ?)`,
+		reason, reason, commit, KindDeploy)
+	if err != nil {
+		return fmt.Errorf("ledger: mark %s bad: %w", commit, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("ledger: mark %s bad: %w", commit, ErrNotFound)
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+// Package lock serialises deploys with flock(2) on run/deploy.lock. The file
+// names its holder; the kernel drops the flock when a holder dies, so a
+// crash never leaves a stale lock. A manual freeze is written into the file
+// and outlives processes and reboots until it is released.
+package lock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Holder says who holds, or froze, the lock.
+type Holder struct {
+	PID     int       `json:"pid,omitempty"`
+	Host    string    `json:"host"`
+	User    string    `json:"user,omitempty"`
+	Trigger string    `json:"trigger,omitempty"`
+	Started time.Time `json:"started"`
+	// Frozen marks a manual lock (`slipway lock acquire -m`).
+	Frozen  bool   `json:"frozen,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+func (h Holder) String() string {
+	if h.Frozen {
+		return fmt.Sprintf("frozen by %s@%s since %s: %q", h.User, h.Host, h.Started.Format(time.RFC3339), h.Message)
+	}
+	return fmt.Sprintf("%s deploy, pid %d on %s, started %s", h.Trigger, h.PID, h.Host, h.Started.Format(time.RFC3339))
+}
+
+// ErrLocked is returned when another deploy holds the lock or deploys are frozen.
+var ErrLocked = errors.New("locked")
+
+// LockedError names the holder of the lock.
+type LockedError struct{ Holder Holder }
+
+func (e *LockedError) Error() string {
+	if e.Holder.Frozen {
+		return fmt.Sprintf("deploys are frozen (%s); run `slipway lock release` to unfreeze", e.Holder)
+	}
+	return fmt.Sprintf("another deploy holds the lock (%s); wait for it or use --wait", e.Holder)
+}
+
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// Lock is a held deploy lock.
+type Lock struct {
+	f      *os.File
+	frozen *Holder
+}
+
+// Frozen returns the manual freeze found when the lock was taken, if any.
+func (l *Lock) Frozen() *Holder { return l.frozen }
+
+// Acquire takes the lock at path for holder. With wait it blocks until the
+// lock is free (or ctx ends); without, a held lock is a *LockedError at once.
+// A frozen lock is reported as *LockedError unless allowFrozen.
+func Acquire(ctx context.Context, path string, holder Holder, wait, allowFrozen bool) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !wait {
+			h, _ := read(f)
+			_ = f.Close()
+			return nil, &LockedError{Holder: h}
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	l := &Lock{f: f}
+	if prev, err := read(f); err == nil && prev.Frozen {
+		if !allowFrozen {
+			_ = f.Close()
+			return nil, &LockedError{Holder: prev}
+		}
+		l.frozen = &prev
+		return l, nil
+	}
+	if err := write(f, holder); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Release clears the holder and drops the lock. A frozen lock keeps its freeze.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	var err error
+	if l.frozen == nil {
+		err = l.f.Truncate(0)
+	}
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	l.f = nil
+	return err
+}
+
+// Freeze turns a held lock into a manual freeze that outlives this process.
+func (l *Lock) Freeze(h Holder) error {
+	h.Frozen = true
+	h.PID = 0
+	if err := write(l.f, h); err != nil {
+		return err
+	}
+	l.frozen = &h
+	return nil
+}
+
+// Unfreeze clears a manual freeze on a held lock.
+func (l *Lock) Unfreeze() error {
+	l.frozen = nil
+	if err := l.f.Truncate(0); err != nil {
+		return fmt.Errorf("unfreeze: %w", err)
+	}
+	return l.f.Sync()
+}
+
+// Status reads the lock file: its holder and whether a process holds it now.
+func Status(path string) (h Holder, held bool, err error) {
+	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return Holder{}, false, nil
+	}
+	if err != nil {
+		return Holder{}, false, err
+	}
+	defer func() { _ = f.Close() }()
+	h, _ = read(f)
+	// A shared lock succeeds only when no deploy holds the exclusive one.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return h, true, nil
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	if !h.Frozen {
+		h = Holder{}
+	}
+	return h, false, nil
+}
+
+func read(f *os.File) (Holder, error) {
+	var h Holder
+	buf := make([]byte, 4096)
+	n, _ := f.ReadAt(buf, 0)
+	if n == 0 {
+		return h, errors.New("empty lock file")
+	}
+	err := json.Unmarshal(buf[:n], &h)
+	return h, err
+}
+
+func write(f *os.File, h Holder) error {
+	data, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("write lock holder: %w", err)
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		return fmt.Errorf("write lock holder: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write lock holder: %w", err)
+	}
+	return nil
+}

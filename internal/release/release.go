@@ -1,0 +1,220 @@
+package release
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/fsutil"
+)
+
+// Release is one immutable release tree.
+type Release struct {
+	Name    string
+	Dir     string
+	Commit  string
+	Version string
+}
+
+// TimeFormat is the UTC timestamp in release names and APP_VERSION.
+const TimeFormat = "20060102T150405Z"
+
+// AppVersion is APP_VERSION for commit sha deployed at t.
+func AppVersion(t time.Time, sha string) string {
+	return t.UTC().Format(TimeFormat) + "+" + sha[:7]
+}
+
+// Exporter writes the tree of a commit into a directory (the git mirror).
+type Exporter interface {
+	Export(ctx context.Context, sha, dir string) error
+}
+
+const tmpPrefix = ".tmp-"
+
+// Create makes the tree of a release for commit sha at t: exported under a
+// temporary name, REVISION written, shared paths linked, then renamed into
+// place. Build steps then run inside it; Stamp writes its VERSION.
+func (l Layout) Create(ctx context.Context, x Exporter, sha string, t time.Time, shared []string) (Release, error) {
+	name := t.UTC().Format(TimeFormat) + "-" + sha[:12]
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(l.Dir(name)); os.IsNotExist(err) {
+			break
+		}
+		name = fmt.Sprintf("%s-%s-%d", t.UTC().Format(TimeFormat), sha[:12], i)
+	}
+	r := Release{Name: name, Dir: l.Dir(name), Commit: sha, Version: AppVersion(t, sha)}
+	tmp := filepath.Join(l.ReleasesDir(), tmpPrefix+name)
+	_ = os.RemoveAll(tmp)
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return r, fmt.Errorf("create release: %w", err)
+	}
+	fail := func(err error) (Release, error) {
+		_ = os.RemoveAll(tmp)
+		return r, err
+	}
+	if err := x.Export(ctx, sha, tmp); err != nil {
+		return fail(err)
+	}
+	if err := linkShared(tmp, l.SharedDir(), shared); err != nil {
+		return fail(err)
+	}
+	// REVISION last: its presence marks a complete tree.
+	if err := os.WriteFile(filepath.Join(tmp, "REVISION"), []byte(sha+"\n"), 0o644); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, r.Dir); err != nil {
+		return fail(fmt.Errorf("create release: %w", err))
+	}
+	if err := fsutil.SyncDir(l.ReleasesDir()); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// linkShared replaces each shared path in the release with a symlink to
+// shared/<path>, creating the shared directory on first use.
+func linkShared(dir, sharedRoot string, shared []string) error {
+	for _, p := range shared {
+		target := filepath.Join(sharedRoot, p)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return fmt.Errorf("shared %s: %w", p, err)
+		}
+		link := filepath.Join(dir, p)
+		if err := os.RemoveAll(link); err != nil {
+			return fmt.Errorf("shared %s: %w", p, err)
+		}
+		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+			return fmt.Errorf("shared %s: %w", p, err)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			return fmt.Errorf("shared %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// Open reads the release called name.
+func (l Layout) Open(name string) (Release, error) {
+	r := Release{Name: name, Dir: l.Dir(name)}
+	rev, err := os.ReadFile(filepath.Join(r.Dir, "REVISION"))
+	if err != nil {
+		return r, fmt.Errorf("release %s: %w", name, err)
+	}
+	r.Commit = strings.TrimSpace(string(rev))
+	if v, err := os.ReadFile(filepath.Join(r.Dir, "VERSION")); err == nil {
+		r.Version = strings.TrimSpace(string(v))
+	} else if ts, _, ok := strings.Cut(name, "-"); ok && len(r.Commit) >= 7 {
+		r.Version = ts + "+" + r.Commit[:7]
+	}
+	return r, nil
+}
+
+// List returns the complete releases, oldest first.
+func (l Layout) List() ([]Release, error) {
+	entries, err := os.ReadDir(l.ReleasesDir())
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	var out []Release
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		r, err := l.Open(e.Name())
+		if err != nil {
+			continue
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Remove deletes a release tree. It refuses the current release.
+func (l Layout) Remove(name string) error {
+	if name == "" || strings.ContainsAny(name, "/") {
+		return fmt.Errorf("remove release: bad name %q", name)
+	}
+	if cur, _ := l.Current(); cur == name {
+		return fmt.Errorf("remove release %s: it is current", name)
+	}
+	// Rename first so a half-deleted tree never looks like a release.
+	dir := l.Dir(name)
+	trash := filepath.Join(l.ReleasesDir(), tmpPrefix+"rm-"+name)
+	if err := os.Rename(dir, trash); err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("remove release %s: %w", name, err)
+	}
+	return os.RemoveAll(trash)
+}
+
+// RemovePartial deletes temporary trees left by an interrupted create or remove.
+func (l Layout) RemovePartial() ([]string, error) {
+	entries, err := os.ReadDir(l.ReleasesDir())
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tmpPrefix) {
+			if err := os.RemoveAll(filepath.Join(l.ReleasesDir(), e.Name())); err != nil {
+				return removed, err
+			}
+			removed = append(removed, e.Name())
+		}
+	}
+	return removed, nil
+}
+
+// Prune deletes releases beyond keep, never one in protect; releases in
+// failed go first, then the oldest. It returns the names it removed.
+func (l Layout) Prune(keep int, protect, failed map[string]bool) ([]string, error) {
+	all, err := l.List()
+	if err != nil {
+		return nil, err
+	}
+	excess := len(all) - keep
+	if excess <= 0 {
+		return nil, nil
+	}
+	var order []string
+	for _, pass := range []bool{true, false} {
+		for _, r := range all {
+			if !protect[r.Name] && failed[r.Name] == pass {
+				order = append(order, r.Name)
+			}
+		}
+	}
+	var removed []string
+	for _, name := range order {
+		if excess == 0 {
+			break
+		}
+		if err := l.Remove(name); err != nil {
+			return removed, err
+		}
+		removed = append(removed, name)
+		excess--
+	}
+	return removed, nil
+}
+
+// Stamp writes the release's VERSION file (its APP_VERSION).
+func Stamp(r Release) error {
+	if err := os.WriteFile(filepath.Join(r.Dir, "VERSION"), []byte(r.Version+"\n"), 0o644); err != nil {
+		return fmt.Errorf("stamp: %w", err)
+	}
+	return nil
+}

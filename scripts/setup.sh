@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what slipway's demo and tests need on a fresh Debian machine:
+# git, Python with venv, Node.js with npm. Go itself must be on PATH.
+set -euo pipefail
+
+need=()
+command -v git >/dev/null || need+=(git)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v curl >/dev/null || need+=(curl)
+
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "setup: need ${need[*]}; run as root or install them" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+if ! command -v go >/dev/null; then
+	if [ -x /usr/local/go/bin/go ]; then
+		echo "setup: add /usr/local/go/bin to PATH" >&2
+	else
+		echo "setup: Go is not installed (https://go.dev/doc/install)" >&2
+	fi
+	exit 1
+fi
+echo "setup: git $(git --version | cut -d' ' -f3), $(python3 --version), node $(node --version), $(go version | cut -d' ' -f3)"
