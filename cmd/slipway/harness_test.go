@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 
 // app is one example app in a git repository, deployed into its own root.
 type app struct {
-	t       *testing.T
+	t       testing.TB
 	name    string // python-api | node-web
 	src     string // the git working tree slipway deploys from
 	root    string
@@ -68,9 +68,8 @@ func freePort(t testing.TB) int {
 // config text before it is written.
 func newApp(t testing.TB, name string, edit func(string) string) *app {
 	t.Helper()
-	tt, _ := t.(*testing.T)
 	base := t.TempDir()
-	a := &app{t: tt, name: name, src: filepath.Join(base, "src"), root: filepath.Join(base, "root"), port: freePort(t), token: testToken}
+	a := &app{t: t, name: name, src: filepath.Join(base, "src"), root: filepath.Join(base, "root"), port: freePort(t), token: testToken}
 	copyDir(t, filepath.Join("..", "..", "examples", name), a.src)
 	git(t, a.src, "init", "-q", "-b", "main")
 	git(t, a.src, "add", "-A")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -67,7 +68,7 @@ func runDeploy(cmd *cobra.Command, g *globals, opts deploy.Options, asJSON bool)
 		printPlan(g, res.Plan)
 		return nil
 	}
-	if res.Outcome == ledger.Skipped {
+	if res.Outcome == ledger.Skipped && !strings.HasPrefix(res.Message, "nothing to do") {
 		fmt.Fprintf(g.stderr, "warning: %s\n", res.Message)
 	}
 	fmt.Fprintln(g.stdout, res.Message)

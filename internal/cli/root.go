@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -103,10 +104,17 @@ func (g *globals) openApp() (*app, error) {
 	return &app{cfg: cfg, db: db, engine: e}, nil
 }
 
+// startGrace is how long Start watches a new process for an instant exit.
+const startGrace = 100 * time.Millisecond
+
 func managerFor(cfg *config.Config, layout release.Layout) (service.Manager, error) {
 	switch cfg.Manager {
 	case "process":
-		return process.New(layout.RunDir(), layout.LogDir()), nil
+		m := process.New(layout.RunDir(), layout.LogDir())
+		// The health step keeps watching the services (and shows a dead
+		// one's output), so Start only needs to catch an instant exit.
+		m.StartGrace = startGrace
+		return m, nil
 	default:
 		return nil, usageError{fmt.Errorf("%s: manager %q is not available in this build yet; use `manager: process`", cfg.Path, cfg.Manager)}
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -31,12 +32,47 @@ func defaultManager() string {
 	return ManagerProcess
 }
 
+// resolveRoot returns root as an absolute, clean path: /opt/<app> when it is
+// not set, relative to the config file's directory when it is relative.
+func resolveRoot(file, root, app string) string {
+	switch {
+	case root == "" && app == "":
+		return ""
+	case root == "":
+		return "/opt/" + app
+	case filepath.IsAbs(root):
+		return filepath.Clean(root)
+	}
+	return filepath.Join(configDir(file), root)
+}
+
+// resolveRepo makes a relative local repository path absolute, relative to
+// the config file's directory, since git runs elsewhere. URLs (scheme://) and
+// scp-like addresses (host:path) stay as written.
+func resolveRepo(file, repo string) string {
+	if repo == "" || filepath.IsAbs(repo) || strings.Contains(repo, "://") {
+		return repo
+	}
+	if host, _, ok := strings.Cut(repo, ":"); ok && !strings.Contains(host, "/") {
+		return repo
+	}
+	return filepath.Join(configDir(file), repo)
+}
+
+// configDir is the absolute directory of the config file.
+func configDir(file string) string {
+	dir, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return filepath.Dir(file)
+	}
+	return dir
+}
+
 // applyDefaults fills in what the file leaves out. ix tells a value written
 // as zero (keep_releases: 0) from one not written.
 func applyDefaults(c *Config, ix *index) {
-	if c.Root == "" && c.App != "" {
-		c.Root = "/opt/" + c.App
-	}
+	c.Root = resolveRoot(c.Path, c.Root, c.App)
+	c.Repo = resolveRepo(c.Path, c.Repo)
 	if c.Branch == "" {
 		c.Branch = DefaultBranch
 	}

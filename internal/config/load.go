@@ -71,7 +71,8 @@ func isFile(p string) (bool, error) {
 // ${NAME} references in every string value except commands (run, command)
 // take their value from the process environment, else from the env files
 // (read from <root>/env/, in the order of their env_files names); the process
-// environment wins. app, root and env_files locate the env files, so they
+// environment wins. A relative root, and a repo that is a relative local
+// path, are taken relative to the directory of the config file. app, root and env_files locate the env files, so they
 // expand from the process environment only. A reference without a non-empty
 // value expands to "" and is listed in Config.Unset; it is not an error here.
 // An env file that is missing or malformed is skipped (check reports it).
@@ -139,23 +140,21 @@ func parseDocument(file string, data []byte) (ast.Node, error) {
 }
 
 // envLocation reads root and env_files from the document, expanded from the
-// process environment, to find the env files before the rest is expanded.
+// process environment and resolved as applyDefaults will, to find the env
+// files before the rest is expanded.
 func envLocation(ix *index) (root string, files map[string]string) {
 	expand := func(p string) string {
 		s, _ := scalar(ix.node(p))
 		s, _ = expandString(s, os.LookupEnv)
 		return s
 	}
-	root = expand("root")
-	if root == "" {
-		app := expand("app")
-		if !namePattern.MatchString(app) {
-			return "", nil
-		}
-		root = "/opt/" + app
+	written, app := expand("root"), expand("app")
+	if written == "" && !namePattern.MatchString(app) {
+		return "", nil // no root to look in; validate reports the app
 	}
+	root = resolveRoot(ix.file, written, app)
 	m, ok := unwrap(ix.node("env_files")).(*ast.MappingNode)
-	if !ok || !filepath.IsAbs(root) {
+	if !ok {
 		return "", nil
 	}
 	files = make(map[string]string)

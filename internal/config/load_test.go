@@ -85,8 +85,6 @@ func TestLoadErrors(t *testing.T) {
 			`1:1: missing required key "repo" (the git URL or local path to deploy from)`},
 		{"empty file", "",
 			`1:1: missing required key "app" (the app's name, e.g. app: myapp)`},
-		{"relative root", minimal + "root: opt/web\n",
-			`3:7: root: "opt/web" must be an absolute path`},
 		{"negative keep_releases", minimal + "keep_releases: -1\n",
 			`3:16: keep_releases: must be 0 or more, got -1`},
 		{"absolute shared path", minimal + "shared: [data, /var/data]\n",
@@ -159,6 +157,8 @@ func TestLoadErrors(t *testing.T) {
 			`2:1: mapping key "app" already defined at line 1`},
 		{"two documents", minimal + "---\napp: api\n",
 			`4:1: a second YAML document: slipway.yml holds one (remove the ---)`},
+		{"YAML tag", minimal + "keep_releases: !!str 5\n",
+			`3:16: keep_releases: YAML tags such as !!str are not supported; write the value plainly (quote it to make it a string)`},
 		{"list at top level", "- app: web\n",
 			`1:1: expected a mapping of keys (app: ..., repo: ...), got list`},
 	}
@@ -218,6 +218,19 @@ func TestLoadValid(t *testing.T) {
 			func(t *testing.T, c *Config) {
 				if len(c.Build) != 2 || c.Build[1].Run != "make" || c.Build[1].Timeout != Duration(2*time.Minute) || c.Build[1].Name != "more" {
 					t.Errorf("build = %+v", c.Build)
+				}
+			}},
+		{"relative root and repo are next to the config", "app: web\nrepo: ../src\nroot: ./.slipway\n",
+			func(t *testing.T, c *Config) {
+				dir := filepath.Dir(c.Path)
+				if c.Root != filepath.Join(dir, ".slipway") || c.Repo != filepath.Join(filepath.Dir(dir), "src") {
+					t.Errorf("root = %q, repo = %q", c.Root, c.Repo)
+				}
+			}},
+		{"remote repos stay as written", "app: web\nrepo: git@github.com:acme/web.git\nroot: /srv/web/\n",
+			func(t *testing.T, c *Config) {
+				if c.Repo != "git@github.com:acme/web.git" || c.Root != "/srv/web" {
+					t.Errorf("root = %q, repo = %q", c.Root, c.Repo)
 				}
 			}},
 		{"dir . is the release", minimal + "build:\n  - {run: make, dir: .}\n",
@@ -458,4 +471,23 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLoadExamples loads the example apps' configs as shipped.
+func TestLoadExamples(t *testing.T) {
+	withPID1(t, "init")
+	files, err := filepath.Glob("../../examples/*/slipway.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Skip("no examples")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(filepath.Dir(f)), func(t *testing.T) {
+			if _, err := Load(f); err != nil {
+				t.Error(err)
+			}
+		})
+	}
 }

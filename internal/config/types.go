@@ -1,4 +1,3 @@
-// Package config loads and validates slipway.yml (SPEC §3).
 package config
 
 import "time"

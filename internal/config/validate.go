@@ -32,7 +32,7 @@ type validator struct {
 func validate(c *Config, ix *index, unset map[string]bool) error {
 	v := &validator{c: c, ix: ix, unset: unset}
 	for _, check := range []func() error{
-		v.app, v.repo, v.root, v.keepReleases, v.shared, v.envFiles, v.requireEnv,
+		v.app, v.repo, v.keepReleases, v.shared, v.envFiles, v.requireEnv,
 		v.build, v.migrate, v.manager, v.services, v.health, v.smoke,
 		v.snapshot, v.triggers, v.api, v.notify,
 	} {
@@ -65,20 +65,6 @@ func (v *validator) app() error {
 func (v *validator) repo() error {
 	if v.c.Repo == "" && !v.unset["repo"] {
 		return v.missing(nil, "repo", "the git URL or local path to deploy from")
-	}
-	return nil
-}
-
-func (v *validator) root() error {
-	p := keyPath{"root"}
-	if v.unset["root"] {
-		return nil
-	}
-	if !strings.HasPrefix(v.c.Root, "/") {
-		return v.ix.errorf(p, "%q must be an absolute path", v.c.Root)
-	}
-	if path.Clean(v.c.Root) != v.c.Root {
-		return v.ix.errorf(p, "%q is not clean (write %q)", v.c.Root, path.Clean(v.c.Root))
 	}
 	return nil
 }

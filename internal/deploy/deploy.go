@@ -122,7 +122,7 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	e := a.e
 	var target string
 	err := a.step(ctx, "resolve", false, func(ctx context.Context) (string, error) {
-		sha, how, err := e.resolve(ctx, a.opts)
+		sha, how, err := e.resolve(ctx, a.opts, a.safe)
 		target = sha
 		return short(sha) + " " + how, err
 	})
@@ -341,7 +341,8 @@ var hexRE = regexp.MustCompile(`^[0-9a-f]{4,40}$`)
 
 // resolve finds the commit to deploy: --commit, --ref, or the branch tip
 // the remote reports. It fetches only when the mirror lacks the commit.
-func (e *Engine) resolve(ctx context.Context, opts Options) (string, string, error) {
+// known is a commit the mirror is known to hold (the safe commit).
+func (e *Engine) resolve(ctx context.Context, opts Options, known string) (string, string, error) {
 	if err := e.Mirror.Ensure(ctx); err != nil {
 		return "", "", err
 	}
@@ -369,7 +370,7 @@ func (e *Engine) resolve(ctx context.Context, opts Options) (string, string, err
 		if err != nil {
 			return "", "", err
 		}
-		if !e.Mirror.Has(ctx, tip) {
+		if tip != known && !e.Mirror.Has(ctx, tip) {
 			if err := e.Mirror.Fetch(ctx); err != nil {
 				return "", "", err
 			}

@@ -32,11 +32,11 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 	if err := e.Layout.Ensure(); err != nil {
 		return Result{}, err
 	}
-	target, _, err := e.resolve(ctx, opts)
+	safe, _ := e.Layout.SafeCommit()
+	target, _, err := e.resolve(ctx, opts, safe)
 	if err != nil {
 		return Result{}, err
 	}
-	safe, _ := e.Layout.SafeCommit()
 	safeRel, _ := e.releaseOf(ctx, safe)
 	var live release.Release
 	if name, _ := e.Layout.Current(); name != "" {

@@ -80,8 +80,7 @@ func (m *Mirror) remote() string {
 // Ensure creates the mirror when missing and points it at the configured remote.
 func (m *Mirror) Ensure(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(m.Dir, "HEAD")); err == nil {
-		cur, err := m.git(ctx, 10*time.Second, "--git-dir", m.Dir, "config", "--get", "remote.origin.url")
-		if err == nil && strings.TrimSpace(cur) == m.remote() {
+		if m.originIs(m.remote()) {
 			return nil
 		}
 		_, err = m.git(ctx, 10*time.Second, "--git-dir", m.Dir, "remote", "set-url", "origin", m.remote())
@@ -108,6 +107,28 @@ func (m *Mirror) Ensure(ctx context.Context) error {
 		return fmt.Errorf("create mirror: %w", err)
 	}
 	return nil
+}
+
+// originIs reports whether the mirror's origin is url. It reads the config
+// file that Ensure wrote rather than starting git: this is on the path of
+// every deploy, including the no-op one.
+func (m *Mirror) originIs(url string) bool {
+	b, err := os.ReadFile(filepath.Join(m.Dir, "config"))
+	if err != nil {
+		return false
+	}
+	inOrigin := false
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			inOrigin = line == `[remote "origin"]`
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); inOrigin && ok && strings.TrimSpace(k) == "url" {
+			return strings.TrimSpace(v) == url
+		}
+	}
+	return false
 }
 
 // Fetch updates the mirror from the remote.

@@ -1,0 +1,156 @@
+package main_test
+
+import (
+	"context"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/ledger"
+)
+
+// The issue's figures, measured on the real binary and real apps:
+//   go test -run '^$' -bench . -benchtime 5x ./cmd/slipway/
+// (or `make bench`). Each reports medians with b.ReportMetric.
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// timed runs slipway and returns its wall time; it fails unless exit 0.
+func timed(b *testing.B, a *app, args ...string) (time.Duration, result) {
+	b.Helper()
+	t0 := time.Now()
+	r := a.slipway(args...)
+	d := time.Since(t0)
+	if r.code != 0 {
+		b.Fatalf("slipway %v: %s", args, r)
+	}
+	return d, r
+}
+
+// BenchmarkNoopDeploy: a deploy when the target is already the healthy safe
+// commit (issue figure: median under 100 ms).
+func BenchmarkNoopDeploy(b *testing.B) {
+	a := newApp(b, "python-api", nil)
+	a.mustDeploy()
+	var ds []time.Duration
+	for b.Loop() {
+		d, r := timed(b, a, "deploy")
+		if !strings.Contains(r.stdout, "nothing to do") {
+			b.Fatalf("not a no-op: %s", r)
+		}
+		ds = append(ds, d)
+	}
+	b.ReportMetric(ms(median(ds)), "median-ms")
+}
+
+// stepDurations reads one deploy's steps from the ledger.
+func stepDurations(b *testing.B, a *app, id int64) map[string]time.Duration {
+	b.Helper()
+	db, err := ledger.Open(filepath.Join(a.root, "state.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	steps, err := db.Steps(context.Background(), id)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := map[string]time.Duration{}
+	for _, s := range steps {
+		m[s.Name] += s.Duration
+	}
+	return m
+}
+
+// appTime is the part of a deploy spent in the user's commands and in
+// waiting for the app: build commands, migrate, restart (stopping the old
+// app, starting the new) and the health wait.
+func appTime(steps map[string]time.Duration) time.Duration {
+	var d time.Duration
+	for name, dur := range steps {
+		if strings.HasPrefix(name, "build:") || name == "migrate" || name == "restart" || name == "health" {
+			d += dur
+		}
+	}
+	return d
+}
+
+// BenchmarkDeployOverhead: slipway's own share of a full deploy of the
+// Python example (issue figure: under 300 ms).
+func BenchmarkDeployOverhead(b *testing.B) {
+	a := newApp(b, "python-api", nil)
+	a.mustDeploy()
+	var total, own []time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		a.commit("change "+itoa(i), map[string]string{"README": "change " + itoa(i) + "\n"})
+		d, _ := timed(b, a, "deploy")
+		steps := stepDurations(b, a, a.lastDeploy().ID)
+		total = append(total, d)
+		own = append(own, d-appTime(steps))
+	}
+	b.ReportMetric(ms(median(total)), "total-ms")
+	b.ReportMetric(ms(median(own)), "slipway-ms")
+}
+
+// BenchmarkRollback: `slipway rollback` to a kept release (issue figure:
+// under 1 s plus the app's own start time).
+func BenchmarkRollback(b *testing.B) {
+	a := newApp(b, "python-api", nil)
+	c1 := a.head()
+	a.mustDeploy()
+	c2 := a.commit("two", map[string]string{"README": "two\n"})
+	a.mustDeploy()
+	var total, own []time.Duration
+	to := []string{c1, c2}
+	i := 0
+	for b.Loop() {
+		// Back and forth between two kept releases.
+		d, _ := timed(b, a, "rollback", "--to", to[i%2])
+		i++
+		steps := stepDurations(b, a, a.lastDeploy().ID)
+		total = append(total, d)
+		own = append(own, d-steps["restart"]-steps["health"])
+	}
+	b.ReportMetric(ms(median(total)), "total-ms")
+	b.ReportMetric(ms(median(own)), "without-app-start-ms")
+}
+
+// BenchmarkNodeReuse: an unchanged-deps deploy of the Node example with and
+// without build.reuse (issue figure: at least 5x faster with it).
+func BenchmarkNodeReuse(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		edit func(string) string
+	}{
+		{"reuse", nil},
+		{"no-reuse", func(cfg string) string {
+			return replaceLine(cfg, "    reuse: { paths: [node_modules]", "")
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			a := newApp(b, "node-web", tc.edit)
+			a.mustDeploy()
+			var total, deps []time.Duration
+			i := 0
+			for b.Loop() {
+				i++
+				a.commit("change "+itoa(i), map[string]string{"README": "change " + itoa(i) + "\n"})
+				d, _ := timed(b, a, "deploy")
+				total = append(total, d)
+				deps = append(deps, stepDurations(b, a, a.lastDeploy().ID)["build:deps"])
+			}
+			b.ReportMetric(ms(median(total)), "deploy-ms")
+			b.ReportMetric(ms(median(deps)), "deps-step-ms")
+		})
+	}
+}
