@@ -71,11 +71,13 @@ func isFile(p string) (bool, error) {
 // ${NAME} references in every string value except commands (run, command)
 // take their value from the process environment, else from the env files
 // (read from <root>/env/, in the order of their env_files names); the process
-// environment wins. A relative root, and a repo that is a relative local
-// path, are taken relative to the directory of the config file. app, root and env_files locate the env files, so they
+// environment wins. app, root and env_files locate the env files, so they
 // expand from the process environment only. A reference without a non-empty
 // value expands to "" and is listed in Config.Unset; it is not an error here.
 // An env file that is missing or malformed is skipped (check reports it).
+//
+// A relative root, and a repo that is a relative local path, are taken
+// relative to the directory of the config file.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
