@@ -2,7 +2,7 @@
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/slipway-dev/slipway/internal/cli.Version=$(VERSION)
-export PATH := $(PATH):/usr/local/go/bin
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
 .PHONY: build test demo bench lint setup e2e fuzz
 
@@ -29,7 +29,8 @@ fuzz:
 lint:
 	gofmt -l . | tee /dev/stderr | (! read)
 	$(GO) vet ./...
-	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...
+	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; \
+	else $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...; fi
 
 e2e:
 	@echo "the systemd VM harness arrives with the systemd issue; nothing to run yet"

@@ -2,6 +2,8 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -402,22 +404,25 @@ func killDuring(t *testing.T, a *app, step string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	waitStep(t, a, step)
+	time.Sleep(300 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+}
+
+// waitStep waits until a deploy's log shows step started and not ended.
+func waitStep(t *testing.T, a *app, step string) {
+	t.Helper()
 	waitFor(t, 60*time.Second, "step "+step, func() bool {
 		logs, _ := filepath.Glob(filepath.Join(a.root, "logs", "deploys", "*.log"))
 		for _, l := range logs {
-			if strings.Contains(readFile(t, l), "==> ") && strings.Contains(readFile(t, l), " "+step+"\n") {
-				b := readFile(t, l)
-				if strings.Contains(b, "<== "+step) {
-					continue
-				}
+			b := readFile(t, l)
+			if strings.Contains(b, " "+step+"\n") && !strings.Contains(b, "<== "+step+" ") {
 				return true
 			}
 		}
 		return false
 	})
-	time.Sleep(300 * time.Millisecond)
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	_ = cmd.Wait()
 }
 
 func assertRecovered(t *testing.T, a *app, good string) {
@@ -450,3 +455,123 @@ func readFile(t *testing.T, path string) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestSIGTERMDuringDeploy(t *testing.T) {
+	t.Parallel()
+	t.Run("before the switch nothing live changes", func(t *testing.T) {
+		t.Parallel()
+		a := newApp(t, "python-api", func(cfg string) string {
+			return strings.Replace(cfg, "build:\n", "build:\n  - name: slow\n    run: sh -c 'if [ -f SLOW ]; then sleep 60; fi'\n", 1)
+		})
+		good := a.head()
+		a.mustDeploy()
+		live := a.current()
+		a.commit("slow build", map[string]string{"SLOW": "1\n"})
+		code := signalDuring(t, a, "build:slow", syscall.SIGTERM)
+		if code != 5 {
+			t.Fatalf("exit %d, want 5", code)
+		}
+		a.assertServing(good)
+		if a.current() != live {
+			t.Fatal("current changed")
+		}
+		if d := a.lastDeploy(); d.Outcome != "interrupted" || d.Bad {
+			t.Fatalf("ledger: %+v", d)
+		}
+		if r := a.slipway("lock", "status"); !strings.Contains(r.stdout, "free") {
+			t.Fatalf("lock: %s", r)
+		}
+	})
+	t.Run("after the switch it rolls back", func(t *testing.T) {
+		t.Parallel()
+		a := newApp(t, "python-api", nil)
+		good := a.head()
+		a.mustDeploy()
+		a.edit("health says 500", "backend/app.py",
+			`self.send_body(200, {"status": "ok", "version": APP_VERSION})`,
+			`self.send_body(500, {"status": "broken", "version": APP_VERSION})`)
+		code := signalDuring(t, a, "health", syscall.SIGTERM)
+		if code != 5 {
+			t.Fatalf("exit %d, want 5", code)
+		}
+		a.assertServing(good)
+		if a.safeCommit() != good {
+			t.Fatalf("safe = %s", a.safeCommit())
+		}
+		if d := a.lastDeploy(); d.Outcome != "interrupted" {
+			t.Fatalf("ledger: %+v", d)
+		}
+	})
+}
+
+// signalDuring starts a deploy, sends sig once it reaches step, and returns
+// its exit code.
+func signalDuring(t *testing.T, a *app, step string, sig syscall.Signal) int {
+	t.Helper()
+	cmd := exec.Command(slipwayBin, "-c", a.cfgPath, "deploy")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitStep(t, a, step)
+	_ = cmd.Process.Signal(sig)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+func TestStatusHistoryLogs(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	sha := a.head()
+	a.mustDeploy()
+	r := a.slipway("status", "--json")
+	if r.code != 0 {
+		t.Fatalf("status: %s", r)
+	}
+	var s struct {
+		Current  struct{ Commit, Version string }
+		Safe     string `json:"safe_commit"`
+		Tip      string `json:"remote_tip"`
+		Healthy  bool
+		Services []struct {
+			Name    string
+			Running bool
+		}
+		Last struct{ Outcome string } `json:"last_deploy"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("status json: %v\n%s", err, r.stdout)
+	}
+	if s.Current.Commit != sha || s.Safe != sha || s.Tip != sha || !s.Healthy || len(s.Services) != 2 || !s.Services[0].Running || s.Last.Outcome != "succeeded" {
+		t.Fatalf("status: %+v", s)
+	}
+	r = a.slipway("status")
+	for _, want := range []string{"current:", sha[:7], "health:    ok", "lock:      free", "service:   backend"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = a.slipway("history")
+	if r.code != 0 || !strings.Contains(r.stdout, "succeeded") || !strings.Contains(r.stdout, sha[:7]) {
+		t.Fatalf("history: %s", r)
+	}
+	r = a.slipway("logs")
+	if r.code != 0 || !strings.Contains(r.stdout, "==> ") || !strings.Contains(r.stdout, "migrate") {
+		t.Fatalf("logs: %s", r)
+	}
+	if r := a.slipway("logs", "999"); r.code == 0 {
+		t.Fatalf("logs of a missing deploy: %s", r)
+	}
+	// The token never lands in the logs or the ledger.
+	for _, f := range []string{"logs/deploy.log", "logs/deploys/1.log", "state.db"} {
+		if strings.Contains(readFile(t, filepath.Join(a.root, f)), testToken) {
+			t.Fatalf("%s contains the auth token", f)
+		}
+	}
+}

@@ -24,6 +24,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 				return usageError{errors.New("--commit and --ref are exclusive")}
 			}
 			opts.Trigger = "manual"
+			opts.Actor = actor()
 			return runDeploy(cmd, g, opts, asJSON)
 		},
 	}

@@ -121,6 +121,14 @@ func newLockCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// actor names who ran the command, for the ledger.
+func actor() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
 func holderNow(trigger string) lock.Holder {
 	host, _ := os.Hostname()
 	h := lock.Holder{PID: os.Getpid(), Host: host, Trigger: trigger, Started: time.Now().UTC()}

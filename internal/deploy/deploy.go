@@ -113,11 +113,6 @@ func (a *attempt) step(ctx context.Context, name string, bad bool, fn func(conte
 	return nil
 }
 
-func (a *attempt) skip(ctx context.Context, name, detail string) {
-	a.j.start(name)
-	a.j.end(ctx, ledger.Skipped, detail)
-}
-
 func (a *attempt) run(ctx context.Context) (Result, error) {
 	e := a.e
 	var target string
