@@ -575,3 +575,35 @@ func TestStatusHistoryLogs(t *testing.T) {
 		}
 	}
 }
+
+func TestPruneKeepsCurrentAndSafe(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		return replaceLine(cfg, "keep_releases:", "keep_releases: 2")
+	})
+	var shas []string
+	for i := range 4 {
+		if i > 0 {
+			a.commit("c"+itoa(i), map[string]string{"README": itoa(i) + "\n"})
+		}
+		a.mustDeploy()
+		shas = append(shas, a.head())
+	}
+	// A failed deploy's release goes first.
+	a.edit("break", "backend/app.py", "def main():", "def main(:")
+	if r := a.slipway("deploy"); r.code != 1 {
+		t.Fatalf("want failure: %s", r)
+	}
+	entries, _ := os.ReadDir(filepath.Join(a.root, "releases"))
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 2 {
+		t.Fatalf("releases %v, want 2", names)
+	}
+	if !strings.HasSuffix(names[1], shas[3][:12]) || a.current() != names[1] {
+		t.Fatalf("releases %v: current (%s) must be kept", names, a.current())
+	}
+	a.assertServing(shas[3])
+}

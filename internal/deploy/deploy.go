@@ -204,7 +204,7 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	}); err != nil {
 		return a.fail(ctx, err)
 	}
-	_ = a.step(ctx, "prune", false, func(ctx context.Context) (string, error) { return e.prune(ctx, a.rel.Name) })
+	_ = a.step(ctx, "prune", false, func(ctx context.Context) (string, error) { return e.prune(ctx, "") })
 
 	a.res.Outcome = ledger.Succeeded
 	a.res.Message = fmt.Sprintf("deployed %s (%s)", short(target), a.rel.Version)

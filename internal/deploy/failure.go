@@ -56,7 +56,7 @@ func (a *attempt) fail(ctx context.Context, err error) (Result, error) {
 		}
 	}
 	if a.rel.Name != "" {
-		_ = a.step(rctx, "prune", false, func(ctx context.Context) (string, error) { return e.prune(ctx, "") })
+		_ = a.step(rctx, "prune", false, func(ctx context.Context) (string, error) { return e.prune(ctx, a.rel.Name) })
 	}
 	f.Next = a.nextStep(se, bad, interrupted)
 	a.res.Outcome = outcome

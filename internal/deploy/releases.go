@@ -57,14 +57,15 @@ func (e *Engine) restore(ctx context.Context, to release.Release, from vars, cre
 	return fmt.Sprintf("current -> releases/%s (%s), services restarted, healthy", to.Name, short(to.Commit)), nil
 }
 
-// prune removes releases beyond keep_releases, never current, the safe
-// release, or keep; failed releases go first.
-func (e *Engine) prune(ctx context.Context, keep string) (string, error) {
+// prune removes releases beyond keep_releases, never current or the safe
+// release; failed releases go first. failedNow is the release of a deploy
+// failing right now, which the ledger does not show as failed yet.
+func (e *Engine) prune(ctx context.Context, failedNow string) (string, error) {
 	cur, _ := e.Layout.Current()
 	safe, _ := e.Layout.SafeCommit()
 	safeRel, _ := e.releaseOf(ctx, safe)
-	protect := map[string]bool{cur: true, safeRel.Name: true, keep: true}
-	failed := map[string]bool{}
+	protect := map[string]bool{cur: true, safeRel.Name: true}
+	failed := map[string]bool{failedNow: true}
 	good := map[string]bool{}
 	deploys, err := e.Ledger.Deploys(ctx, 1000)
 	if err != nil {
