@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/git"
 	"github.com/slipway-dev/slipway/internal/ledger"
 )
 
@@ -21,7 +22,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Commit != "" && opts.Ref != "" {
-				return usageError{errors.New("--commit and --ref are exclusive")}
+				return usageError{Err: errors.New("--commit and --ref are exclusive")}
 			}
 			opts.Trigger = "manual"
 			opts.Actor = actor()
@@ -45,34 +46,47 @@ func runDeploy(cmd *cobra.Command, g *globals, opts deploy.Options, asJSON bool)
 	}
 	defer a.close()
 	p := newPrinter(g.stderr)
-	a.engine.Observe = p.Event
-	if !opts.DryRun {
-		fmt.Fprintf(g.stderr, "deploying %s (%s, branch %s)\n", a.cfg.App, a.cfg.Repo, a.cfg.Branch)
+	ctx := signalContext(cmd)
+	var res deploy.Result
+	var sum deploy.Summary
+	if c := dialAgent(a.cfg.Root); c != nil && !opts.DryRun {
+		// The agent runs it, so that it queues behind the agent's own deploys.
+		fmt.Fprintf(g.stderr, "deploying %s through the running agent\n", a.cfg.App)
+		sum, err = c.follow(ctx, "/deploys", map[string]any{"ref": opts.Ref, "commit": opts.Commit, "force": opts.Force}, p.Event)
+	} else {
+		a.engine.Observe = p.Event
+		if !opts.DryRun {
+			fmt.Fprintf(g.stderr, "deploying %s (%s, branch %s)\n", a.cfg.App, git.Redact(a.cfg.Repo), a.cfg.Branch)
+		}
+		res, err = a.engine.Deploy(ctx, opts)
+		sum = resultJSON(res, err)
 	}
-	res, err := a.engine.Deploy(signalContext(cmd), opts)
 	p.stopSpinner()
+	return report(g, sum, err, asJSON)
+}
+
+// report prints a deploy's or rollback's result, local or from the agent.
+func report(g *globals, sum deploy.Summary, err error, asJSON bool) error {
 	if asJSON {
-		printJSON(g, resultJSON(res, err))
-	}
-	var f *deploy.Failure
-	if errors.As(err, &f) {
-		explain(g.stderr, f)
-		return reported{err}
+		printJSON(g, sum)
 	}
 	if err != nil {
-		return err
+		if !asJSON {
+			explain(g.stderr, sum)
+		}
+		return reported{err}
 	}
 	if asJSON {
 		return nil
 	}
-	if res.Plan != nil {
-		printPlan(g, res.Plan)
+	if sum.Plan != nil {
+		printPlan(g, sum.Plan)
 		return nil
 	}
-	if res.Outcome == ledger.Skipped && !strings.HasPrefix(res.Message, "nothing to do") {
-		fmt.Fprintf(g.stderr, "warning: %s\n", res.Message)
+	if sum.Outcome == string(ledger.Skipped) && !strings.HasPrefix(sum.Message, "nothing to do") {
+		fmt.Fprintf(g.stderr, "warning: %s\n", sum.Message)
 	}
-	fmt.Fprintln(g.stdout, res.Message)
+	fmt.Fprintln(g.stdout, sum.Message)
 	return nil
 }
 
@@ -91,34 +105,8 @@ func printPlan(g *globals, p *deploy.Plan) {
 	fmt.Fprintln(g.stdout, "dry run: nothing was changed")
 }
 
-type deployJSON struct {
-	ID       int64        `json:"id,omitempty"`
-	Outcome  string       `json:"outcome"`
-	Commit   string       `json:"commit,omitempty"`
-	Previous string       `json:"previous_commit,omitempty"`
-	Release  string       `json:"release,omitempty"`
-	Version  string       `json:"version,omitempty"`
-	Message  string       `json:"message,omitempty"`
-	Error    string       `json:"error,omitempty"`
-	Step     string       `json:"failed_step,omitempty"`
-	Plan     *deploy.Plan `json:"plan,omitempty"`
-	ExitCode int          `json:"exit_code"`
-}
-
-func resultJSON(r deploy.Result, err error) deployJSON {
-	out := deployJSON{ID: r.DeployID, Outcome: string(r.Outcome), Commit: r.Commit, Previous: r.Previous,
-		Release: r.Release, Version: r.Version, Message: r.Message, Plan: r.Plan, ExitCode: ExitCode(err)}
-	if r.Plan != nil {
-		out.Outcome = "dry-run"
-	}
-	if err != nil {
-		out.Error = err.Error()
-		var f *deploy.Failure
-		if errors.As(err, &f) {
-			out.Step = f.Step
-		}
-	}
-	return out
+func resultJSON(r deploy.Result, err error) deploy.Summary {
+	return deploy.Summarize(r, err, ExitCode(err))
 }
 
 func printJSON(g *globals, v any) {

@@ -18,7 +18,7 @@ func newInitCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if _, err := os.Stat(out); err == nil && !force {
-				return usageError{fmt.Errorf("%s exists; use --force to overwrite it", out)}
+				return usageError{Err: fmt.Errorf("%s exists; use --force to overwrite it", out)}
 			}
 			wd, err := os.Getwd()
 			if err != nil {

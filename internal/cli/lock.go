@@ -67,8 +67,8 @@ func newLockCmd(g *globals) *cobra.Command {
 		Short: "Freeze deploys, manual and automatic, until `lock release` (survives reboots)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if msg == "" {
-				return usageError{errors.New("say why with -m MSG")}
+			if msg == "" || len(msg) > 1000 {
+				return usageError{Err: errors.New("say why with -m MSG (at most 1000 characters)")}
 			}
 			l, err := layoutOf()
 			if err != nil {

@@ -28,7 +28,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 			var id int64
 			if len(args) == 1 {
 				if id, err = strconv.ParseInt(args[0], 10, 64); err != nil || id <= 0 {
-					return usageError{fmt.Errorf("%q is not a deploy id", args[0])}
+					return usageError{Err: fmt.Errorf("%q is not a deploy id", args[0])}
 				}
 			} else {
 				d, err := a.db.Last(signalContext(cmd))

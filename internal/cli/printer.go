@@ -111,14 +111,22 @@ func firstLine(s string) string {
 
 // explain prints a failed deploy for an operator: what failed, the command
 // and its output, what is live now, and what to do next.
-func explain(w io.Writer, f *deploy.Failure) {
-	fmt.Fprintf(w, "\ndeploy %d failed at step %s:\n", f.DeployID, f.Step)
-	for _, line := range strings.Split(strings.TrimRight(deploy.Describe(f.Err), "\n"), "\n") {
+func explain(w io.Writer, s deploy.Summary) {
+	if s.FailedStep == "" {
+		fmt.Fprintf(w, "slipway: %s\n", s.Error)
+		return
+	}
+	kind := s.Kind
+	if kind == "" {
+		kind = "deploy"
+	}
+	fmt.Fprintf(w, "\n%s %d failed at step %s:\n", kind, s.ID, s.FailedStep)
+	for _, line := range strings.Split(strings.TrimRight(s.Detail, "\n"), "\n") {
 		fmt.Fprintf(w, "    %s\n", line)
 	}
-	if f.Rollback != nil {
-		fmt.Fprintf(w, "and the rollback failed:\n    %s\n", strings.ReplaceAll(deploy.Describe(f.Rollback), "\n", "\n    "))
+	if i := strings.Index(s.Error, "; rollback failed too: "); i >= 0 {
+		fmt.Fprintf(w, "and the rollback failed:\n    %s\n", s.Error[i+len("; rollback failed too: "):])
 	}
-	fmt.Fprintf(w, "%s\n", f.State)
-	fmt.Fprintf(w, "next: %s\n", f.Next)
+	fmt.Fprintf(w, "%s\n", s.State)
+	fmt.Fprintf(w, "next: %s\n", s.Next)
 }

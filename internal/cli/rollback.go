@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -23,24 +22,19 @@ func newRollbackCmd(g *globals) *cobra.Command {
 			}
 			defer a.close()
 			p := newPrinter(g.stderr)
-			a.engine.Observe = p.Event
-			res, err := a.engine.Rollback(signalContext(cmd), to, wait)
+			ctx := signalContext(cmd)
+			var sum deploy.Summary
+			if c := dialAgent(a.cfg.Root); c != nil {
+				fmt.Fprintf(g.stderr, "rolling back %s through the running agent\n", a.cfg.App)
+				sum, err = c.follow(ctx, "/rollback", map[string]any{"to": to}, p.Event)
+			} else {
+				a.engine.Observe = p.Event
+				var res deploy.Result
+				res, err = a.engine.Rollback(ctx, deploy.RollbackOptions{To: to, Wait: wait, Actor: actor()})
+				sum = resultJSON(res, err)
+			}
 			p.stopSpinner()
-			if asJSON {
-				printJSON(g, resultJSON(res, err))
-			}
-			var f *deploy.Failure
-			if errors.As(err, &f) {
-				explain(g.stderr, f)
-				return reported{err}
-			}
-			if err != nil {
-				return err
-			}
-			if !asJSON {
-				fmt.Fprintln(g.stdout, res.Message)
-			}
-			return nil
+			return report(g, sum, err, asJSON)
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "roll back to this commit's kept release")

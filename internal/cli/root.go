@@ -42,10 +42,10 @@ func NewRoot() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVarP(&g.config, "config", "c", "", "path to slipway.yml (default: $SLIPWAY_CONFIG, ./slipway.yml, /etc/slipway/slipway.yml)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{Err: err} })
 	root.AddCommand(
 		newInitCmd(g), newCheckCmd(g), newDeployCmd(g), newRollbackCmd(g),
-		newStatusCmd(g), newHistoryCmd(g), newLogsCmd(g), newLockCmd(g), newVersionCmd(g),
+		newStatusCmd(g), newHistoryCmd(g), newLogsCmd(g), newLockCmd(g), newVersionCmd(g), newAgentCmd(g),
 	)
 	return root
 }
@@ -54,7 +54,7 @@ func NewRoot() *cobra.Command {
 func (g *globals) loadConfig() (*config.Config, error) {
 	path, err := config.Find(g.config)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, usageError{Err: err}
 	}
 	return config.Load(path)
 }
@@ -116,7 +116,7 @@ func managerFor(cfg *config.Config, layout release.Layout) (service.Manager, err
 		m.StartGrace = startGrace
 		return m, nil
 	default:
-		return nil, usageError{fmt.Errorf("%s: manager %q is not available in this build yet; use `manager: process`", cfg.Path, cfg.Manager)}
+		return nil, usageError{Err: fmt.Errorf("%s: manager %q is not available in this build yet; use `manager: process`", cfg.Path, cfg.Manager)}
 	}
 }
 

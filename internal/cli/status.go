@@ -2,9 +2,12 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/slipway-dev/slipway/internal/deploy"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -20,71 +23,103 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			defer a.close()
 			ctx := signalContext(cmd)
-			if err := a.engine.TryRecover(ctx); err != nil {
-				fmt.Fprintf(g.stderr, "recovery: %v\n", err)
-			}
-			s, err := a.engine.Status(ctx, offline)
-			if err != nil {
-				return err
+			var st agentStatus
+			if c := dialAgent(a.cfg.Root); c != nil {
+				if err := c.get(ctx, "/status", &st); err != nil {
+					return err
+				}
+			} else {
+				if err := a.engine.TryRecover(ctx); err != nil {
+					fmt.Fprintf(g.stderr, "recovery: %v\n", err)
+				}
+				if st.Status, err = a.engine.Status(ctx, offline); err != nil {
+					return err
+				}
 			}
 			if asJSON {
-				printJSON(g, s)
+				printJSON(g, st)
 				return nil
 			}
-			w := g.stdout
-			fmt.Fprintf(w, "app:       %s (%s)\n", s.App, s.Root)
-			if s.Current != nil {
-				fmt.Fprintf(w, "current:   %s  %s  releases/%s\n", short(s.Current.Commit), s.Current.Version, s.Current.Name)
-			} else {
-				fmt.Fprintln(w, "current:   - (nothing deployed)")
-			}
-			fmt.Fprintf(w, "safe:      %s\n", orDash(short(s.Safe)))
-			switch {
-			case s.RemoteErr != "":
-				fmt.Fprintf(w, "remote:    unknown (%s)\n", s.RemoteErr)
-			case s.RemoteTip != "":
-				note := ""
-				if s.Current != nil && s.RemoteTip != s.Current.Commit {
-					note = "  (not deployed)"
-				}
-				fmt.Fprintf(w, "remote:    %s%s\n", short(s.RemoteTip), note)
-			}
-			for _, sv := range s.Services {
-				state := "stopped"
-				if sv.Running {
-					state = fmt.Sprintf("running, pid %d", sv.PID)
-					if !sv.Since.IsZero() {
-						state += ", up " + time.Since(sv.Since).Round(time.Second).String()
-					}
-				}
-				if sv.Detail != "" {
-					state += " (" + sv.Detail + ")"
-				}
-				fmt.Fprintf(w, "service:   %-10s %s\n", sv.Name, state)
-			}
-			if s.Healthy {
-				fmt.Fprintln(w, "health:    ok")
-			} else {
-				fmt.Fprintf(w, "health:    FAILING: %s\n", firstLine(s.HealthErr))
-			}
-			if s.Lock != nil {
-				if s.Lock.Frozen {
-					fmt.Fprintf(w, "lock:      FROZEN by %s since %s: %s\n", s.Lock.Holder.User, s.Lock.Holder.Started.Format(time.RFC3339), s.Lock.Holder.Message)
-				} else {
-					fmt.Fprintf(w, "lock:      held by %s\n", s.Lock.Holder)
-				}
-			} else {
-				fmt.Fprintln(w, "lock:      free")
-			}
-			if d := s.Last; d != nil {
-				fmt.Fprintf(w, "last:      #%d %s %s %s (%s)\n", d.ID, d.Kind, short(d.Commit), d.Outcome, d.Started.Format(time.RFC3339))
-			}
+			printStatus(g.stdout, st)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	cmd.Flags().BoolVar(&offline, "offline", false, "do not ask the remote for the branch tip")
 	return cmd
+}
+
+// agentStatus is the status with, when an agent answered, its own state.
+type agentStatus struct {
+	deploy.Status
+	Agent *struct {
+		RemoteError string `json:"remote_error"`
+		Frozen      string `json:"frozen"`
+		Running     int64  `json:"running_deploy"`
+		Waiting     int64  `json:"waiting_deploy"`
+	} `json:"agent,omitempty"`
+	Uptime float64 `json:"agent_uptime_seconds,omitempty"`
+}
+
+func printStatus(w io.Writer, s agentStatus) {
+	fmt.Fprintf(w, "app:       %s (%s)\n", s.App, s.Root)
+	if s.Current != nil {
+		fmt.Fprintf(w, "current:   %s  %s  releases/%s\n", short(s.Current.Commit), s.Current.Version, s.Current.Name)
+	} else {
+		fmt.Fprintln(w, "current:   - (nothing deployed)")
+	}
+	fmt.Fprintf(w, "safe:      %s\n", orDash(short(s.Safe)))
+	switch {
+	case s.RemoteErr != "":
+		fmt.Fprintf(w, "remote:    unknown (%s)\n", s.RemoteErr)
+	case s.RemoteTip != "":
+		note := ""
+		if s.Current != nil && s.RemoteTip != s.Current.Commit {
+			note = "  (not deployed)"
+		}
+		fmt.Fprintf(w, "remote:    %s%s\n", short(s.RemoteTip), note)
+	}
+	for _, sv := range s.Services {
+		state := "stopped"
+		if sv.Running {
+			state = fmt.Sprintf("running, pid %d", sv.PID)
+			if !sv.Since.IsZero() {
+				state += ", up " + time.Since(sv.Since).Round(time.Second).String()
+			}
+		} else if sv.Detail != "" {
+			state += " (" + sv.Detail + ")"
+		}
+		fmt.Fprintf(w, "service:   %-10s %s\n", sv.Name, state)
+	}
+	if s.Healthy {
+		fmt.Fprintln(w, "health:    ok")
+	} else {
+		fmt.Fprintf(w, "health:    FAILING: %s\n", firstLine(s.HealthErr))
+	}
+	switch {
+	case s.Lock != nil && s.Lock.Frozen:
+		fmt.Fprintf(w, "lock:      FROZEN by %s since %s: %s\n", s.Lock.Holder.User, s.Lock.Holder.Started.Format(time.RFC3339), s.Lock.Holder.Message)
+	case s.Lock != nil:
+		fmt.Fprintf(w, "lock:      held by %s\n", s.Lock.Holder)
+	default:
+		fmt.Fprintln(w, "lock:      free")
+	}
+	if d := s.Last; d != nil {
+		fmt.Fprintf(w, "last:      #%d %s %s %s (%s)\n", d.ID, d.Kind, short(d.Commit), d.Outcome, d.Started.Format(time.RFC3339))
+	}
+	if ag := s.Agent; ag != nil {
+		line := fmt.Sprintf("agent:     up %s", (time.Duration(s.Uptime) * time.Second).String())
+		if ag.Running != 0 {
+			line += fmt.Sprintf(", running deploy %d", ag.Running)
+		}
+		if ag.Waiting != 0 {
+			line += fmt.Sprintf(", deploy %d waiting", ag.Waiting)
+		}
+		if ag.Frozen != "" {
+			line += ", holding new commits: deploys are frozen"
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 func short(sha string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -69,14 +70,23 @@ func (e *Engine) deployLocked(ctx context.Context, opts Options, lockWait time.D
 	if name, _ := e.Layout.Current(); name != "" {
 		a.live, _ = e.Layout.Open(name)
 	}
-	id, err := e.Ledger.StartDeploy(ctx, ledger.Deploy{
-		Trigger: opts.Trigger, Actor: opts.Actor, Kind: "deploy",
-		PreviousCommit: a.safe, Started: e.now(),
-	})
+	id := opts.DeployID
+	if id != 0 {
+		// Queued by the agent: the row exists already.
+		err = e.Ledger.Begin(ctx, id, e.now())
+		if err == nil {
+			err = e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: id, PreviousCommit: a.safe})
+		}
+	} else {
+		id, err = e.Ledger.StartDeploy(ctx, ledger.Deploy{
+			Trigger: opts.Trigger, Actor: opts.Actor, Kind: ledger.KindDeploy,
+			PreviousCommit: a.safe, Started: e.now(),
+		})
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	a.res = Result{DeployID: id, Previous: a.safe}
+	a.res = Result{Kind: ledger.KindDeploy, DeployID: id, Previous: a.safe}
 	if a.j, err = e.openJournal(id); err != nil {
 		_ = e.Ledger.FinishDeploy(context.WithoutCancel(ctx), id, ledger.Failed, err.Error(), false, e.now())
 		return a.res, err
@@ -102,7 +112,9 @@ func (s *stepError) Unwrap() error { return s.err }
 func (a *attempt) step(ctx context.Context, name string, bad bool, fn func(context.Context) (string, error)) error {
 	a.j.start(name)
 	detail, err := fn(ctx)
-	if err == nil && ctx.Err() != nil {
+	if err == nil && ctx.Err() != nil && name != "mark-safe" {
+		// A step that finished is failed by a signal that came meanwhile,
+		// except mark-safe: once SAFE_COMMIT is written, the deploy stands.
 		err = ctx.Err()
 	}
 	if err != nil {
@@ -284,8 +296,12 @@ func (a *attempt) verifyEnv(ctx context.Context) (string, error) {
 		}
 	}
 	for _, k := range e.Cfg.RequireEnv {
-		if v, ok := e.Cfg.LookupEnv(k); !ok || v == "" {
-			problems = append(problems, fmt.Sprintf("required variable %s is unset or empty: set it in an env file under %s", k, e.Layout.EnvDir()))
+		if !e.inEnvFile(k) {
+			msg := fmt.Sprintf("required variable %s is unset or empty in the env files: set it in an env file under %s", k, e.Layout.EnvDir())
+			if v, ok := os.LookupEnv(k); ok && v != "" {
+				msg += " (it is set in slipway's own environment, but services never inherit that)"
+			}
+			problems = append(problems, msg)
 		}
 	}
 	for _, spec := range e.specs(a.vars(), a.cred) {
@@ -313,6 +329,17 @@ func (e *Engine) portFree(ctx context.Context, spec service.Spec) error {
 		return nil
 	}
 	return &service.PortHeldError{Port: spec.Port, PID: pid, Command: cmdline, Service: spec.Name}
+}
+
+// inEnvFile reports whether key has a non-empty value in some env file:
+// the only place services and commands get their variables from.
+func (e *Engine) inEnvFile(key string) bool {
+	for name := range e.Cfg.EnvFiles {
+		if v := e.Cfg.EnvFor(name)[key]; v != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func sameGroup(pid, leader int) bool {

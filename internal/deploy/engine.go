@@ -63,10 +63,13 @@ type Options struct {
 	DryRun  bool   // print the plan, change nothing
 	Trigger string // manual, poll, webhook, api
 	Actor   string
+	// DeployID adopts a ledger row the agent queued (0: a new row).
+	DeployID int64
 }
 
 // Result is what a deploy did.
 type Result struct {
+	Kind     string // deploy or rollback
 	DeployID int64
 	Outcome  ledger.Outcome
 	Commit   string

@@ -26,8 +26,12 @@ type vars struct {
 // minimal base, then the named env file, then the slipway variables.
 func (e *Engine) env(envFile string, v vars) []string {
 	base := run.BaseEnv()
-	if u := e.Cfg.User; u != "" {
-		base = append(base, "USER="+u, "LOGNAME="+u)
+	if name := e.Cfg.User; name != "" {
+		base = append(base, "USER="+name, "LOGNAME="+name)
+		if u, err := user.Lookup(name); err == nil && u.HomeDir != "" {
+			// Their own caches (uv, npm, go), not the invoking user's.
+			base = run.MergeEnv(base, map[string]string{"HOME": u.HomeDir}, []string{"HOME"})
+		}
 	}
 	if lang := os.Getenv("LANG"); lang != "" {
 		base = append(base, "LANG="+lang)
@@ -67,7 +71,15 @@ func (e *Engine) credential() (*syscall.Credential, error) {
 	}
 	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if ids, err := u.GroupIds(); err == nil {
+		for _, g := range ids {
+			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+				cred.Groups = append(cred.Groups, uint32(n))
+			}
+		}
+	}
+	return cred, nil
 }
 
 // chown gives a release tree to the configured user, so builds running as
@@ -100,12 +112,15 @@ func (e *Engine) spec(s *config.Service, v vars, cred *syscall.Credential) servi
 	if s.Dir != "" {
 		dir = filepath.Join(v.rel.Dir, s.Dir)
 	}
+	// SLIPWAY_ROOT and SLIPWAY_SERVICE mark the process as this service's,
+	// so that a manager can find it even without its pid file.
+	env := append(e.env(s.EnvFile, v), "SLIPWAY_ROOT="+e.Cfg.Root, "SLIPWAY_SERVICE="+s.Name)
 	return service.Spec{
 		App:         e.Cfg.App,
 		Name:        s.Name,
 		Dir:         dir,
 		Command:     s.Command,
-		Env:         e.env(s.EnvFile, v),
+		Env:         env,
 		Port:        s.Port,
 		StopTimeout: s.StopTimeout.D(),
 		Unit:        s.Unit,

@@ -15,6 +15,11 @@ type Recovered struct {
 	Actions []string
 }
 
+// interruptionsBeforeBad is how many times a commit's deploy may die
+// mid-way (an OOM-killed build, say) before it counts as bad, so that a
+// crash never turns into a redeploy loop.
+const interruptionsBeforeBad = 2
+
 // recover repairs what a crash left behind. It runs under the deploy lock:
 // a deploy still marked running is one whose process died. That deploy is
 // marked interrupted, its half-built release removed, and current and the
@@ -39,37 +44,69 @@ func (e *Engine) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	safeRel, _ := e.releaseOf(ctx, safe)
 	cur, _ := e.Layout.Current()
+
+	// A deploy killed after mark-safe but before its ledger row was
+	// finished did succeed: SAFE_COMMIT and current both name it.
+	var done []ledger.Deploy
+	var interrupted []ledger.Deploy
+	for _, d := range unfinished {
+		if d.Kind == ledger.KindDeploy && d.Commit != "" && d.Commit == safe && d.Release != "" && d.Release == cur {
+			done = append(done, d)
+		} else {
+			interrupted = append(interrupted, d)
+		}
+	}
+	for _, d := range done {
+		if err := e.Ledger.FinishDeploy(ctx, d.ID, ledger.Succeeded, "", false, e.now()); err != nil {
+			return err
+		}
+		r.Deploys = append(r.Deploys, d.ID)
+		r.Actions = append(r.Actions, fmt.Sprintf("deploy %d had passed every check before the crash: recorded as succeeded", d.ID))
+	}
+
+	safeRel, _ := e.releaseOf(ctx, safe)
 	var curRel release.Release
 	if cur != "" {
 		curRel, _ = e.Layout.Open(cur)
 	}
+	cred, err := e.credential()
+	if err != nil {
+		return err
+	}
 
 	// Bring current and the services back to the safe release.
 	var fixErr error
-	switch {
-	case safeRel.Name != "" && cur != safeRel.Name:
-		detail, err := e.restore(ctx, safeRel, vars{rel: curRel}, nil)
-		fixErr = err
-		r.Actions = append(r.Actions, "current back to the safe release: "+detail)
-	case safeRel.Name != "":
-		if _, err := e.healthyNow(ctx, vars{rel: safeRel}); err != nil {
-			detail, err := e.restore(ctx, safeRel, vars{rel: safeRel}, nil)
+	if len(interrupted) > 0 {
+		switch {
+		case safeRel.Name != "" && cur != safeRel.Name:
+			detail, err := e.restore(ctx, safeRel, vars{rel: curRel}, cred)
 			fixErr = err
-			r.Actions = append(r.Actions, "services restarted on the safe release: "+detail)
+			r.Actions = append(r.Actions, "current back to the safe release: "+detail)
+		case safeRel.Name != "":
+			if _, err := e.healthyNow(ctx, vars{rel: safeRel}); err != nil {
+				detail, err := e.restore(ctx, safeRel, vars{rel: safeRel}, cred)
+				fixErr = err
+				r.Actions = append(r.Actions, "services restarted on the safe release: "+detail)
+			}
+		case cur != "":
+			// No safe release yet: an interrupted first deploy. Nothing was
+			// proven healthy, so nothing stays live.
+			detail, err := e.restore(ctx, release.Release{}, vars{rel: curRel}, cred)
+			fixErr = err
+			r.Actions = append(r.Actions, detail)
 		}
-	case cur != "":
-		// No safe release yet: an interrupted first deploy. Nothing was
-		// proven healthy, so nothing stays live.
-		detail, err := e.restore(ctx, release.Release{}, vars{rel: curRel}, nil)
-		fixErr = err
-		r.Actions = append(r.Actions, detail)
 	}
 
-	for _, d := range unfinished {
+	good, err := e.goodReleases(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range interrupted {
 		r.Deploys = append(r.Deploys, d.ID)
-		if d.Release != "" && d.Release != safeRel.Name {
+		// Only a deploy's own, never-proven release goes; a rollback's
+		// target is a kept good release.
+		if d.Kind == ledger.KindDeploy && d.Release != "" && d.Release != safeRel.Name && !good[d.Release] {
 			if now, _ := e.Layout.Current(); now != d.Release {
 				if err := e.Layout.Remove(d.Release); err == nil {
 					r.Actions = append(r.Actions, "removed half-built releases/"+d.Release)
@@ -81,11 +118,22 @@ func (e *Engine) recover(ctx context.Context) error {
 		if len(steps) > 0 {
 			at = "after step " + steps[len(steps)-1].Name
 		}
+		bad := false
+		if d.Kind == ledger.KindDeploy && d.Release != "" {
+			n, err := e.interruptions(ctx, d.Commit)
+			if err != nil {
+				return err
+			}
+			bad = n+1 >= interruptionsBeforeBad
+		}
 		msg := fmt.Sprintf("interrupted %s (the process died); recovered: %s", at, strings.Join(r.Actions, "; "))
+		if bad {
+			msg += fmt.Sprintf("; %s was interrupted %d times and is marked bad", short(d.Commit), interruptionsBeforeBad)
+		}
 		if fixErr != nil {
 			msg += "; recovery failed: " + fixErr.Error()
 		}
-		if err := e.Ledger.FinishDeploy(ctx, d.ID, ledger.Interrupted, msg, false, e.now()); err != nil {
+		if err := e.Ledger.FinishDeploy(ctx, d.ID, ledger.Interrupted, msg, bad, e.now()); err != nil {
 			return err
 		}
 		e.appendDeployLog(d.ID, "recover", ledger.Interrupted, 0, msg)
@@ -98,4 +146,33 @@ func (e *Engine) recover(ctx context.Context) error {
 			State: "the safe release is not healthy", Next: "check the services' logs; `slipway status` shows what runs"}
 	}
 	return nil
+}
+
+// interruptions counts the earlier interrupted deploys of commit that got
+// as far as creating a release.
+func (e *Engine) interruptions(ctx context.Context, commit string) (int, error) {
+	ds, err := e.Ledger.Deploys(ctx, 200)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range ds {
+		if d.Commit == commit && d.Kind == ledger.KindDeploy && d.Outcome == ledger.Interrupted && d.Release != "" {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// goodReleases are the releases that once passed every check.
+func (e *Engine) goodReleases(ctx context.Context) (map[string]bool, error) {
+	ds, err := e.Ledger.LastGoodReleases(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	good := make(map[string]bool, len(ds))
+	for _, d := range ds {
+		good[d.Release] = true
+	}
+	return good, nil
 }

@@ -13,10 +13,23 @@ import (
 // ErrNoRelease: no kept release matches what rollback was asked for.
 var ErrNoRelease = errors.New("no release to roll back to")
 
+// RollbackOptions selects what one rollback does.
+type RollbackOptions struct {
+	To       string // a commit id (prefix); "" = the previous good release
+	Wait     bool   // wait for the lock instead of exiting 3
+	Trigger  string // manual, api
+	Actor    string
+	DeployID int64 // adopt a ledger row the agent queued (0: a new row)
+}
+
 // Rollback makes an earlier good release live again without rebuilding:
-// the previous good release, or the newest kept release of commit to.
-func (e *Engine) Rollback(ctx context.Context, to string, wait bool) (Result, error) {
-	l, err := e.Lock(ctx, "rollback", wait)
+// the previous good release, or the newest kept release of commit opts.To.
+func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, error) {
+	to := opts.To
+	if opts.Trigger == "" {
+		opts.Trigger = "manual"
+	}
+	l, err := e.Lock(ctx, "rollback", opts.Wait)
 	if err != nil {
 		return Result{}, err
 	}
@@ -30,19 +43,39 @@ func (e *Engine) Rollback(ctx context.Context, to string, wait bool) (Result, er
 	if err != nil {
 		return Result{}, err
 	}
-	id, err := e.Ledger.StartDeploy(ctx, ledger.Deploy{
-		Trigger: "manual", Kind: "rollback", Commit: target.Commit,
-		PreviousCommit: live.Commit, Release: target.Name, Started: e.now(),
-	})
+	id := opts.DeployID
+	if id != 0 {
+		err = e.Ledger.Begin(ctx, id, e.now())
+		if err == nil {
+			err = e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: id, Commit: target.Commit, PreviousCommit: live.Commit, Release: target.Name})
+		}
+	} else {
+		id, err = e.Ledger.StartDeploy(ctx, ledger.Deploy{
+			Trigger: opts.Trigger, Actor: opts.Actor, Kind: ledger.KindRollback, Commit: target.Commit,
+			PreviousCommit: live.Commit, Release: target.Name, Started: e.now(),
+		})
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	a := &attempt{e: e, res: Result{DeployID: id, Commit: target.Commit, Previous: live.Commit, Release: target.Name, Version: target.Version}, rel: target, live: live}
+	a := &attempt{e: e, res: Result{Kind: ledger.KindRollback, DeployID: id, Commit: target.Commit, Previous: live.Commit, Release: target.Name, Version: target.Version}, rel: target, live: live}
 	if a.j, err = e.openJournal(id); err != nil {
+		_ = e.Ledger.FinishDeploy(context.WithoutCancel(ctx), id, ledger.Failed, err.Error(), false, e.now())
 		return a.res, err
 	}
 	defer a.j.close()
 	a.safe = live.Commit
+	if a.cred, err = e.credential(); err != nil {
+		return a.fail(ctx, &stepError{step: "switch", err: err})
+	}
+	if live.Commit != "" && live.Commit != target.Commit {
+		// The operator walks away from this commit: automatic deploys must
+		// not bring it straight back. Marked before the switch, so that a
+		// crash in between cannot let it return.
+		if err := e.Ledger.MarkBad(ctx, live.Commit, fmt.Sprintf("rolled back by deploy %d", id)); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			return a.fail(ctx, &stepError{step: "switch", err: err})
+		}
+	}
 	v := a.vars()
 	steps := []struct {
 		name string
@@ -51,8 +84,8 @@ func (e *Engine) Rollback(ctx context.Context, to string, wait bool) (Result, er
 		{"switch", func(context.Context) (string, error) {
 			return "current -> releases/" + target.Name, e.Layout.Switch(target.Name)
 		}},
-		{"restart", func(ctx context.Context) (string, error) { return e.restartAll(ctx, v, nil) }},
-		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, nil) }},
+		{"restart", func(ctx context.Context) (string, error) { return e.restartAll(ctx, v, a.cred) }},
+		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, a.cred) }},
 		{"mark-safe", func(context.Context) (string, error) {
 			return "SAFE_COMMIT=" + short(target.Commit), e.Layout.WriteSafeCommit(target.Commit)
 		}},
@@ -63,11 +96,6 @@ func (e *Engine) Rollback(ctx context.Context, to string, wait bool) (Result, er
 			a.switched, a.safeRel = true, live
 			return a.fail(ctx, err)
 		}
-	}
-	if live.Commit != "" && live.Commit != target.Commit {
-		// The operator walked away from this commit: automatic deploys must
-		// not bring it straight back.
-		_ = e.Ledger.MarkBad(ctx, live.Commit, fmt.Sprintf("rolled back by deploy %d", id))
 	}
 	a.res.Outcome = ledger.Succeeded
 	a.res.Message = fmt.Sprintf("rolled back to %s (%s)", short(target.Commit), target.Version)
@@ -84,12 +112,15 @@ func (e *Engine) rollbackTarget(ctx context.Context, to string, live release.Rel
 		if !hexRE.MatchString(to) {
 			return release.Release{}, fmt.Errorf("--to %q is not a commit id", to)
 		}
-		if r, err := e.releaseOf(ctx, to); err == nil && r.Name != "" {
-			return r, nil
+		// Only a release that once passed every check: rollback skips the
+		// smoke checks a deploy would run.
+		good, err := e.Ledger.LastGoodReleases(ctx, 0)
+		if err != nil {
+			return release.Release{}, err
 		}
-		for i := len(all) - 1; i >= 0; i-- {
-			if strings.HasPrefix(all[i].Commit, to) {
-				if r, err := e.releaseOf(ctx, all[i].Commit); err == nil {
+		for _, d := range good {
+			if strings.HasPrefix(d.Commit, to) {
+				if r, err := e.Layout.Open(d.Release); err == nil {
 					return r, nil
 				}
 			}

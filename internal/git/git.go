@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,7 +135,7 @@ func (m *Mirror) originIs(url string) bool {
 // Fetch updates the mirror from the remote.
 func (m *Mirror) Fetch(ctx context.Context) error {
 	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--prune", "--quiet", "origin"); err != nil {
-		return fmt.Errorf("fetch %s: %w", m.Remote, err)
+		return fmt.Errorf("fetch %s: %w", Redact(m.Remote), err)
 	}
 	return nil
 }
@@ -145,9 +146,15 @@ func (m *Mirror) RemoteTip(ctx context.Context, branch string) (string, error) {
 		return "", err
 	}
 	ref := "refs/heads/" + branch
-	out, err := m.git(ctx, m.timeout(), "ls-remote", "--end-of-options", m.remote(), ref)
+	// Through the mirror's origin when there is one, so that a URL with
+	// credentials in it never appears in a process's arguments.
+	args := []string{"ls-remote", "--end-of-options", m.remote(), ref}
+	if m.originIs(m.remote()) {
+		args = []string{"--git-dir", m.Dir, "ls-remote", "origin", ref}
+	}
+	out, err := m.git(ctx, m.timeout(), args...)
 	if err != nil {
-		return "", fmt.Errorf("ask %s for %s: %w", m.Remote, branch, err)
+		return "", fmt.Errorf("ask %s for %s: %w", Redact(m.Remote), branch, err)
 	}
 	for _, line := range strings.Split(out, "\n") {
 		sha, name, ok := strings.Cut(line, "\t")
@@ -155,7 +162,16 @@ func (m *Mirror) RemoteTip(ctx context.Context, branch string) (string, error) {
 			return sha, nil
 		}
 	}
-	return "", fmt.Errorf("branch %q: %w on %s", branch, ErrUnknownRevision, m.Remote)
+	return "", fmt.Errorf("branch %q: %w on %s", branch, ErrUnknownRevision, Redact(m.Remote))
+}
+
+// Redact hides the password of a remote URL (https://user:TOKEN@host/...),
+// for messages and logs.
+func Redact(remote string) string {
+	if u, err := url.Parse(remote); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return remote
 }
 
 // Has reports whether the mirror holds commit sha.

@@ -81,7 +81,7 @@ func Run(ctx context.Context, cfg *config.Config, ours Owner) []Finding {
 	if tip, err := m.RemoteTip(ctx, cfg.Branch); err != nil {
 		add(Fail, "remote", err.Error(), "check `repo:` and `branch:`, and that this user's git credentials reach it")
 	} else {
-		add(OK, "remote", fmt.Sprintf("%s %s is at %s", cfg.Repo, cfg.Branch, tip[:7]), "")
+		add(OK, "remote", fmt.Sprintf("%s %s is at %s", git.Redact(cfg.Repo), cfg.Branch, tip[:7]), "")
 	}
 	return fs
 }

@@ -15,6 +15,8 @@ type Outcome string
 // still Running when no slipway holds the deploy lock was cut short by a
 // crash and is finished as Interrupted by recovery.
 const (
+	// Queued: accepted by the agent, waiting for the running deploy.
+	Queued      Outcome = "queued"
 	Running     Outcome = "running"
 	Succeeded   Outcome = "succeeded"
 	Failed      Outcome = "failed"
@@ -26,7 +28,7 @@ const (
 // Valid reports whether o is one of the outcomes above.
 func (o Outcome) Valid() bool {
 	switch o {
-	case Running, Succeeded, Failed, RolledBack, Skipped, Interrupted:
+	case Queued, Running, Succeeded, Failed, RolledBack, Skipped, Interrupted:
 		return true
 	}
 	return false
@@ -108,6 +110,40 @@ func (db *DB) StartDeploy(ctx context.Context, d Deploy) (int64, error) {
 	return id, nil
 }
 
+// Queue records a deploy the agent accepted but cannot start yet (another
+// runs) and returns its id; Begin starts it, FinishDeploy may end it unrun.
+func (db *DB) Queue(ctx context.Context, d Deploy) (int64, error) {
+	id, err := db.StartDeploy(ctx, d)
+	if err != nil {
+		return 0, err
+	}
+	res, err := db.sql.ExecContext(ctx, `UPDATE deploys SET outcome = ? WHERE id = ?`, Queued, id)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: queue deploy: %w", err)
+	}
+	return id, expectOne(res, "queue", id)
+}
+
+// Begin turns queued deploy id into a running one that started at started.
+func (db *DB) Begin(ctx context.Context, id int64, started time.Time) error {
+	res, err := db.sql.ExecContext(ctx, `UPDATE deploys SET outcome = ?, started = ? WHERE id = ? AND outcome = ?`,
+		Running, formatTime(started), id, Queued)
+	if err != nil {
+		return fmt.Errorf("ledger: begin deploy %d: %w", id, err)
+	}
+	return expectOne(res, "begin", id)
+}
+
+// QueuedDeploys returns the deploys still waiting, oldest first.
+func (db *DB) QueuedDeploys(ctx context.Context) ([]Deploy, error) {
+	ds, err := db.queryDeploys(ctx, `SELECT `+deployColumns+` FROM deploys
+		WHERE outcome = ? ORDER BY id`, Queued)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: queued deploys: %w", err)
+	}
+	return ds, nil
+}
+
 // UpdateDeploy records the commit, previous commit and release of deploy
 // d.ID as they become known. An empty field leaves the stored value as it
 // was, so callers may pass only what they just learned.
@@ -128,7 +164,7 @@ func (db *DB) UpdateDeploy(ctx context.Context, d Deploy) error {
 // FinishDeploy records how deploy id ended. outcome must be a final one (not
 // Running); bad marks the commit itself as at fault.
 func (db *DB) FinishDeploy(ctx context.Context, id int64, outcome Outcome, errMsg string, bad bool, finished time.Time) error {
-	if !outcome.Valid() || outcome == Running {
+	if !outcome.Valid() || outcome == Running || outcome == Queued {
 		return fmt.Errorf("ledger: finish deploy %d: %q is not a final outcome", id, outcome)
 	}
 	if finished.IsZero() {

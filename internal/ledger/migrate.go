@@ -56,6 +56,31 @@ CREATE INDEX deploys_by_commit ON deploys(commit_sha, id);
 CREATE INDEX deploys_by_outcome ON deploys(outcome, id);
 `,
 	},
+	{
+		name: "create snapshots and vms",
+		// snapshots is the restore-point ledger the runbook kept by hand
+		// (SPEC §6 /commits); vms the hosts an agent knows (/registry/vms).
+		sql: `
+CREATE TABLE snapshots (
+	id        INTEGER PRIMARY KEY AUTOINCREMENT,
+	commit_id TEXT NOT NULL,
+	vm_id     TEXT NOT NULL,
+	label     TEXT NOT NULL,
+	agent     TEXT NOT NULL,
+	tags      TEXT NOT NULL,
+	created   TEXT NOT NULL
+);
+CREATE TABLE vms (
+	name           TEXT PRIMARY KEY,
+	address        TEXT NOT NULL,
+	app            TEXT NOT NULL,
+	current_commit TEXT NOT NULL,
+	safe_commit    TEXT NOT NULL,
+	version        TEXT NOT NULL,
+	seen           TEXT NOT NULL
+);
+`,
+	},
 }
 
 // migrate applies the migrations that db has not seen yet, all in one

@@ -163,7 +163,7 @@ func Status(path string) (h Holder, held bool, err error) {
 
 func read(f *os.File) (Holder, error) {
 	var h Holder
-	buf := make([]byte, 4096)
+	buf := make([]byte, 64<<10)
 	n, _ := f.ReadAt(buf, 0)
 	if n == 0 {
 		return h, errors.New("empty lock file")

@@ -63,7 +63,7 @@ func (l Layout) Create(ctx context.Context, x Exporter, sha string, t time.Time,
 		return fail(err)
 	}
 	// REVISION last: its presence marks a complete tree.
-	if err := os.WriteFile(filepath.Join(tmp, "REVISION"), []byte(sha+"\n"), 0o644); err != nil {
+	if err := writeNew(tmp, "REVISION", []byte(sha+"\n")); err != nil {
 		return fail(err)
 	}
 	if err := os.Rename(tmp, r.Dir); err != nil {
@@ -76,25 +76,56 @@ func (l Layout) Create(ctx context.Context, x Exporter, sha string, t time.Time,
 }
 
 // linkShared replaces each shared path in the release with a symlink to
-// shared/<path>, creating the shared directory on first use.
+// shared/<path>, creating the shared directory on first use. It works
+// through os.Root, so a symlink committed in the repository can never make
+// it touch anything outside the release.
 func linkShared(dir, sharedRoot string, shared []string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = root.Close() }()
 	for _, p := range shared {
 		target := filepath.Join(sharedRoot, p)
 		if err := os.MkdirAll(target, 0o755); err != nil {
 			return fmt.Errorf("shared %s: %w", p, err)
 		}
-		link := filepath.Join(dir, p)
-		if err := os.RemoveAll(link); err != nil {
+		if err := root.RemoveAll(p); err != nil {
 			return fmt.Errorf("shared %s: %w", p, err)
 		}
-		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-			return fmt.Errorf("shared %s: %w", p, err)
+		if parent := filepath.Dir(p); parent != "." {
+			if err := root.MkdirAll(parent, 0o755); err != nil {
+				return fmt.Errorf("shared %s: %w", p, err)
+			}
 		}
-		if err := os.Symlink(target, link); err != nil {
+		if err := root.Symlink(target, p); err != nil {
 			return fmt.Errorf("shared %s: %w", p, err)
 		}
 	}
 	return nil
+}
+
+// writeNew writes a file slipway owns in a release tree: whatever the
+// commit put at that name (a symlink to /etc/passwd, say) is removed first,
+// and the file is created exclusively, inside the tree.
+func writeNew(dir, name string, data []byte) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = root.Close() }()
+	if err := root.RemoveAll(name); err != nil {
+		return err
+	}
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Open reads the release called name.
@@ -213,7 +244,7 @@ func (l Layout) Prune(keep int, protect, failed map[string]bool) ([]string, erro
 
 // Stamp writes the release's VERSION file (its APP_VERSION).
 func Stamp(r Release) error {
-	if err := os.WriteFile(filepath.Join(r.Dir, "VERSION"), []byte(r.Version+"\n"), 0o644); err != nil {
+	if err := writeNew(r.Dir, "VERSION", []byte(r.Version+"\n")); err != nil {
 		return fmt.Errorf("stamp: %w", err)
 	}
 	return nil

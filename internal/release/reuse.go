@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/run"
 )
+
+// copyTimeout bounds the copy of one reused path.
+const copyTimeout = 10 * time.Minute
 
 // KeysMatch reports whether every key file is byte-identical in both
 // directories (a file missing from both counts as identical).
@@ -45,7 +49,7 @@ func CopyPaths(ctx context.Context, prevRelease, nextRelease, prevDir, nextDir s
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fmt.Errorf("reuse %s: %w", p, err)
 		}
-		if err := run.Run(ctx, run.Cmd{Argv: []string{"cp", "-a", "--reflink=auto", "--", src, dst}}); err != nil {
+		if err := run.Run(ctx, run.Cmd{Argv: []string{"cp", "-a", "--reflink=auto", "--", src, dst}, Timeout: copyTimeout}); err != nil {
 			return fmt.Errorf("reuse %s: %w", p, err)
 		}
 		if err := relocateScripts(filepath.Join(dst, "bin"), prevRelease, nextRelease); err != nil {

@@ -92,7 +92,10 @@ func (c Cmd) start(ctx context.Context, stdout *bytes.Buffer, both io.Writer) er
 		cmd.Env = BaseEnv()
 	}
 	cmd.Stdin = c.Stdin
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential}
+	// Its own group, so a timeout kills the command's children too; and
+	// killed with slipway, so a build or migration never outlives a
+	// kill -9 of the deploy that ran it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error {
 		// The whole group: a shell's children must not outlive a timeout.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)

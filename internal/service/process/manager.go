@@ -211,8 +211,11 @@ func (m *Manager) Stop(ctx context.Context, s service.Spec) error {
 	}
 	pidPath := m.pidPath(s.Name)
 	rec, err := readRecord(pidPath)
-	if err != nil || rec == nil {
-		if err != nil {
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", s.Name, err)
+	}
+	if rec == nil {
+		if err := sweepOrphans(ctx, s, stopTimeout(s)); err != nil {
 			return fmt.Errorf("stop %s: %w", s.Name, err)
 		}
 		return nil
@@ -222,11 +225,7 @@ func (m *Manager) Stop(ctx context.Context, s service.Spec) error {
 		return fmt.Errorf("stop %s: %w", s.Name, err)
 	}
 	if o.running() {
-		timeout := s.StopTimeout
-		if timeout <= 0 {
-			timeout = DefaultStopTimeout
-		}
-		if err := terminate(ctx, rec.PGID, timeout); err != nil {
+		if err := terminate(ctx, rec.PGID, stopTimeout(s)); err != nil {
 			return fmt.Errorf("stop %s: %w", s.Name, err)
 		}
 		if err := waitPortReleased(ctx, s.Port, rec.PGID); err != nil {
@@ -237,6 +236,13 @@ func (m *Manager) Stop(ctx context.Context, s service.Spec) error {
 		return fmt.Errorf("stop %s: %w", s.Name, err)
 	}
 	return nil
+}
+
+func stopTimeout(s service.Spec) time.Duration {
+	if s.StopTimeout > 0 {
+		return s.StopTimeout
+	}
+	return DefaultStopTimeout
 }
 
 // waitPortReleased waits up to portWait until no process of the stopped

@@ -153,3 +153,22 @@ func trim(s string) string {
 	}
 	return s
 }
+
+// HasEnv reports whether the environment pid started with holds every one
+// of entries (KEY=VALUE). A process that cannot be read does not.
+func HasEnv(pid int, entries []string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/environ", Root, pid))
+	if err != nil {
+		return false
+	}
+	have := make(map[string]bool)
+	for _, kv := range strings.Split(string(b), "\x00") {
+		have[kv] = true
+	}
+	for _, e := range entries {
+		if !have[e] {
+			return false
+		}
+	}
+	return true
+}

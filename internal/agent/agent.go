@@ -1,0 +1,366 @@
+// Package agent is the daemon for one app (`slipway agent`): it recovers
+// an interrupted deploy at start, then deploys when the branch moves
+// (polling) or a signed webhook arrives, serves the HTTP API and the
+// control socket, and runs at most one deploy at a time with at most one
+// waiting.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/api"
+	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/events"
+	"github.com/slipway-dev/slipway/internal/exitcode"
+	"github.com/slipway-dev/slipway/internal/ledger"
+	"github.com/slipway-dev/slipway/internal/lock"
+	"github.com/slipway-dev/slipway/internal/notify"
+	"github.com/slipway-dev/slipway/internal/webhook"
+)
+
+// Agent runs the triggers, the scheduler and the API for one app.
+type Agent struct {
+	cfg      *config.Config
+	eng      *deploy.Engine
+	db       *ledger.DB
+	log      *slog.Logger
+	broker   *events.Broker
+	metrics  *Metrics
+	notifier *notify.Notifier
+	sched    *scheduler
+	secrets  Secrets
+	version  string
+	started  time.Time
+
+	// ShutdownWait is how long a SIGTERM waits for a running deploy before
+	// cancelling it (a cancelled deploy past its switch still rolls back).
+	ShutdownWait time.Duration
+
+	checks chan string             // "check the branch now", with the trigger
+	hooks  map[string]http.Handler // webhook handlers by provider, sharing one replay filter
+	mu     sync.Mutex
+	state  agentState
+}
+
+// agentState is what the agent knows beyond the ledger, for status.
+type agentState struct {
+	RemoteTip   string    `json:"remote_tip,omitempty"`
+	RemoteError string    `json:"remote_error,omitempty"`
+	LastCheck   time.Time `json:"last_check,omitzero"`
+	Frozen      string    `json:"frozen,omitempty"`
+	Running     int64     `json:"running_deploy,omitempty"`
+	Waiting     int64     `json:"waiting_deploy,omitempty"`
+	badLogged   string
+	inflight    string // the commit the running deploy targets
+}
+
+// New checks the agent's settings and wires it. Settings mistakes are
+// usage errors (exit 2) that name the setting.
+func New(cfg *config.Config, eng *deploy.Engine, db *ledger.DB, logger *slog.Logger, version string) (*Agent, error) {
+	secrets, err := LoadSecrets(cfg)
+	if err != nil {
+		return nil, exitcode.UsageError{Err: err}
+	}
+	var urls []string
+	for _, n := range cfg.Notify {
+		urls = append(urls, n.URL)
+	}
+	a := &Agent{
+		cfg: cfg, eng: eng, db: db, log: logger, version: version,
+		broker:       events.New(1000),
+		metrics:      NewMetrics(cfg.App),
+		notifier:     notify.New(urls, logger.With("component", "notify")),
+		sched:        newScheduler(),
+		secrets:      secrets,
+		checks:       make(chan string, 1),
+		ShutdownWait: 2 * time.Minute,
+	}
+	a.hooks = a.webhookHandlers()
+	eng.Observe = func(ev deploy.Event) {
+		a.broker.Publish(ev)
+		a.metrics.step(ev)
+	}
+	eng.OnRecover = func(r deploy.Recovered) {
+		a.log.Warn("recovered an interrupted deploy", "deploys", r.Deploys, "actions", r.Actions)
+	}
+	return a, nil
+}
+
+// Run serves until ctx ends, then shuts down: listeners close at once, a
+// running deploy gets ShutdownWait to finish.
+func (a *Agent) Run(ctx context.Context) error {
+	a.started = time.Now()
+	if err := a.eng.TryRecover(ctx); err != nil {
+		a.log.Error("recovery at start", "err", err)
+	}
+	if err := a.dropStaleQueue(ctx); err != nil {
+		return err
+	}
+	a.register(ctx)
+
+	srv := a.apiServer()
+	var servers []*http.Server
+	var listeners []net.Listener
+	listen := func(network, addr string, h http.Handler) error {
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		if network == "unix" {
+			if err := os.Chmod(addr, 0o600); err != nil {
+				_ = l.Close()
+				return err
+			}
+		}
+		hs := api.HTTPServer(h)
+		servers = append(servers, hs)
+		listeners = append(listeners, l)
+		return nil
+	}
+	handler := srv.Handler()
+	apiAddr := a.cfg.API.Listen
+	if apiAddr == "" {
+		apiAddr = "127.0.0.1:9010"
+	}
+	sock := a.eng.Layout.SocketPath()
+	_ = os.Remove(sock) // a socket left by a killed agent
+	for _, l := range []struct{ network, addr string }{{"tcp", apiAddr}, {"unix", sock}} {
+		if err := listen(l.network, l.addr, handler); err != nil {
+			closeAll(listeners)
+			return err
+		}
+	}
+	if wh := a.cfg.Triggers.Webhook; wh != nil && wh.Listen != "" && wh.Listen != apiAddr {
+		if err := listen("tcp", wh.Listen, a.webhookMux()); err != nil {
+			closeAll(listeners)
+			return err
+		}
+	}
+	for i, hs := range servers {
+		go func(hs *http.Server, l net.Listener) {
+			if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("server", "addr", l.Addr().String(), "err", err)
+			}
+		}(hs, listeners[i])
+	}
+	a.log.Info("agent ready", "app", a.cfg.App, "api", apiAddr, "socket", sock,
+		"poll", a.cfg.Triggers.Poll.D().String(), "webhook", a.cfg.Triggers.Webhook != nil)
+	notifyReady()
+
+	jobsCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		a.worker(ctx, jobsCtx)
+	}()
+	go a.poll(ctx)
+
+	<-ctx.Done()
+	a.log.Info("shutting down")
+	notifyStopping()
+	for _, hs := range servers {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = hs.Shutdown(sctx)
+		cancel()
+	}
+	select {
+	case <-workerDone:
+	case <-time.After(a.ShutdownWait):
+		a.log.Warn("a deploy is still running after the shutdown wait; cancelling it (it rolls back if it switched)")
+		cancelJobs()
+		<-workerDone
+	}
+	_ = os.Remove(sock)
+	return nil
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		_ = l.Close()
+	}
+}
+
+func (a *Agent) apiServer() *api.Server {
+	srv := api.New(a.secrets.Token)
+	srv.Backend = a
+	srv.Ledger = a.db
+	srv.Broker = a.broker
+	srv.Metrics = promHandler(a.metrics)
+	srv.LogDir = a.eng.Layout.DeployLogDir()
+	srv.Version = a.version
+	srv.Started = time.Now()
+	srv.Webhooks = a.hooks
+	return srv
+}
+
+func (a *Agent) webhookHandlers() map[string]http.Handler {
+	wh := a.cfg.Triggers.Webhook
+	if wh == nil {
+		return nil
+	}
+	replay := webhook.NewReplay(1024)
+	hs := map[string]http.Handler{}
+	for _, p := range []webhook.Provider{webhook.GitHub, webhook.GitLab, webhook.Gitea} {
+		hs[string(p)] = webhook.NewHandler(p, a.secrets.Webhook, a.cfg.Branch, replay,
+			func(webhook.Event) { a.wake("webhook") },
+			func(p webhook.Provider, result string) {
+				a.metrics.Webhook(string(p), result)
+				if result == "unauthorized" {
+					a.log.Warn("webhook refused: bad or missing signature", "provider", p)
+				}
+			})
+	}
+	return hs
+}
+
+// webhookMux serves only the webhook routes (and /health) on the webhook listener.
+func (a *Agent) webhookMux() http.Handler {
+	mux := http.NewServeMux()
+	for p, h := range a.hooks {
+		mux.Handle("/webhook/"+p, h)
+	}
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	return mux
+}
+
+// wake asks the poll loop to check the branch now (coalescing requests).
+func (a *Agent) wake(trigger string) {
+	select {
+	case a.checks <- trigger:
+	default:
+	}
+}
+
+// poll checks the branch tip every triggers.poll (with 10% jitter) and
+// whenever a webhook wakes it. Remote errors back off from 5 s, doubling to
+// 5 min, and are logged once, not every tick.
+func (a *Agent) poll(ctx context.Context) {
+	every := a.cfg.Triggers.Poll.D()
+	var backoff time.Duration
+	for {
+		var timer <-chan time.Time
+		switch {
+		case backoff > 0:
+			timer = time.After(backoff)
+		case every > 0:
+			timer = time.After(jitter(every, rand.Float64))
+		}
+		trigger := "poll"
+		select {
+		case <-ctx.Done():
+			return
+		case trigger = <-a.checks:
+		case <-timer:
+		}
+		err := a.check(ctx, trigger)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			if backoff == 0 {
+				a.log.Warn("cannot reach the remote; backing off", "err", err)
+			}
+			backoff = min(max(5*time.Second, backoff*2), 5*time.Minute)
+		case backoff > 0:
+			a.log.Info("remote reachable again")
+			backoff = 0
+		}
+	}
+}
+
+// check asks the remote for the branch tip and queues a deploy when it is
+// neither live nor being deployed nor a commit that failed.
+func (a *Agent) check(ctx context.Context, trigger string) error {
+	tctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	tip, err := a.eng.Mirror.RemoteTip(tctx, a.cfg.Branch)
+	a.mu.Lock()
+	a.state.LastCheck = time.Now()
+	if err != nil {
+		a.state.RemoteError = err.Error()
+		a.mu.Unlock()
+		return err
+	}
+	a.state.RemoteTip, a.state.RemoteError = tip, ""
+	inflight := a.state.inflight
+	a.mu.Unlock()
+
+	safe, err := a.eng.Layout.SafeCommit()
+	if err != nil {
+		return err
+	}
+	if tip == safe || tip == inflight {
+		return nil
+	}
+	if bad, err := a.db.IsBad(ctx, tip); err != nil {
+		return err
+	} else if bad {
+		a.mu.Lock()
+		first := a.state.badLogged != tip
+		a.state.badLogged = tip
+		a.mu.Unlock()
+		if first {
+			a.log.Warn("branch tip failed before; not retrying it (push a fix, or deploy it with --force)", "commit", tip)
+		}
+		return nil
+	}
+	if h, _, err := lock.Status(a.eng.Layout.LockFile()); err == nil && h.Frozen {
+		a.mu.Lock()
+		first := a.state.Frozen == ""
+		a.state.Frozen = h.Message
+		a.mu.Unlock()
+		if first {
+			a.log.Warn("deploys are frozen; holding the new tip", "commit", tip, "message", h.Message)
+		}
+		return nil
+	}
+	a.mu.Lock()
+	a.state.Frozen = ""
+	a.mu.Unlock()
+	_, err = a.Enqueue(ctx, api.Request{Kind: ledger.KindDeploy, Trigger: trigger})
+	return err
+}
+
+// dropStaleQueue finishes deploys queued by an agent that is gone.
+func (a *Agent) dropStaleQueue(ctx context.Context) error {
+	queued, err := a.db.QueuedDeploys(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range queued {
+		if err := a.db.FinishDeploy(ctx, d.ID, ledger.Skipped, "the agent stopped before it ran", false, time.Now()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// register records this host and its versions in the registry.
+func (a *Agent) register(ctx context.Context) {
+	host, _ := os.Hostname()
+	vm := ledger.VM{Name: host, Address: a.cfg.API.Listen, App: a.cfg.App}
+	vm.SafeCommit, _ = a.eng.Layout.SafeCommit()
+	if name, _ := a.eng.Layout.Current(); name != "" {
+		if r, err := a.eng.Layout.Open(name); err == nil {
+			vm.CurrentCommit, vm.Version = r.Commit, r.Version
+		}
+	}
+	a.metrics.live(vm.CurrentCommit, vm.Version)
+	if err := a.db.UpsertVM(ctx, vm); err != nil {
+		a.log.Warn("register", "err", err)
+	}
+}

@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/api"
+	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/exitcode"
+	"github.com/slipway-dev/slipway/internal/ledger"
+	"github.com/slipway-dev/slipway/internal/lock"
+	"github.com/slipway-dev/slipway/internal/notify"
+)
+
+// Enqueue accepts a deploy or rollback (api.Backend). A deploy of the branch
+// tip joins a waiting one; anything else replaces the waiting job, which is
+// recorded as skipped. A manual freeze refuses deploys at once.
+func (a *Agent) Enqueue(ctx context.Context, r api.Request) (int64, error) {
+	if r.Kind != ledger.KindRollback {
+		if h, _, err := lock.Status(a.eng.Layout.LockFile()); err == nil && h.Frozen {
+			return 0, &lock.LockedError{Holder: h}
+		}
+	}
+	j := &job{kind: r.Kind, to: r.To, tip: r.Kind == ledger.KindDeploy && r.Ref == "" && r.Commit == "" && !r.Force,
+		opts: deploy.Options{Ref: r.Ref, Commit: r.Commit, Force: r.Force, Trigger: r.Trigger, Actor: r.Actor, Wait: true}}
+	if j.tip {
+		// Join a waiting tip deploy without a ledger row of its own.
+		a.sched.mu.Lock()
+		p := a.sched.pending
+		a.sched.mu.Unlock()
+		if p != nil && p.tip {
+			return p.id, nil
+		}
+	}
+	id, err := a.db.Queue(ctx, ledger.Deploy{Kind: r.Kind, Trigger: r.Trigger, Actor: r.Actor, Commit: r.Commit, Started: time.Now()})
+	if err != nil {
+		return 0, err
+	}
+	j.id = id
+	follow, replaced := a.sched.add(j)
+	if follow != id {
+		// Joined a tip deploy queued meanwhile.
+		_ = a.db.FinishDeploy(ctx, id, ledger.Skipped, fmt.Sprintf("joined deploy %d", follow), false, time.Now())
+	}
+	if replaced != nil {
+		msg := fmt.Sprintf("superseded by deploy %d", id)
+		_ = a.db.FinishDeploy(ctx, replaced.id, ledger.Skipped, msg, false, time.Now())
+		a.sched.finish(replaced.id, Done{Result: deploy.Result{DeployID: replaced.id, Outcome: ledger.Skipped, Message: msg}})
+	}
+	return follow, nil
+}
+
+// Wait blocks until job id ends (api.Backend).
+func (a *Agent) Wait(ctx context.Context, id int64) (deploy.Summary, bool) {
+	d, ok := a.sched.wait(ctx, id)
+	if !ok {
+		return deploy.Summary{}, false
+	}
+	return deploy.Summarize(d.Result, d.Err, exitcode.Of(d.Err)), true
+}
+
+// Status is `slipway status --json` plus the agent's state (api.Backend).
+func (a *Agent) Status(ctx context.Context) (any, error) {
+	st, err := a.eng.Status(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	ag := a.state
+	a.mu.Unlock()
+	if ag.RemoteTip != "" {
+		st.RemoteTip = ag.RemoteTip
+	}
+	st.RemoteErr = ag.RemoteError
+	a.sched.mu.Lock()
+	if a.sched.running != nil {
+		ag.Running = a.sched.running.id
+	}
+	if a.sched.pending != nil {
+		ag.Waiting = a.sched.pending.id
+	}
+	a.sched.mu.Unlock()
+	if st.Lock != nil && st.Lock.Frozen {
+		ag.Frozen = st.Lock.Holder.Message
+	}
+	return struct {
+		deploy.Status
+		Agent   agentState `json:"agent"`
+		Uptime  float64    `json:"agent_uptime_seconds"`
+		Version string     `json:"agent_version"`
+	}{st, ag, time.Since(a.started).Seconds(), a.version}, nil
+}
+
+// worker runs jobs one at a time until ctx ends; jobs run under jobsCtx,
+// which outlives ctx by the shutdown wait.
+func (a *Agent) worker(ctx, jobsCtx context.Context) {
+	for {
+		if j := a.sched.next(); j != nil {
+			d := a.runJob(jobsCtx, j)
+			a.sched.ran()
+			a.sched.finish(j.id, d)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.sched.wake:
+		}
+	}
+}
+
+func (a *Agent) runJob(ctx context.Context, j *job) Done {
+	log := a.log.With("deploy", j.id, "kind", j.kind, "trigger", j.opts.Trigger)
+	t0 := time.Now()
+	var res deploy.Result
+	var err error
+	if j.kind == ledger.KindRollback {
+		res, err = a.eng.Rollback(ctx, deploy.RollbackOptions{To: j.to, Wait: true, Trigger: j.opts.Trigger, Actor: j.opts.Actor, DeployID: j.id})
+	} else {
+		opts := j.opts
+		opts.DeployID = j.id
+		if j.tip {
+			// The newest tip, resolved now: a waiting deploy takes what
+			// arrived while it waited.
+			tip, terr := a.eng.Mirror.RemoteTip(ctx, a.cfg.Branch)
+			if terr != nil {
+				err = terr
+			} else {
+				opts.Commit = tip
+			}
+		}
+		if err == nil {
+			a.setInflight(opts.Commit)
+			res, err = a.eng.Deploy(ctx, opts)
+			a.setInflight("")
+		}
+	}
+	if res.DeployID == 0 {
+		// Refused before the engine adopted the row (lock, remote, target).
+		res.DeployID = j.id
+		outcome := ledger.Failed
+		if errors.Is(err, lock.ErrLocked) || errors.Is(err, deploy.ErrNoRelease) {
+			outcome = ledger.Skipped
+		}
+		res.Outcome = outcome
+		msg := "refused"
+		if err != nil {
+			msg = err.Error()
+		}
+		_ = a.db.FinishDeploy(context.WithoutCancel(ctx), j.id, outcome, msg, false, time.Now())
+	}
+	a.metrics.finished(j.kind, res)
+	a.register(context.WithoutCancel(ctx))
+	if err != nil {
+		log.Warn("deploy did not succeed", "outcome", res.Outcome, "err", err, "duration", time.Since(t0).String())
+	} else {
+		log.Info("deploy finished", "outcome", res.Outcome, "commit", res.Commit, "duration", time.Since(t0).String())
+	}
+	a.notify(ctx, j, res, err, time.Since(t0))
+	return Done{Result: res, Err: err}
+}
+
+func (a *Agent) setInflight(commit string) {
+	a.mu.Lock()
+	a.state.inflight = commit
+	a.mu.Unlock()
+}
+
+// notify tells the notify URLs of a finished deploy; skips say nothing.
+func (a *Agent) notify(ctx context.Context, j *job, res deploy.Result, err error, d time.Duration) {
+	if len(a.cfg.Notify) == 0 || res.Outcome == ledger.Skipped {
+		return
+	}
+	host, _ := os.Hostname()
+	m := notify.Message{App: a.cfg.App, Commit: res.Commit, Previous: res.Previous, Outcome: string(res.Outcome),
+		Duration: d, DeployID: res.DeployID, Host: host, Time: time.Now()}
+	if j.kind == ledger.KindRollback && err == nil {
+		m.Outcome = "rollback"
+	}
+	var f *deploy.Failure
+	if errors.As(err, &f) {
+		m.Error = f.Error()
+	} else if err != nil {
+		m.Error = err.Error()
+	}
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	a.notifier.Send(nctx, m)
+}
