@@ -417,3 +417,5 @@ func runIn(t testing.TB, dir string, args ...string) result {
 	}
 	return r
 }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -48,6 +48,10 @@ func Do(ctx context.Context, r Request) error {
 		return fmt.Errorf("%s %s: %w", method, r.URL, err)
 	}
 	for k, v := range r.Headers {
+		if strings.EqualFold(k, "Host") {
+			req.Host = v // net/http ignores a Host header field
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := client.Do(req)

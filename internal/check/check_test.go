@@ -141,7 +141,6 @@ func TestDoSendsRequest(t *testing.T) {
 // Apps behind name-based checks (Rails host authorization, Django
 // ALLOWED_HOSTS, a vhost) need the Host header a smoke check sets.
 func TestDoSendsHostHeader(t *testing.T) {
-	t.Skip(`bug: Do sets headers with req.Header.Set, which net/http ignores for "Host"; it must set req.Host (check.go:50-52)`)
 	a := newApp(t)
 	if err := Do(t.Context(), Request{URL: a.URL + "/health", Headers: map[string]string{"Host": "app.example.com"}}); err != nil {
 		t.Fatal(err)

@@ -91,7 +91,8 @@ func (c *agentClient) follow(ctx context.Context, path string, body any, observe
 		case http.StatusBadRequest:
 			code = ExitUsageCode
 		}
-		return sum, remoteExit{code: code, sum: deploy.Summary{Error: e.Error, ExitCode: code}}
+		sum = deploy.Summary{Error: e.Error, ExitCode: code}
+		return sum, remoteExit{code: code, sum: sum}
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)

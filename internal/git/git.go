@@ -49,7 +49,11 @@ func (m *Mirror) env() []string {
 
 func (m *Mirror) git(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
 	argv := append([]string{"git"}, args...)
-	out, err := run.Output(ctx, run.Cmd{Argv: argv, Env: m.env(), Timeout: timeout})
+	shown := make([]string, len(argv))
+	for i, a := range argv {
+		shown[i] = Redact(a)
+	}
+	out, err := run.Output(ctx, run.Cmd{Argv: argv, Env: m.env(), Timeout: timeout, Display: strings.Join(shown, " ")})
 	if err != nil {
 		var re *run.Error
 		if errors.As(err, &re) && strings.TrimSpace(re.Tail) != "" {
@@ -70,12 +74,23 @@ func (m *Mirror) timeout() time.Duration {
 // remote returns the remote as git should see it: local paths made absolute.
 func (m *Mirror) remote() string {
 	r := m.Remote
-	if !strings.Contains(r, "://") && !strings.Contains(r, "@") && !strings.HasPrefix(r, "/") {
+	if isLocalPath(r) && !filepath.IsAbs(r) {
 		if abs, err := filepath.Abs(r); err == nil {
 			return abs
 		}
 	}
 	return r
+}
+
+// isLocalPath tells a local path from a URL (scheme://...) or an scp-like
+// address (host:path, user@host:path: a colon before any slash), as git does.
+func isLocalPath(r string) bool {
+	if strings.Contains(r, "://") {
+		return false
+	}
+	colon := strings.IndexByte(r, ':')
+	slash := strings.IndexByte(r, '/')
+	return colon < 0 || (slash >= 0 && slash < colon)
 }
 
 // Ensure creates the mirror when missing and points it at the configured remote.
@@ -168,10 +183,16 @@ func (m *Mirror) RemoteTip(ctx context.Context, branch string) (string, error) {
 // Redact hides the password of a remote URL (https://user:TOKEN@host/...),
 // for messages and logs.
 func Redact(remote string) string {
-	if u, err := url.Parse(remote); err == nil && u.User != nil {
-		return u.Redacted()
+	u, err := url.Parse(remote)
+	if err != nil || u.User == nil {
+		return remote
 	}
-	return remote
+	if _, hasPassword := u.User.Password(); !hasPassword && (u.Scheme == "https" || u.Scheme == "http") {
+		// https://TOKEN@host/...: the user name is the secret.
+		u.User = url.User("xxxxx")
+		return u.String()
+	}
+	return u.Redacted()
 }
 
 // Has reports whether the mirror holds commit sha.
@@ -255,9 +276,15 @@ func (m *Mirror) Export(ctx context.Context, sha, dir string) error {
 	return nil
 }
 
-// untar extracts a git archive stream into dir, refusing any path that
-// would land outside it.
+// untar extracts a git archive stream into dir. All writes go through
+// os.Root: an entry can never land outside the release, not even through a
+// symlink that an earlier entry of the same commit created.
 func untar(r io.Reader, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = root.Close() }()
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -274,23 +301,24 @@ func untar(r io.Reader, dir string) error {
 		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
 			return fmt.Errorf("archive entry %q escapes the release", h.Name)
 		}
-		target := filepath.Join(dir, name)
+		if parent := filepath.Dir(name); parent != "." {
+			if err := root.MkdirAll(parent, 0o755); err != nil {
+				return fmt.Errorf("archive entry %q: %w", h.Name, err)
+			}
+		}
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
+			if err := root.MkdirAll(name, 0o755); err != nil {
+				return fmt.Errorf("archive entry %q: %w", h.Name, err)
 			}
 		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
 			mode := os.FileMode(0o644)
 			if h.Mode&0o111 != 0 {
 				mode = 0o755
 			}
-			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 			if err != nil {
-				return err
+				return fmt.Errorf("archive entry %q: %w", h.Name, err)
 			}
 			_, err = io.Copy(f, tr)
 			if cerr := f.Close(); err == nil {
@@ -300,11 +328,8 @@ func untar(r io.Reader, dir string) error {
 				return err
 			}
 		case tar.TypeSymlink:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
-			if err := os.Symlink(h.Linkname, target); err != nil {
-				return err
+			if err := root.Symlink(h.Linkname, name); err != nil {
+				return fmt.Errorf("archive entry %q: %w", h.Name, err)
 			}
 		}
 	}

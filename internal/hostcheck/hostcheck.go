@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -121,7 +122,12 @@ func checkEnv(cfg *config.Config, layout release.Layout) []Finding {
 			fs = append(fs, Finding{OK, "env", envDir + " is 0700", ""})
 		}
 	}
+	names := make([]string, 0, len(cfg.EnvFiles))
 	for name := range cfg.EnvFiles {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
 		path := cfg.EnvFilePath(name)
 		info, err := os.Stat(path)
 		if err != nil {

@@ -328,3 +328,34 @@ func TestRunFixNamesPaths(t *testing.T) {
 		}
 	}
 }
+
+// `slipway check` output is pasted into tickets: a token in repo: must not
+// appear in it.
+func TestRunHidesRepoToken(t *testing.T) {
+	const token = "glpat-SECRET123"
+	cfg := host{
+		repo:    "https://oauth2:" + token + "@127.0.0.1:1/acme/app.git", // nothing listens on port 1
+		port:    freePort(t),
+		envDir:  0o700,
+		envFile: requiredVar + "=x\n",
+		envMode: 0o600,
+	}.load(t)
+	fs := Run(t.Context(), cfg, nil)
+	for _, f := range fs {
+		if strings.Contains(f.What+f.Fix, token) {
+			t.Errorf("finding shows the token: %+v", f)
+		}
+	}
+	if !(want{Fail, "remote", "127.0.0.1:1/acme/app.git", ""}).match(findRemote(fs)) {
+		t.Errorf("no failing remote finding in:%s", dump(fs))
+	}
+}
+
+func findRemote(fs []Finding) Finding {
+	for _, f := range fs {
+		if f.Check == "remote" {
+			return f
+		}
+	}
+	return Finding{}
+}

@@ -26,6 +26,7 @@ const (
 // temporary tree). TestCreateWithGitMirror runs the real git.Mirror.
 type fakeExporter struct {
 	files map[string]string
+	links map[string]string // symlinks committed in the repository
 	err   error
 	dirs  []string // the directories it was asked to export into
 }
@@ -38,6 +39,11 @@ func (f *fakeExporter) Export(_ context.Context, sha, dir string) error {
 			return err
 		}
 		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	for name, target := range f.links {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
 			return err
 		}
 	}
@@ -269,6 +275,74 @@ func TestCreateExportFails(t *testing.T) {
 	}
 	if all, _ := l.List(); len(all) != 0 {
 		t.Errorf("List = %q", names(all))
+	}
+}
+
+// A repository may commit symlinks where slipway writes (REVISION, VERSION,
+// a shared path or its parent). Slipway replaces its own files and never
+// writes through such a link to the rest of the host.
+func TestCreateStaysInsideRelease(t *testing.T) {
+	tests := []struct {
+		name    string
+		links   func(outside string) map[string]string
+		shared  []string
+		created bool // Create succeeds (else it refuses the tree)
+	}{
+		{name: "REVISION and VERSION are links", created: true,
+			links: func(o string) map[string]string {
+				return map[string]string{"REVISION": filepath.Join(o, "passwd"), "VERSION": filepath.Join(o, "passwd")}
+			}},
+		{name: "a shared path is a link", shared: []string{"storage"}, created: true,
+			links: func(o string) map[string]string { return map[string]string{"storage": filepath.Join(o, "logs")} }},
+		{name: "the parent of a shared path is a link", shared: []string{"logs/app"},
+			links: func(o string) map[string]string { return map[string]string{"logs": filepath.Join(o, "logs")} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			outside := t.TempDir()
+			victim := filepath.Join(outside, "passwd")
+			if err := os.WriteFile(victim, []byte("root:x:0:0\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			keep := filepath.Join(outside, "logs", "app", "keep.log")
+			if err := os.MkdirAll(filepath.Dir(keep), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(keep, []byte("keep"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			l := newLayout(t)
+			x := &fakeExporter{files: map[string]string{"README.md": "hi\n"}, links: tt.links(outside)}
+			r, err := l.Create(t.Context(), x, sha1, time.Now(), tt.shared)
+			if tt.created {
+				if err != nil {
+					t.Fatalf("Create: %v", err)
+				}
+				if err := Stamp(r); err != nil {
+					t.Fatalf("Stamp: %v", err)
+				}
+				for name, want := range map[string]string{"REVISION": sha1 + "\n", "VERSION": r.Version + "\n"} {
+					info, err := os.Lstat(filepath.Join(r.Dir, name))
+					if err != nil || !info.Mode().IsRegular() || readFile(t, filepath.Join(r.Dir, name)) != want {
+						t.Errorf("%s is not a regular file holding %q: %v, %v", name, want, info, err)
+					}
+				}
+			} else {
+				if err == nil {
+					t.Fatal("Create accepted a tree that leads outside the release")
+				}
+				if got := entries(t, l.ReleasesDir()); len(got) != 0 {
+					t.Errorf("releases/ holds %q after a refused create", got)
+				}
+			}
+			if got := readFile(t, victim); got != "root:x:0:0\n" {
+				t.Errorf("a file outside the release was written: %q", got)
+			}
+			if got := readFile(t, keep); got != "keep" {
+				t.Errorf("a file outside the release was changed: %q", got)
+			}
+		})
 	}
 }
 
@@ -788,9 +862,7 @@ func venvRoundTrip(t *testing.T, root string) []string {
 	prevDir, nextDir := filepath.Join(prev, "backend"), filepath.Join(next, "backend")
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, python, "-m", "venv", filepath.Join(prevDir, ".venv")).CombinedOutput(); err != nil {
-		t.Fatalf("python3 -m venv: %v: %s", err, out)
-	}
+	makeVenv(ctx, t, python, filepath.Join(prevDir, ".venv"))
 	if err := os.MkdirAll(nextDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -827,4 +899,28 @@ func venvRoundTrip(t *testing.T, root string) []string {
 		t.Errorf("sys.prefix = %q, %v; want %s", out, err, venv)
 	}
 	return head
+}
+
+// makeVenv creates a virtualenv with pip at dir. It installs the pip wheel
+// that Python bundles for ensurepip itself, as `python3 -m venv` does, but
+// without setuptools and without compiling: the same launchers in half the
+// time. Without a bundled wheel it falls back to plain `python3 -m venv`.
+func makeVenv(ctx context.Context, t *testing.T, python, dir string) {
+	t.Helper()
+	run := func(name string, args ...string) {
+		t.Helper()
+		if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+		}
+	}
+	out, _ := exec.CommandContext(ctx, python, "-c",
+		"import ensurepip, glob, os; print(''.join(glob.glob(os.path.join(os.path.dirname(ensurepip.__file__), '_bundled', 'pip-*.whl'))[:1]))").Output()
+	wheel := strings.TrimSpace(string(out))
+	if wheel == "" {
+		run(python, "-m", "venv", dir)
+		return
+	}
+	run(python, "-m", "venv", "--without-pip", dir)
+	run(filepath.Join(dir, "bin", "python"), filepath.Join(wheel, "pip"), "install", "--quiet", "--no-index", "--no-deps",
+		"--no-compile", "--disable-pip-version-check", wheel)
 }

@@ -153,7 +153,14 @@ type tailWriter struct {
 func (t *tailWriter) Write(p []byte) (int, error) {
 	t.buf = append(t.buf, p...)
 	if len(t.buf) > 2*t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+		cut := len(t.buf) - t.max
+		if t.buf[cut-1] != '\n' {
+			// Start the kept tail at a line, not in the middle of one.
+			if i := bytes.IndexByte(t.buf[cut:], '\n'); i >= 0 {
+				cut += i + 1
+			}
+		}
+		t.buf = append(t.buf[:0], t.buf[cut:]...)
 	}
 	return len(p), nil
 }
