@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -66,7 +67,7 @@ func newAgentApp(t *testing.T, poll string, edit func(string) string) *agentApp 
 }
 
 // start runs the agent and waits until its API answers.
-func (g *agentApp) start(t *testing.T) {
+func (g *agentApp) start(t testing.TB) {
 	t.Helper()
 	g.cmd = exec.Command(slipwayBin, "-c", g.cfgPath, "agent")
 	g.cmd.Env = append(os.Environ(), "API_TOKEN="+apiToken, "HOOK_SECRET="+hookSecret)
@@ -156,7 +157,7 @@ func githubHeaders(event string, body []byte, secret string) map[string]string {
 	}
 }
 
-func payload(t *testing.T, name string) []byte {
+func payload(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "testdata", "webhooks", "github", name))
 	if err != nil {
@@ -171,7 +172,7 @@ func pushBody(ref string) []byte {
 }
 
 // deploysCount is the number of ledger rows.
-func (g *agentApp) deploysCount(t *testing.T) int {
+func (g *agentApp) deploysCount(t testing.TB) int {
 	code, body := g.api("GET", "/deploys?limit=10000", "", true)
 	if code != 200 {
 		t.Fatalf("GET /deploys: %d %s", code, body)
@@ -181,7 +182,7 @@ func (g *agentApp) deploysCount(t *testing.T) int {
 	return len(ds)
 }
 
-func (g *agentApp) waitServing(t *testing.T, sha string) {
+func (g *agentApp) waitServing(t testing.TB, sha string) {
 	t.Helper()
 	waitFor(t, 60*time.Second, "commit "+sha[:7]+" serving", func() bool {
 		return strings.HasSuffix(g.serving(), "+"+sha[:7]) && g.safeCommit() == sha
@@ -509,5 +510,33 @@ func TestAgentSIGTERMWaitsForTheRunningDeploy(t *testing.T) {
 	g.assertServing(g.head())
 	if d := g.lastDeploy(); d.Outcome != "succeeded" {
 		t.Fatalf("ledger: %+v", d)
+	}
+}
+
+// Under systemd the agent is Type=notify: it says READY=1 once it listens.
+func TestAgentNotifiesSystemdWhenReady(t *testing.T) {
+	t.Parallel()
+	g := newAgentApp(t, "0", nil)
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	cmd := exec.Command(slipwayBin, "-c", g.cfgPath, "agent")
+	cmd.Env = append(os.Environ(), "API_TOKEN="+apiToken, "HOOK_SECRET="+hookSecret, "NOTIFY_SOCKET="+sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 256)
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("notify: %q %v", buf[:n], err)
+	}
+	// READY means listening: the API answers at once.
+	if code, _ := g.api("GET", "/health", "", false); code != 200 {
+		t.Fatalf("health right after READY: %d", code)
 	}
 }

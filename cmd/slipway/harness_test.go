@@ -286,6 +286,7 @@ func (a *app) history() []deployRow {
 }
 
 type deployRow struct {
+	Started        time.Time
 	ID             int64
 	Trigger        string
 	Commit         string
