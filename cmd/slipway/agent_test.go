@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -538,5 +539,73 @@ func TestAgentNotifiesSystemdWhenReady(t *testing.T) {
 	// READY means listening: the API answers at once.
 	if code, _ := g.api("GET", "/health", "", false); code != 200 {
 		t.Fatalf("health right after READY: %d", code)
+	}
+}
+
+func TestAgentNotifiesAndBacksOff(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		got = append(got, m)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	received := func() []map[string]any {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]map[string]any(nil), got...)
+	}
+	g := newAgentApp(t, "0", func(cfg string) string {
+		return cfg + "notify:\n  - url: " + srv.URL + "/hooks/secret-token\n"
+	})
+	g.start(t)
+	if code, _ := g.api("POST", "/deploys", `{}`, true); code != 202 {
+		t.Fatal("deploy")
+	}
+	g.waitServing(t, g.head())
+	waitFor(t, 10*time.Second, "the success notification", func() bool { return len(received()) == 1 })
+	if m := received()[0]; m["outcome"] != "succeeded" || m["app"] != "board" || m["commit"] != g.head() || m["text"] == "" {
+		t.Fatalf("notification: %v", m)
+	}
+
+	bad := g.edit("health says 500", "backend/app.py",
+		`self.send_body(200, {"status": "ok", "version": APP_VERSION})`,
+		`self.send_body(500, {"status": "broken", "version": APP_VERSION})`)
+	for range 2 {
+		if code, _ := g.api("POST", "/deploys", `{"commit":"`+bad+`","force":true}`, true); code != 202 {
+			t.Fatal("forced deploy")
+		}
+		waitFor(t, 60*time.Second, "the failed deploy", func() bool {
+			d := g.lastDeploy()
+			return d.Commit == bad && d.Outcome == "rolled-back"
+		})
+	}
+	time.Sleep(time.Second)
+	ms := received()
+	if len(ms) != 2 || ms[1]["outcome"] != "rolled-back" || ms[1]["error"] == "" {
+		t.Fatalf("want one notification of the repeated failure, got %d: %v", len(ms)-1, ms)
+	}
+	if strings.Contains(g.agentLogs(), "secret-token") {
+		t.Fatal("the notify URL's token is in the agent's logs")
+	}
+}
+
+func TestAgentBacksOffWhenTheRemoteIsDown(t *testing.T) {
+	t.Parallel()
+	g := newAgentApp(t, "1s", func(cfg string) string { return cfg })
+	text := replaceLine(readFile(t, g.cfgPath), "repo:", "repo: "+filepath.Join(t.TempDir(), "gone.git"))
+	writeFile(t, g.cfgPath, text, 0o644)
+	g.start(t)
+	time.Sleep(8 * time.Second) // a failed check at ~1 s, the next after 5 s of backoff
+	if n := strings.Count(g.agentLogs(), "cannot reach the remote"); n != 1 {
+		t.Fatalf("the remote error was logged %d times, want once:\n%s", n, g.agentLogs())
+	}
+	code, body := g.api("GET", "/status", "", true)
+	if code != 200 || !strings.Contains(body, "remote_error") {
+		t.Fatalf("status: %d %s", code, body)
 	}
 }

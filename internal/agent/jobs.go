@@ -183,6 +183,7 @@ func (a *Agent) notify(ctx context.Context, j *job, res deploy.Result, err error
 	var f *deploy.Failure
 	if errors.As(err, &f) {
 		m.Error = f.Error()
+		m.Same = f.Step
 	} else if err != nil {
 		m.Error = err.Error()
 	}

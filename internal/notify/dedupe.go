@@ -46,7 +46,11 @@ func (n *Notifier) admit(m Message, now time.Time) (ticket, bool) {
 	case Rollback:
 		return ticket{}, true
 	}
-	k := failureKey{m.Outcome, m.Commit, m.Error}
+	same := m.Same
+	if same == "" {
+		same = m.Error
+	}
+	k := failureKey{m.Outcome, m.Commit, same}
 	prev, seen := n.failures[k]
 	if seen && now.Sub(prev.at) < n.reminderEvery() {
 		if prev.suppressed == 0 {

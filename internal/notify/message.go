@@ -34,6 +34,10 @@ type Message struct {
 	Host     string        `json:"host"`
 	Text     string        `json:"text"` // one human sentence; Describe(m) when empty
 	Time     time.Time     `json:"time"`
+	// Same, when set, is what makes two failures of a commit the same one
+	// for de-duplication (e.g. the failed step), in place of Error, whose
+	// text may differ from one attempt to the next. It is not sent.
+	Same string `json:"-"`
 }
 
 // wireMessage is Message as it travels: the duration in seconds.
