@@ -31,7 +31,7 @@ git -C "$work/src" init -q -b main
 git -C "$work/src" add -A
 git -C "$work/src" -c user.name=demo -c user.email=demo@example.com commit -q -m "board: first version"
 sed -e "s|^repo:.*|repo: $work/src|" -e "s|^root:.*|root: $work/root|" -e "s|8000|$port|g" \
-	"$work/src/slipway.yml" >"$work/slipway.yml"
+	-e "s|timeout: 20s|timeout: 5s|" "$work/src/slipway.yml" >"$work/slipway.yml"
 install -d -m 0700 "$work/root/env"
 printf 'VERS_AUTH_TOKEN=%s\nPORT=%s\nDATA_DIR=../data\n' "$token" "$port" >"$work/root/env/backend.env"
 printf 'VERS_AUTH_TOKEN=%s\nDATA_DIR=../data\n' "$token" >"$work/root/env/worker.env"

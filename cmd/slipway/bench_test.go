@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -103,6 +104,9 @@ func BenchmarkDeployOverhead(b *testing.B) {
 		steps := stepDurations(b, a, a.lastDeploy().ID)
 		total = append(total, d)
 		own = append(own, d-appTime(steps))
+		if os.Getenv("BENCH_STEPS") != "" {
+			b.Logf("%v %v", d, steps)
+		}
 	}
 	b.ReportMetric(ms(median(total)), "total-ms")
 	b.ReportMetric(ms(median(own)), "slipway-ms")
@@ -131,17 +135,21 @@ func BenchmarkRollback(b *testing.B) {
 	b.ReportMetric(ms(median(own)), "without-app-start-ms")
 }
 
-// BenchmarkNodeReuse: an unchanged-deps deploy of the Node example with and
-// without build.reuse (issue figure: at least 5x faster with it).
+// BenchmarkNodeReuse: deploys of the Node example with and without
+// build.reuse (figure: an unchanged-deps deploy at least 5x faster with it).
+// "docs" commits change only a README, so node_modules and dist/ are both
+// reused; "source" commits change src/, so only node_modules is.
 func BenchmarkNodeReuse(b *testing.B) {
+	noReuse := func(cfg string) string { return replaceLine(cfg, "    reuse:", "") }
 	for _, tc := range []struct {
-		name string
-		edit func(string) string
+		name   string
+		edit   func(string) string
+		change func(a *app, i int)
 	}{
-		{"reuse", nil},
-		{"no-reuse", func(cfg string) string {
-			return replaceLine(cfg, "    reuse: { paths: [node_modules]", "")
-		}},
+		{"docs/reuse", nil, commitDocs},
+		{"docs/no-reuse", noReuse, commitDocs},
+		{"source/reuse", nil, commitSource},
+		{"source/no-reuse", noReuse, commitSource},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			a := newApp(b, "node-web", tc.edit)
@@ -150,7 +158,7 @@ func BenchmarkNodeReuse(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
-				a.commit("change "+itoa(i), map[string]string{"README": "change " + itoa(i) + "\n"})
+				tc.change(a, i)
 				d, _ := timed(b, a, "deploy")
 				total = append(total, d)
 				st := stepDurations(b, a, a.lastDeploy().ID)
@@ -160,4 +168,12 @@ func BenchmarkNodeReuse(b *testing.B) {
 			b.ReportMetric(ms(median(deps)), "deps-step-ms")
 		})
 	}
+}
+
+func commitDocs(a *app, i int) {
+	a.commit("docs "+itoa(i), map[string]string{"README": "change " + itoa(i) + "\n"})
+}
+
+func commitSource(a *app, i int) {
+	a.commit("source "+itoa(i), map[string]string{"src/version.js": "module.exports = " + itoa(i) + ";\n"})
 }

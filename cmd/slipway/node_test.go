@@ -36,6 +36,19 @@ func TestNodeAppBuildReuseAndAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("a docs-only change reuses the bundle too", func(t *testing.T) {
+		a := a.with(t)
+		next := a.commit("docs", map[string]string{"README": "docs\n"})
+		r := a.mustDeploy()
+		if !strings.Contains(r.stderr, "reused node_modules") || !strings.Contains(r.stderr, "reused dist") {
+			t.Fatalf("want node_modules and dist reused:\n%s", r.stderr)
+		}
+		a.assertServing(next)
+		if code, body := a.get("/api/hello", true); code != 200 || !strings.Contains(body, "hello there") {
+			t.Fatalf("reused bundle not served: %d %s", code, body)
+		}
+	})
+
 	t.Run("a failed build never serves stale output", func(t *testing.T) {
 		a := a.with(t)
 		live := a.current()

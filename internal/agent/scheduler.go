@@ -81,13 +81,6 @@ func (s *scheduler) next() *job {
 	return j
 }
 
-// busy reports whether a job runs or waits.
-func (s *scheduler) busy() (running, waiting bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.running != nil, s.pending != nil || s.rollback != nil
-}
-
 // ran clears the running job.
 func (s *scheduler) ran() {
 	s.mu.Lock()

@@ -73,7 +73,8 @@ func Do(ctx context.Context, r Request) error {
 	return nil
 }
 
-// WaitHealthy polls r every interval until it passes or timeout ends. alive,
+// WaitHealthy polls r until it passes or timeout ends: every 25 ms at
+// first, doubling up to interval. alive,
 // when set, is asked between polls and stops the wait early when the
 // service is gone (no use waiting for a process that exited).
 func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration, alive func() error) error {
@@ -87,6 +88,9 @@ func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration
 		r.Timeout = max(interval*5, 2*time.Second)
 	}
 	var last error
+	// Poll quickly at first (a fresh process usually binds its port within
+	// milliseconds), then back off to interval.
+	wait := min(25*time.Millisecond, interval)
 	for {
 		if err := Do(ctx, r); err == nil {
 			return nil
@@ -104,8 +108,9 @@ func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration
 				return parent
 			}
 			return fmt.Errorf("not healthy after %s: %w", timeout, last)
-		case <-time.After(interval):
+		case <-time.After(wait):
 		}
+		wait = min(wait*2, interval)
 	}
 }
 

@@ -74,6 +74,11 @@ type Step struct {
 type Reuse struct {
 	Paths []string `yaml:"paths"`
 	Key   []string `yaml:"key"`
+	// Link hard-links the files instead of copying them: several times
+	// faster for big trees (a venv), at the price that a build step must
+	// never modify a file under Paths in place (it would change the older
+	// release too). New and replaced files are safe.
+	Link bool `yaml:"link"`
 }
 
 // Service is one long-running process of the app.

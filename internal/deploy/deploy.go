@@ -256,7 +256,7 @@ func (a *attempt) build(ctx context.Context, b *config.Step) (string, error) {
 			return "", err
 		}
 		if same && pathsExist(prevDir, b.Reuse.Paths) {
-			if err := release.CopyPaths(ctx, a.live.Dir, a.rel.Dir, prevDir, nextDir, b.Reuse.Paths); err != nil {
+			if err := release.CopyPaths(ctx, a.live.Dir, a.rel.Dir, prevDir, nextDir, b.Reuse.Paths, b.Reuse.Link); err != nil {
 				return "", err
 			}
 			if err := chown(nextDir, a.cred); err != nil {
@@ -392,8 +392,10 @@ func (e *Engine) resolve(ctx context.Context, opts Options, known string) (strin
 		if err != nil {
 			return "", "", err
 		}
-		if tip != known && !e.Mirror.Has(ctx, tip) {
-			if err := e.Mirror.Fetch(ctx); err != nil {
+		if tip != known {
+			// A new tip is almost never in the mirror yet: fetch the branch
+			// straight away rather than asking first.
+			if err := e.Mirror.FetchBranch(ctx, e.Cfg.Branch); err != nil {
 				return "", "", err
 			}
 		}

@@ -3,7 +3,9 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/slipway-dev/slipway/internal/release"
@@ -83,6 +85,9 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 func (e *Engine) keysUnchanged(ctx context.Context, live release.Release, target, dir string, keys []string) bool {
 	for _, k := range keys {
 		p := path.Join(dir, k)
+		if info, err := os.Stat(filepath.Join(live.Dir, p)); err == nil && info.IsDir() {
+			return false // a directory key is compared once the release is exported
+		}
 		want, inTarget := e.Mirror.ReadFile(ctx, target, p)
 		have, err := readFile(live.Dir, p)
 		if inTarget != (err == nil) || want != have {

@@ -155,6 +155,19 @@ func (m *Mirror) Fetch(ctx context.Context) error {
 	return nil
 }
 
+// FetchBranch updates only branch in the mirror: cheaper than Fetch on the
+// path of every automatic deploy.
+func (m *Mirror) FetchBranch(ctx context.Context, branch string) error {
+	if err := checkRefName(branch); err != nil {
+		return err
+	}
+	ref := "refs/heads/" + branch
+	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "origin", "+"+ref+":"+ref); err != nil {
+		return fmt.Errorf("fetch %s from %s: %w", branch, Redact(m.Remote), err)
+	}
+	return nil
+}
+
 // RemoteTip asks the remote for the commit at the tip of branch, without fetching.
 func (m *Mirror) RemoteTip(ctx context.Context, branch string) (string, error) {
 	if err := checkRefName(branch); err != nil {

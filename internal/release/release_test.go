@@ -799,7 +799,7 @@ func TestCopyPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := CopyPaths(t.Context(), prev, next, filepath.Join(prev, "web"), filepath.Join(next, "web"), []string{"node_modules"}); err != nil {
+	if err := CopyPaths(t.Context(), prev, next, filepath.Join(prev, "web"), filepath.Join(next, "web"), []string{"node_modules"}, false); err != nil {
 		t.Fatalf("CopyPaths: %v", err)
 	}
 	dst := filepath.Join(next, "web", "node_modules")
@@ -817,7 +817,7 @@ func TestCopyPaths(t *testing.T) {
 	}
 
 	t.Run("missing path", func(t *testing.T) {
-		err := CopyPaths(t.Context(), prev, next, prev, next, []string{"vendor/bundle"})
+		err := CopyPaths(t.Context(), prev, next, prev, next, []string{"vendor/bundle"}, false)
 		if err == nil || !strings.Contains(err.Error(), "vendor/bundle") {
 			t.Errorf("CopyPaths = %v; want an error naming vendor/bundle", err)
 		}
@@ -867,7 +867,7 @@ func venvRoundTrip(t *testing.T, root string) []string {
 		t.Fatal(err)
 	}
 
-	if err := CopyPaths(ctx, prev, next, prevDir, nextDir, []string{".venv"}); err != nil {
+	if err := CopyPaths(ctx, prev, next, prevDir, nextDir, []string{".venv"}, false); err != nil {
 		t.Fatalf("CopyPaths: %v", err)
 	}
 	if err := os.RemoveAll(prev); err != nil { // pruned
@@ -923,4 +923,42 @@ func makeVenv(ctx context.Context, t *testing.T, python, dir string) {
 	run(python, "-m", "venv", "--without-pip", dir)
 	run(filepath.Join(dir, "bin", "python"), filepath.Join(wheel, "pip"), "install", "--quiet", "--no-index", "--no-deps",
 		"--no-compile", "--disable-pip-version-check", wheel)
+}
+
+// With link, files are shared with the previous release, but rewriting a
+// script for the new place never changes the previous release's copy.
+func TestCopyPathsLinkLeavesThePreviousReleaseAlone(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	if err := l.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	prev := makeRelease(t, l, "20250101T000000Z-aaaaaaaaaaaa", sha1)
+	next := makeRelease(t, l, "20250102T000000Z-bbbbbbbbbbbb", sha2)
+	script := "#!" + prev + "/.venv/bin/python\nprint('hi')\n"
+	writeFile(t, filepath.Join(prev, ".venv", "bin", "tool"), script, 0o755)
+	writeFile(t, filepath.Join(prev, ".venv", "lib", "mod.py"), "x = 1\n", 0o644)
+	if err := CopyPaths(t.Context(), prev, next, prev, next, []string{".venv"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(prev, ".venv", "bin", "tool")); got != script {
+		t.Fatalf("the previous release's script changed:\n%s", got)
+	}
+	if got := readFile(t, filepath.Join(next, ".venv", "bin", "tool")); !strings.Contains(got, next+"/.venv/bin/python") {
+		t.Fatalf("the new script was not relocated:\n%s", got)
+	}
+	a, _ := os.Stat(filepath.Join(prev, ".venv", "lib", "mod.py"))
+	b, _ := os.Stat(filepath.Join(next, ".venv", "lib", "mod.py"))
+	if !os.SameFile(a, b) {
+		t.Fatal("link did not hard-link the files")
+	}
+}
+
+func writeFile(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
 }

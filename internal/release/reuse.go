@@ -3,40 +3,87 @@ package release
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/fsutil"
 	"github.com/slipway-dev/slipway/internal/run"
 )
 
 // copyTimeout bounds the copy of one reused path.
 const copyTimeout = 10 * time.Minute
 
-// KeysMatch reports whether every key file is byte-identical in both
-// directories (a file missing from both counts as identical).
+// KeysMatch reports whether every key is byte-identical in both
+// directories. A key is a file, or a directory whose whole tree (names,
+// contents, symlink targets) is compared; one missing from both counts as
+// identical.
 func KeysMatch(prevDir, nextDir string, keys []string) (bool, error) {
 	for _, k := range keys {
-		a, errA := os.ReadFile(filepath.Join(prevDir, k))
-		b, errB := os.ReadFile(filepath.Join(nextDir, k))
+		a, errA := digest(filepath.Join(prevDir, k))
+		b, errB := digest(filepath.Join(nextDir, k))
 		switch {
 		case errors.Is(errA, os.ErrNotExist) && errors.Is(errB, os.ErrNotExist):
 			continue
 		case errA != nil || errB != nil:
 			return false, nil
-		case !bytes.Equal(a, b):
+		case a != b:
 			return false, nil
 		}
 	}
 	return true, nil
 }
 
+// digest hashes a file, or a directory tree with its relative names, kinds
+// and contents, without following symlinks.
+func digest(path string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(path, p)
+		switch {
+		case d.IsDir():
+			fmt.Fprintf(h, "d %s\n", rel)
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "l %s %s\n", rel, target)
+		default:
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "f %s %d\n", rel, len(b))
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // CopyPaths copies each path from prevDir into nextDir (cp -a keeps links,
 // modes and times), then rewrites the absolute references to the previous
 // release that tools bake into scripts (a venv's bin/ shebangs and activate).
-func CopyPaths(ctx context.Context, prevRelease, nextRelease, prevDir, nextDir string, paths []string) error {
+//
+// With link, files are hard-linked rather than copied (directories are
+// still new), which is safe as long as nothing modifies them in place.
+func CopyPaths(ctx context.Context, prevRelease, nextRelease, prevDir, nextDir string, paths []string, link bool) error {
+	mode := "--reflink=auto"
+	if link {
+		mode = "--link"
+	}
 	for _, p := range paths {
 		src := filepath.Join(prevDir, p)
 		if _, err := os.Lstat(src); err != nil {
@@ -49,7 +96,7 @@ func CopyPaths(ctx context.Context, prevRelease, nextRelease, prevDir, nextDir s
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fmt.Errorf("reuse %s: %w", p, err)
 		}
-		if err := run.Run(ctx, run.Cmd{Argv: []string{"cp", "-a", "--reflink=auto", "--", src, dst}, Timeout: copyTimeout}); err != nil {
+		if err := run.Run(ctx, run.Cmd{Argv: []string{"cp", "-a", mode, "--", src, dst}, Timeout: copyTimeout}); err != nil {
 			return fmt.Errorf("reuse %s: %w", p, err)
 		}
 		if err := relocateScripts(filepath.Join(dst, "bin"), prevRelease, nextRelease); err != nil {
@@ -85,7 +132,9 @@ func relocateScripts(dir, old, new string) error {
 			continue
 		}
 		b = bytes.ReplaceAll(b, []byte(old), []byte(new))
-		if err := os.WriteFile(path, b, info.Mode().Perm()); err != nil {
+		// A new file renamed over the old name: with hard-linked reuse,
+		// writing in place would rewrite the previous release's copy too.
+		if err := fsutil.WriteFile(path, b, info.Mode().Perm()); err != nil {
 			return err
 		}
 	}
