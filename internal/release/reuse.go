@@ -10,14 +10,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/slipway-dev/slipway/internal/fsutil"
-	"github.com/slipway-dev/slipway/internal/run"
 )
-
-// copyTimeout bounds the copy of one reused path.
-const copyTimeout = 10 * time.Minute
 
 // KeysMatch reports whether every key is byte-identical in both
 // directories. A key is a file, or a directory whose whole tree (names,
@@ -73,17 +68,13 @@ func digest(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// CopyPaths copies each path from prevDir into nextDir (cp -a keeps links,
+// CopyPaths copies each path from prevDir into nextDir (keeping symlinks,
 // modes and times), then rewrites the absolute references to the previous
 // release that tools bake into scripts (a venv's bin/ shebangs and activate).
 //
 // With link, files are hard-linked rather than copied (directories are
 // still new), which is safe as long as nothing modifies them in place.
 func CopyPaths(ctx context.Context, prevRelease, nextRelease, prevDir, nextDir string, paths []string, link bool) error {
-	mode := "--reflink=auto"
-	if link {
-		mode = "--link"
-	}
 	for _, p := range paths {
 		src := filepath.Join(prevDir, p)
 		if _, err := os.Lstat(src); err != nil {
@@ -96,8 +87,11 @@ func CopyPaths(ctx context.Context, prevRelease, nextRelease, prevDir, nextDir s
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fmt.Errorf("reuse %s: %w", p, err)
 		}
-		if err := run.Run(ctx, run.Cmd{Argv: []string{"cp", "-a", mode, "--", src, dst}, Timeout: copyTimeout}); err != nil {
+		if err := copyTree(src, dst, link); err != nil {
 			return fmt.Errorf("reuse %s: %w", p, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		if err := relocateScripts(filepath.Join(dst, "bin"), prevRelease, nextRelease); err != nil {
 			return fmt.Errorf("reuse %s: %w", p, err)
