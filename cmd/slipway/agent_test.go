@@ -450,6 +450,16 @@ func TestCLIGoesThroughTheAgent(t *testing.T) {
 	if r := g.slipway("status"); r.code != 0 || !strings.Contains(r.stdout, "agent:") || !strings.Contains(r.stdout, "health:    ok") {
 		t.Fatalf("status through the agent: %s", r)
 	}
+	first := g.head()
+	second := g.commit("two", map[string]string{"README": "two\n"})
+	if r := g.slipway("deploy"); r.code != 0 {
+		t.Fatalf("second deploy through the agent: %s", r)
+	}
+	g.assertServing(second)
+	if r := g.slipway("rollback"); r.code != 0 || !strings.Contains(r.stderr, "through the running agent") {
+		t.Fatalf("rollback through the agent: %s", r)
+	}
+	g.assertServing(first)
 	g.edit("health says 500", "backend/app.py",
 		`self.send_body(200, {"status": "ok", "version": APP_VERSION})`,
 		`self.send_body(500, {"status": "broken", "version": APP_VERSION})`)

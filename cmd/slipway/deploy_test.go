@@ -607,3 +607,24 @@ func TestPruneKeepsCurrentAndSafe(t *testing.T) {
 	}
 	a.assertServing(shas[3])
 }
+
+func TestCheckListsFindingsWithFixes(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	r := a.slipway("check")
+	if r.code != 0 || !strings.Contains(r.stdout, "all checks passed") {
+		t.Fatalf("check on a good host: %s", r)
+	}
+	if err := os.Chmod(filepath.Join(a.root, "env", "backend.env"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.writeEnv("worker.env", map[string]string{"DATA_DIR": "../data"})
+	a.writeEnv("backend.env", map[string]string{"PORT": itoa(a.port)})
+	_ = os.Chmod(filepath.Join(a.root, "env", "backend.env"), 0o644)
+	r = a.slipway("check")
+	for _, want := range []string{"chmod 0600", "VERS_AUTH_TOKEN", "fix:"} {
+		if r.code != 1 || !strings.Contains(r.stdout, want) {
+			t.Fatalf("want exit 1 and %q: %s", want, r)
+		}
+	}
+}

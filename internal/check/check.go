@@ -92,9 +92,13 @@ func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration
 	// milliseconds), then back off to interval.
 	wait := min(25*time.Millisecond, interval)
 	for {
-		if err := Do(ctx, r); err == nil {
+		err := Do(ctx, r)
+		if err == nil {
 			return nil
-		} else {
+		}
+		if ctx.Err() == nil || last == nil {
+			// A poll cut short by the overall deadline says less than the
+			// answer before it.
 			last = err
 		}
 		if alive != nil {
