@@ -185,9 +185,15 @@ func (g *agentApp) deploysCount(t testing.TB) int {
 
 func (g *agentApp) waitServing(t testing.TB, sha string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "commit "+sha[:7]+" serving", func() bool {
-		return strings.HasSuffix(g.serving(), "+"+sha[:7]) && g.safeCommit() == sha
-	})
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.HasSuffix(g.serving(), "+"+sha[:7]) || g.safeCommit() != sha {
+		if time.Now().After(deadline) {
+			_, deploys := g.api("GET", "/deploys?limit=20", "", true)
+			t.Fatalf("timed out waiting for commit %s serving; serving %q\nledger: %s\nagent log:\n%s",
+				sha[:7], g.serving(), deploys, g.agentLogs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func TestAgentWebhooksDeployTheTip(t *testing.T) {

@@ -96,8 +96,26 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 			return fmt.Errorf("start %s: %w", s.Name, err)
 		}
 	}
+	// Instances of this service without a pid file (their starter was
+	// killed before it wrote one) go first; one may still have been on its
+	// way through exec at the first look, so the port gets a second one.
+	if err := sweepOrphans(ctx, s, stopTimeout(s)); err != nil {
+		return fmt.Errorf("start %s: %w", s.Name, err)
+	}
 	if err := checkPort(s); err != nil {
-		return err
+		var held *service.PortHeldError
+		if !errors.As(err, &held) || held.PID == 0 || !isOrphanOf(held.PID, s) {
+			return err
+		}
+		if err := sweepOrphans(ctx, s, stopTimeout(s)); err != nil {
+			return fmt.Errorf("start %s: %w", s.Name, err)
+		}
+		if err := waitPortReleased(ctx, s.Port, held.PID); err != nil {
+			return fmt.Errorf("start %s: %w", s.Name, err)
+		}
+		if err := checkPort(s); err != nil {
+			return err
+		}
 	}
 	path, argv, err := command(s)
 	if err != nil {

@@ -52,3 +52,17 @@ func sweepOrphans(ctx context.Context, s service.Spec, timeout time.Duration) er
 	}
 	return nil
 }
+
+// isOrphanOf reports whether pid, or the leader of its session, carries
+// s's markers.
+func isOrphanOf(pid int, s service.Spec) bool {
+	want := markers(s)
+	if want == nil {
+		return false
+	}
+	if procfs.HasEnv(pid, want) {
+		return true
+	}
+	st, err := procfs.ReadStat(pid)
+	return err == nil && procfs.HasEnv(st.SID, want)
+}
