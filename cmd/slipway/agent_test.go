@@ -288,6 +288,11 @@ func TestAgentAPIAuthAndMetrics(t *testing.T) {
 	var acc struct{ ID int64 }
 	_ = json.Unmarshal([]byte(body), &acc)
 	g.waitServing(t, g.head())
+	// The ledger and the metrics are written right after SAFE_COMMIT.
+	waitFor(t, 10*time.Second, "the deploy recorded", func() bool {
+		_, body := g.api("GET", "/metrics", "", true)
+		return strings.Contains(body, `slipway_deploys_total{app="board",kind="deploy",outcome="succeeded"} 1`)
+	})
 	code, body = g.api("GET", "/deploys/"+strconv.FormatInt(acc.ID, 10), "", true)
 	if code != 200 || !strings.Contains(body, `"succeeded"`) || !strings.Contains(body, `"mark-safe"`) {
 		t.Fatalf("GET /deploys/%d: %d %s", acc.ID, code, body)
