@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/user"
 	"time"
 
@@ -130,10 +129,5 @@ func actor() string {
 }
 
 func holderNow(trigger string) lock.Holder {
-	host, _ := os.Hostname()
-	h := lock.Holder{PID: os.Getpid(), Host: host, Trigger: trigger, Started: time.Now().UTC()}
-	if u, err := user.Current(); err == nil {
-		h.User = u.Username
-	}
-	return h
+	return lock.NewHolder(trigger, time.Now())
 }

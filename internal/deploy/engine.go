@@ -8,8 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/user"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/config"
@@ -117,12 +115,7 @@ func (f *Failure) Is(target error) bool { return target == f.kind }
 func (f *Failure) Unwrap() error { return f.Err }
 
 func (e *Engine) holder(trigger string) lock.Holder {
-	host, _ := os.Hostname()
-	h := lock.Holder{PID: os.Getpid(), Host: host, Trigger: trigger, Started: e.now()}
-	if u, err := user.Current(); err == nil {
-		h.User = u.Username
-	}
-	return h
+	return lock.NewHolder(trigger, e.now())
 }
 
 // TryRecover recovers a crashed deploy when the lock is free; when another

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,16 @@ func (h Holder) String() string {
 		return fmt.Sprintf("frozen by %s@%s since %s: %q", h.User, h.Host, h.Started.Format(time.RFC3339), h.Message)
 	}
 	return fmt.Sprintf("%s deploy, pid %d on %s, started %s", h.Trigger, h.PID, h.Host, h.Started.Format(time.RFC3339))
+}
+
+// NewHolder describes this process as the holder, for trigger.
+func NewHolder(trigger string, now time.Time) Holder {
+	host, _ := os.Hostname()
+	h := Holder{PID: os.Getpid(), Host: host, Trigger: trigger, Started: now.UTC()}
+	if u, err := user.Current(); err == nil {
+		h.User = u.Username
+	}
+	return h
 }
 
 // ErrLocked is returned when another deploy holds the lock or deploys are frozen.
