@@ -73,8 +73,8 @@ func Do(ctx context.Context, r Request) error {
 	return nil
 }
 
-// WaitHealthy polls r until it passes or timeout ends: every 25 ms at
-// first, doubling up to interval. alive,
+// WaitHealthy polls r until it passes or timeout ends: every 25 ms for
+// the first second, then doubling up to interval. alive,
 // when set, is asked between polls and stops the wait early when the
 // service is gone (no use waiting for a process that exited).
 func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration, alive func() error) error {
@@ -88,8 +88,10 @@ func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration
 		r.Timeout = max(interval*5, 2*time.Second)
 	}
 	var last error
-	// Poll quickly at first (a fresh process usually binds its port within
-	// milliseconds), then back off to interval.
+	// Poll every 25 ms for the first second (a fresh process usually binds
+	// its port within it, and every poll saved is deploy time), then back
+	// off to interval.
+	start := time.Now()
 	wait := min(25*time.Millisecond, interval)
 	for {
 		err := Do(ctx, r)
@@ -114,7 +116,9 @@ func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration
 			return fmt.Errorf("not healthy after %s: %w", timeout, last)
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, interval)
+		if time.Since(start) > time.Second {
+			wait = min(wait*2, interval)
+		}
 	}
 }
 

@@ -100,8 +100,9 @@ func signalGroup(pgid int, sig syscall.Signal) error {
 // or ctx ends (its error).
 func waitGroupGone(ctx context.Context, pgid int, timeout time.Duration) (bool, error) {
 	deadline := time.Now().Add(timeout)
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
+	// Most services exit within milliseconds of SIGTERM: look again soon,
+	// then every pollInterval.
+	wait := pollInterval / 4
 	for {
 		gone, err := groupGone(pgid)
 		if err != nil || gone {
@@ -113,8 +114,9 @@ func waitGroupGone(ctx context.Context, pgid int, timeout time.Duration) (bool, 
 		select {
 		case <-ctx.Done():
 			return false, ctx.Err()
-		case <-t.C:
+		case <-time.After(wait):
 		}
+		wait = min(wait*2, pollInterval)
 	}
 }
 
