@@ -19,8 +19,13 @@ test: setup
 demo: setup build
 	./scripts/demo.sh
 
+# The issues' figures: deploy engine (no-op, overhead, rollback, reuse) and
+# agent (idle cost, forged-webhook flood, push-to-serving), then the
+# packages' micro-benchmarks.
 bench: setup
-	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 20m ./cmd/slipway/ ./internal/...
+	$(GO) test -run '^$$' -bench 'Noop|DeployOverhead|Rollback|NodeReuse' -benchtime 7x -timeout 20m ./cmd/slipway/
+	$(GO) test -run '^$$' -bench 'Agent' -benchtime 2x -timeout 20m ./cmd/slipway/
+	$(GO) test -run '^$$' -bench . -timeout 10m ./internal/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./internal/config/
