@@ -149,7 +149,7 @@ func (m *Mirror) originIs(url string) bool {
 
 // Fetch updates the mirror from the remote.
 func (m *Mirror) Fetch(ctx context.Context) error {
-	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--prune", "--quiet", "origin"); err != nil {
+	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--prune", "--quiet", "--no-auto-maintenance", "origin"); err != nil {
 		return fmt.Errorf("fetch %s: %w", Redact(m.Remote), err)
 	}
 	return nil
@@ -162,7 +162,7 @@ func (m *Mirror) FetchBranch(ctx context.Context, branch string) error {
 		return err
 	}
 	ref := "refs/heads/" + branch
-	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "origin", "+"+ref+":"+ref); err != nil {
+	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance", "origin", "+"+ref+":"+ref); err != nil {
 		return fmt.Errorf("fetch %s from %s: %w", branch, Redact(m.Remote), err)
 	}
 	return nil
