@@ -379,9 +379,10 @@ func TestKill9DuringRestartRecovers(t *testing.T) {
 	a := newApp(t, "python-api", func(cfg string) string {
 		return strings.Replace(cfg, "    command: python3 worker.py\n", "    command: python3 worker.py\n    stop_timeout: 2s\n", 1)
 	})
-	// The live worker ignores SIGTERM, so the restart's stop takes its time.
-	good := a.edit("stubborn worker", "worker/worker.py", "import signal\n", "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n")
-	if !strings.Contains(readFile(t, filepath.Join(a.src, "worker/worker.py")), "SIG_IGN") {
+	// The live worker ignores SIGTERM, so the restart's stop takes its
+	// stop_timeout (2 s) and the kill below lands inside it.
+	good := a.edit("stubborn worker", "worker/worker.py", "signal.signal(signal.SIGTERM, on_signal)", "signal.signal(signal.SIGTERM, signal.SIG_IGN)")
+	if !strings.Contains(readFile(t, filepath.Join(a.src, "worker/worker.py")), "SIGTERM, signal.SIG_IGN") {
 		t.Fatal("edit did not apply")
 	}
 	a.mustDeploy()
