@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +18,8 @@ import (
 	"github.com/slipway-dev/slipway/internal/release"
 	"github.com/slipway-dev/slipway/internal/service"
 	"github.com/slipway-dev/slipway/internal/service/process"
+	"github.com/slipway-dev/slipway/internal/service/systemd"
+	"github.com/slipway-dev/slipway/internal/unit"
 )
 
 // Version is set at build time (-ldflags "-X .../cli.Version=...").
@@ -46,6 +49,7 @@ func NewRoot() *cobra.Command {
 	root.AddCommand(
 		newInitCmd(g), newCheckCmd(g), newDeployCmd(g), newRollbackCmd(g),
 		newStatusCmd(g), newHistoryCmd(g), newLogsCmd(g), newLockCmd(g), newVersionCmd(g), newAgentCmd(g),
+		newInstallCmd(g), newUninstallCmd(g),
 	)
 	return root
 }
@@ -109,14 +113,19 @@ const startGrace = 20 * time.Millisecond
 
 func managerFor(cfg *config.Config, layout release.Layout) (service.Manager, error) {
 	switch cfg.Manager {
-	case "process":
+	case config.ManagerProcess:
 		m := process.New(layout.RunDir(), layout.LogDir())
 		// The health step keeps watching the services (and shows a dead
 		// one's output), so Start only needs to catch an instant exit.
 		m.StartGrace = startGrace
 		return m, nil
+	case config.ManagerSystemd:
+		if _, err := exec.LookPath("systemctl"); err != nil {
+			return nil, usageError{Err: fmt.Errorf("%s: manager systemd needs systemctl, which is not in PATH; use `manager: process` on hosts without systemd", cfg.Path)}
+		}
+		return systemd.New(cfg.Root, unit.Services(cfg)), nil
 	default:
-		return nil, usageError{Err: fmt.Errorf("%s: manager %q is not available in this build yet; use `manager: process`", cfg.Path, cfg.Manager)}
+		return nil, usageError{Err: fmt.Errorf("%s: unknown manager %q", cfg.Path, cfg.Manager)}
 	}
 }
 

@@ -242,6 +242,9 @@ func (a *attempt) prepare(ctx context.Context) (string, error) {
 	if err := chown(rel.Dir, a.cred); err != nil {
 		return "", fmt.Errorf("give release to %s: %w", e.Cfg.User, err)
 	}
+	if err := chownShared(e.Layout.SharedDir(), e.Cfg.Shared, a.cred); err != nil {
+		return "", fmt.Errorf("give shared paths to %s: %w", e.Cfg.User, err)
+	}
 	return "releases/" + rel.Name, nil
 }
 

@@ -97,6 +97,29 @@ func chown(dir string, cred *syscall.Credential) error {
 	})
 }
 
+// chownShared gives each shared path that slipway created (still owned by
+// root) to the configured user, so services running as that user can write
+// their data. Only the top directory changes: data already there keeps
+// its owners.
+func chownShared(sharedDir string, paths []string, cred *syscall.Credential) error {
+	if cred == nil {
+		return nil
+	}
+	for _, p := range paths {
+		path := filepath.Join(sharedDir, p)
+		fi, err := os.Lstat(path)
+		if err != nil {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 && fi.IsDir() {
+			if err := os.Lchown(path, int(cred.Uid), int(cred.Gid)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // specs returns the services of a release as the service manager sees them.
 func (e *Engine) specs(v vars, cred *syscall.Credential) []service.Spec {
 	var out []service.Spec
