@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what slipway's demo and tests need on a fresh Debian machine:
-# git, Python with venv, Node.js with npm. Go itself must be on PATH.
+# git, Python with venv, Node.js with npm, and for the e2e VMs debootstrap,
+# systemd-nspawn, the ssh client and iproute2. Go itself must be on PATH.
 set -euo pipefail
 
 need=()
@@ -9,6 +10,12 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v curl >/dev/null || need+=(curl)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
@@ -16,7 +23,9 @@ if [ ${#need[@]} -gt 0 ]; then
 		exit 1
 	fi
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
+	# An index that cannot be refreshed (a flaky mirror) still installs from
+	# the old one; the install below is what must succeed.
+	apt-get update -qq || echo "setup: apt-get update failed; trying the package indexes already here" >&2
 	apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 if ! command -v go >/dev/null; then

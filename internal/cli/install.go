@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipway-dev/slipway/internal/agent"
 	"github.com/slipway-dev/slipway/internal/config"
 	"github.com/slipway-dev/slipway/internal/install"
 	"github.com/slipway-dev/slipway/internal/lock"
@@ -37,6 +38,9 @@ so; --dry-run prints what would change. Services start with the first deploy.`,
 			o.Cfg, o.Out, o.Mode = cfg, g.stdout, install.ModeAgent
 			if timer {
 				o.Mode = install.ModeTimer
+			} else if _, err := agent.LoadSecrets(cfg); err != nil {
+				// Better now than an agent unit that fails to start.
+				return usageError{Err: fmt.Errorf("the agent would not start: %w; put it in an env file (env_files), or install with --timer for no daemon", err)}
 			}
 			if o.Bin, err = executable(); err != nil {
 				return err

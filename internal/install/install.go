@@ -184,7 +184,7 @@ func (in *installer) dirs() error {
 		fi, err := os.Stat(d.path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			err = in.change(fmt.Sprintf("create %s (%s, %s)", d.path, d.mode, in.owner(d.app)), func() error {
+			err = in.change(fmt.Sprintf("create %s (%04o, %s)", d.path, d.mode, in.owner(d.app)), func() error {
 				if err := os.MkdirAll(d.path, d.mode); err != nil {
 					return err
 				}
@@ -195,7 +195,7 @@ func (in *installer) dirs() error {
 		case !fi.IsDir():
 			return fmt.Errorf("%s is not a directory; move it away and run install again", d.path)
 		case fi.Mode().Perm() != d.mode || !ownedBy(fi, uid, gid):
-			err = in.change(fmt.Sprintf("set %s to %s, %s", d.path, d.mode, in.owner(d.app)), func() error {
+			err = in.change(fmt.Sprintf("set %s to %04o, %s", d.path, d.mode, in.owner(d.app)), func() error {
 				return fixDir(d.path, d.mode, uid, gid)
 			})
 		default:

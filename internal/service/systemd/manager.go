@@ -62,6 +62,9 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 	if err := checkPort(s); err != nil {
 		return err
 	}
+	// A unit that failed several times in a row (a few bad deploys) would
+	// hit systemd's start rate limit; each deploy's start is deliberate.
+	_, _ = systemctl(ctx, "reset-failed", s.Unit)
 	started := time.Now()
 	if _, err := systemctl(ctx, "start", s.Unit); err != nil {
 		return m.failed(ctx, s, started, err)
