@@ -16,6 +16,7 @@ import (
 func newDeployCmd(g *globals) *cobra.Command {
 	var opts deploy.Options
 	var asJSON bool
+	var trigger string
 	cmd := &cobra.Command{
 		Use:   "deploy [--commit SHA | --ref REF] [--force] [--wait] [--dry-run]",
 		Short: "Deploy the branch tip (or a commit or ref) and prove it healthy",
@@ -24,7 +25,10 @@ func newDeployCmd(g *globals) *cobra.Command {
 			if opts.Commit != "" && opts.Ref != "" {
 				return usageError{Err: errors.New("--commit and --ref are exclusive")}
 			}
-			opts.Trigger = "manual"
+			if trigger != "manual" && trigger != "timer" {
+				return usageError{Err: fmt.Errorf("--trigger %q: use manual or timer", trigger)}
+			}
+			opts.Trigger = trigger
 			opts.Actor = actor()
 			return runDeploy(cmd, g, opts, asJSON)
 		},
@@ -36,6 +40,9 @@ func newDeployCmd(g *globals) *cobra.Command {
 	f.BoolVar(&opts.Wait, "wait", false, "wait for a running deploy instead of exiting 3")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the plan and change nothing")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	// Timer mode's unit says who started the deploy, for the ledger.
+	f.StringVar(&trigger, "trigger", "manual", "who started this deploy, for the ledger: manual or timer")
+	_ = f.MarkHidden("trigger")
 	return cmd
 }
 

@@ -141,7 +141,7 @@ func Timer(cfg *config.Config, bin, cfgPath, home string, every time.Duration) (
 	w.set("Wants", "network-online.target")
 	w.section("Service")
 	w.set("Type", "oneshot")
-	w.set("ExecStart", execLine([]string{bin, "--config", cfgPath, "deploy"}))
+	w.set("ExecStart", execLine([]string{bin, "--config", cfgPath, "deploy", "--trigger", "timer"}))
 	// 3: another deploy or a manual freeze holds the lock; that is not a failure.
 	w.set("SuccessExitStatus", "3")
 	w.set("TimeoutStartSec", "1h")

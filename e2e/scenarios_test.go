@@ -1,0 +1,250 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBootstrapPython follows the README's bootstrap on a fresh VM, checks
+// the units, deploys the Python example and sees it run under systemd.
+func TestBootstrapPython(t *testing.T) {
+	t.Parallel()
+	vm := Boot(t, "py")
+	s := newSite(t, vm, pythonAPI, nil)
+	out, took := s.bootstrap()
+	t.Logf("figure: slipway install on a fresh VM: %.2fs", took.Seconds())
+	for _, want := range []string{"create system user board", "write unit /etc/systemd/system/board-backend.service",
+		"write unit /etc/systemd/system/slipway-board-agent.service", "start slipway-board-agent.service"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("install output lacks %q:\n%s", want, out)
+		}
+	}
+	start := time.Now()
+	again := s.mustSlipway("install")
+	took = time.Since(start)
+	t.Logf("figure: slipway install, second run: %.2fs", took.Seconds())
+	if !strings.Contains(again, "nothing to change") {
+		t.Fatalf("second install changed something:\n%s", again)
+	}
+	if dry := s.mustSlipway("install", "--dry-run"); !strings.Contains(dry, "nothing would change") {
+		t.Fatalf("dry run after install:\n%s", dry)
+	}
+	// Owners and modes of the layout and the env files.
+	for path, want := range map[string]string{
+		"/opt/board/env":             "700 board",
+		"/opt/board/env/backend.env": "600 board",
+		"/opt/board/env/agent.env":   "600 board",
+		"/opt/board/shared/data":     "755 board",
+		"/opt/board/releases":        "755 root",
+		"/opt/board/repo.git":        "755 root",
+	} {
+		if got, _ := vm.Run(t, "stat", "-c", "%a %U", path); strings.TrimSpace(got) != want {
+			t.Errorf("%s: %q, want %q", path, strings.TrimSpace(got), want)
+		}
+	}
+	if out, code := vm.Run(t, "systemctl", "is-active", "slipway-board-agent.service"); code != 0 {
+		t.Fatalf("agent not active: %s", out)
+	}
+
+	sha := s.head()
+	s.mustSlipway("deploy")
+	s.assertServing(sha)
+	s.assertActive()
+	// Every generated unit passes systemd-analyze verify (now that the
+	// release they run exists).
+	units := "/etc/systemd/system/board-backend.service /etc/systemd/system/board-worker.service /etc/systemd/system/slipway-board-agent.service"
+	if out, code := vm.Run(t, "sh", "-c", "systemd-analyze verify "+units+" 2>&1"); code != 0 || strings.TrimSpace(out) != "" {
+		t.Fatalf("systemd-analyze verify: exit %d\n%s", code, out)
+	}
+	// The services run as the app user, with the release's APP_VERSION.
+	if out, _ := vm.Run(t, "systemctl", "show", "-p", "User", "board-backend.service"); strings.TrimSpace(out) != "User=board" {
+		t.Fatalf("backend user: %s", out)
+	}
+	version, _ := vm.Run(t, "cat", "/opt/board/current/VERSION")
+	if got := s.serving(); got != strings.TrimSpace(version) {
+		t.Fatalf("serving %q, release VERSION %q", got, version)
+	}
+	// The worker writes its heartbeat in shared/ through the hardening.
+	waitFor(t, 10*time.Second, "worker heartbeat", func() bool {
+		out, _ := vm.Run(t, "cat", "/opt/board/shared/data/worker.heartbeat")
+		return strings.Contains(out, sha[:7])
+	})
+	st := s.mustSlipway("status")
+	if !strings.Contains(st, "backend    running") || !strings.Contains(st, "health:    ok") {
+		t.Fatalf("status:\n%s", st)
+	}
+
+	// uninstall keeps the data, the secrets and the ledger.
+	out = s.mustSlipway("uninstall")
+	for _, gone := range []string{"/etc/systemd/system/board-backend.service", "/opt/board/releases", "/opt/board/current"} {
+		if _, code := vm.Run(t, "test", "-e", gone); code == 0 {
+			t.Errorf("uninstall left %s\n%s", gone, out)
+		}
+	}
+	for _, kept := range []string{"/opt/board/shared/data/board.db", "/opt/board/env/backend.env", "/opt/board/state.db"} {
+		if _, code := vm.Run(t, "test", "-e", kept); code != 0 {
+			t.Errorf("uninstall removed %s\n%s", kept, out)
+		}
+	}
+	if _, code := vm.Run(t, "systemctl", "is-active", "board-backend.service"); code == 0 {
+		t.Error("backend still active after uninstall")
+	}
+}
+
+// TestBootstrapNode deploys the Node example (npm ci and a build) under systemd.
+func TestBootstrapNode(t *testing.T) {
+	t.Parallel()
+	vm := Boot(t, "node")
+	s := newSite(t, vm, nodeWeb, nil)
+	s.bootstrap()
+	sha := s.head()
+	s.mustSlipway("deploy")
+	s.assertServing(sha)
+	s.assertActive()
+	// A change of the sources only: deps reused, bundle rebuilt.
+	server := readFile(t, filepath.Join(s.src, "src", "server.js"))
+	next := s.commit("comment", map[string]string{"src/server.js": server + "// changed by the e2e test\n"})
+	s.push()
+	out := s.mustSlipway("deploy")
+	if !strings.Contains(out, "reused node_modules") {
+		t.Errorf("deps not reused:\n%s", out)
+	}
+	s.assertServing(next)
+	s.assertActive()
+}
+
+// TestTimerDeploysPush: timer mode, no daemon; a push is deployed by the timer.
+func TestTimerDeploysPush(t *testing.T) {
+	t.Parallel()
+	vm := Boot(t, "timer")
+	s := newSite(t, vm, pythonAPI, func(cfg string) string {
+		return cfg + "triggers:\n  poll: 3s\n"
+	})
+	out, _ := s.bootstrap("--timer")
+	if !strings.Contains(out, "slipway-board-deploy.timer") || strings.Contains(out, "agent.service") {
+		t.Fatalf("timer install:\n%s", out)
+	}
+	first := s.head()
+	s.waitServing(first, 60*time.Second) // the timer's first run deploys the tip
+	next := s.commit("readme", map[string]string{"README": "next\n"})
+	s.push()
+	s.waitServing(next, 60*time.Second)
+	s.assertActive()
+	if out, code := vm.Run(t, "sh", "-c", "systemd-analyze verify /etc/systemd/system/slipway-board-deploy.* 2>&1"); code != 0 || strings.TrimSpace(out) != "" {
+		t.Fatalf("verify timer units: %s", out)
+	}
+	// The timer's deploy marks the commit safe after it serves it.
+	waitFor(t, 30*time.Second, "the second deploy to finish", func() bool { return s.safeCommit() == next })
+	hist := s.mustSlipway("history")
+	if strings.Count(hist, "succeeded") != 2 || strings.Count(hist, " timer ") != 2 {
+		t.Fatalf("want two deploys by the timer, one per commit:\n%s", hist)
+	}
+}
+
+// TestWebhookDeploysPush: the agent under systemd deploys a push announced
+// by a signed GitHub webhook sent from the host.
+func TestWebhookDeploysPush(t *testing.T) {
+	t.Parallel()
+	vm := Boot(t, "hook")
+	s := newSite(t, vm, pythonAPI, func(cfg string) string {
+		return cfg + "triggers:\n  poll: 0s\n  webhook:\n    listen: 0.0.0.0:9009\n    secret_env: SLIPWAY_WEBHOOK_SECRET\n"
+	})
+	s.bootstrap()
+	s.mustSlipway("deploy")
+	next := s.commit("readme", map[string]string{"README": "next\n"})
+	s.push()
+	// The payload names the commit, but the agent deploys what it finds at
+	// the branch tip itself.
+	body := []byte(`{"ref":"refs/heads/main","after":"` + next + `","deleted":false}`)
+	m := hmac.New(sha256.New, []byte(webhookSecret))
+	m.Write(body)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+vm.Addr+":9009/webhook/github", bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("e2e-%d", time.Now().UnixNano()))
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(m.Sum(nil)))
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("webhook: %d", resp.StatusCode)
+	}
+	s.waitServing(next, 60*time.Second)
+	s.assertActive()
+	if !strings.Contains(s.mustSlipway("history"), "webhook") {
+		t.Errorf("ledger does not name the webhook trigger:\n%s", s.mustSlipway("history"))
+	}
+}
+
+// TestBrokenCommitRolledBack: a commit whose backend dies at start is
+// rolled back; the deploy's error shows the unit's journal lines; the
+// services are active again on the safe commit.
+func TestBrokenCommitRolledBack(t *testing.T) {
+	t.Parallel()
+	vm := Boot(t, "broken")
+	s := newSite(t, vm, pythonAPI, nil)
+	s.bootstrap()
+	good := s.head()
+	s.mustSlipway("deploy")
+	s.commit("broken backend", map[string]string{"backend/app.py": "import sys\nprint('boom: the database URL is missing', file=sys.stderr, flush=True)\nsys.exit(3)\n"})
+	s.push()
+	out, code := s.slipway("deploy")
+	if code != 1 {
+		t.Fatalf("broken deploy: exit %d, want 1\n%s", code, out)
+	}
+	if !strings.Contains(out, "boom: the database URL is missing") {
+		t.Fatalf("the deploy's error does not show the unit's journal lines:\n%s", out)
+	}
+	s.assertServing(good)
+	s.assertActive()
+	if s.safeCommit() != good {
+		t.Fatalf("safe commit moved: %s", s.safeCommit())
+	}
+}
+
+// TestRebootComesBack: after a reboot, the agent and the services come back
+// on the safe commit by themselves, and status says so.
+func TestRebootComesBack(t *testing.T) {
+	t.Parallel()
+	vm := Boot(t, "reboot")
+	s := newSite(t, vm, pythonAPI, nil)
+	s.bootstrap()
+	sha := s.head()
+	s.mustSlipway("deploy")
+	vm.Reboot(t)
+	waitFor(t, 60*time.Second, "services after reboot", func() bool {
+		return strings.HasSuffix(s.serving(), "+"+sha[:7])
+	})
+	s.assertActive()
+	if out, code := vm.Run(t, "systemctl", "is-active", "slipway-board-agent.service"); code != 0 {
+		t.Fatalf("agent after reboot: %s", out)
+	}
+	st := s.mustSlipway("status")
+	for _, want := range []string{"current:   " + sha[:7], "safe:      " + sha[:7], "health:    ok", "backend    running", "worker     running"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("status lacks %q:\n%s", want, st)
+		}
+	}
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
