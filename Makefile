@@ -38,8 +38,8 @@ fuzz:
 lint:
 	gofmt -l . | tee /dev/stderr | (! read)
 	$(GO) vet ./...
-	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; \
-	else $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...; fi
+	@if command -v golangci-lint >/dev/null; then golangci-lint run --build-tags e2e ./...; \
+	else $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run --build-tags e2e ./...; fi
 
 # The systemd scenarios on Debian VMs booted with systemd-nspawn (root
 # needed). The VMs' base rootfs is built once and cached in

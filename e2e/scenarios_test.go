@@ -74,6 +74,14 @@ func TestBootstrapPython(t *testing.T) {
 	if got := s.serving(); got != strings.TrimSpace(version) {
 		t.Fatalf("serving %q, release VERSION %q", got, version)
 	}
+	// The env file's values reach the service exactly, through systemd.
+	pid, _ := vm.Run(t, "systemctl", "show", "-p", "MainPID", "--value", "board-backend.service")
+	environ, _ := vm.Run(t, "cat", "/proc/"+strings.TrimSpace(pid)+"/environ")
+	for _, want := range []string{"TRICKY=" + trickyValue + "\x00", "TRICKY2=it's $$HOME\x00", "APP_VERSION=" + strings.TrimSpace(version) + "\x00"} {
+		if !strings.Contains(environ, want) {
+			t.Errorf("backend's environment lacks %q:\n%q", want, environ)
+		}
+	}
 	// The worker writes its heartbeat in shared/ through the hardening.
 	waitFor(t, 10*time.Second, "worker heartbeat", func() bool {
 		out, _ := vm.Run(t, "cat", "/opt/board/shared/data/worker.heartbeat")

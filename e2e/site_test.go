@@ -23,6 +23,9 @@ type example struct {
 	service []string          // its services
 }
 
+// trickyValue has what systemd would otherwise expand or unquote.
+const trickyValue = `a "quoted" $HOME ${USER} %h \n\\ back`
+
 const (
 	apiToken      = "e2e-api-token-0123456789abcdef"
 	webhookSecret = "e2e-webhook-secret-0123456789"
@@ -30,7 +33,9 @@ const (
 
 var (
 	pythonAPI = example{dir: "python-api", app: "board", port: 8000, service: []string{"backend", "worker"}, envs: map[string]string{
-		"backend.env": "VERS_AUTH_TOKEN=e2e-board-token\nPORT=8000\nDATA_DIR=../data\n",
+		// TRICKY must reach the service byte for byte through systemd's
+		// EnvironmentFile= parsing (see TestBootstrapPython).
+		"backend.env": "VERS_AUTH_TOKEN=e2e-board-token\nPORT=8000\nDATA_DIR=../data\nTRICKY='" + trickyValue + "'\nTRICKY2=\"it's $$HOME\"\n",
 		"worker.env":  "VERS_AUTH_TOKEN=e2e-board-token\nDATA_DIR=../data\n",
 	}}
 	nodeWeb = example{dir: "node-web", app: "web", port: 3000, service: []string{"web"}, envs: map[string]string{
@@ -134,16 +139,6 @@ func (s *site) commit(msg string, files map[string]string) string {
 	s.git("add", "-A")
 	s.git("commit", "-q", "-m", msg)
 	return s.head()
-}
-
-// edit replaces old with new in one file of the repo and commits.
-func (s *site) edit(msg, file, old, new string) string {
-	s.t.Helper()
-	b := readFile(s.t, filepath.Join(s.src, file))
-	if !strings.Contains(b, old) {
-		s.t.Fatalf("%s does not contain %q", file, old)
-	}
-	return s.commit(msg, map[string]string{file: strings.Replace(b, old, new, 1)})
 }
 
 func (s *site) head() string { return s.git("rev-parse", "HEAD") }

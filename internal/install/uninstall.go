@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/slipway-dev/slipway/internal/fsutil"
 	"github.com/slipway-dev/slipway/internal/unit"
 )
 
@@ -55,15 +56,6 @@ func (in *installer) remove(path string) error {
 		if err := os.RemoveAll(path); err != nil {
 			return err
 		}
-		return syncParent(path)
+		return fsutil.SyncDir(filepath.Dir(path))
 	})
-}
-
-func syncParent(path string) error {
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

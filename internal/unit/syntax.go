@@ -42,14 +42,7 @@ func execLine(argv []string) string {
 }
 
 func execWord(s string) string {
-	plain := s != ""
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,=@", r)) {
-			plain = false
-			break
-		}
-	}
-	if plain {
+	if s != "" && strings.IndexFunc(s, special) < 0 {
 		return s
 	}
 	var b strings.Builder
@@ -74,6 +67,12 @@ func execWord(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// special reports whether r needs quoting in an ExecStart= word.
+func special(r rune) bool {
+	plain := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,=@", r)
+	return !plain
 }
 
 // EnvFile renders env (KEY=VALUE pairs, the last of a key winning) as a
