@@ -308,6 +308,10 @@ func TestAgentAPIAuthAndMetrics(t *testing.T) {
 	if code, body = g.api("GET", "/commits", "", true); code != 200 || !strings.Contains(body, "commit-abc") {
 		t.Fatalf("GET /commits: %d %s", code, body)
 	}
+	// A restore point recorded from outside is in the snapshot ledger.
+	if r := g.slipway("snapshot", "list"); r.code != 0 || !strings.Contains(r.stdout, "commit-abc") || !strings.Contains(r.stdout, "external") {
+		t.Fatalf("snapshot list after POST /commits: %s", r)
+	}
 	if code, body = g.api("GET", "/registry/vms", "", true); code != 200 || !strings.Contains(body, g.head()) {
 		t.Fatalf("the agent did not register its versions: %d %s", code, body)
 	}

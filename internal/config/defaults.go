@@ -14,6 +14,7 @@ const (
 	DefaultStepTimeout  = Duration(10 * time.Minute)
 	DefaultStopTimeout  = Duration(30 * time.Second)
 	DefaultDrainTimeout = Duration(30 * time.Second)
+	DefaultSnapshotKeep = 10
 	DefaultHealthWait   = Duration(60 * time.Second)
 	DefaultHealthEvery  = Duration(time.Second)
 	DefaultCheckTimeout = Duration(30 * time.Second)
@@ -112,6 +113,17 @@ func applyDefaults(c *Config, ix *index) {
 		}
 		if s.Proxy != nil && s.Proxy.DrainTimeout == 0 {
 			s.Proxy.DrainTimeout = DefaultDrainTimeout
+		}
+	}
+	if sn := c.Snapshot; sn != nil {
+		if !ix.has(keyPath{"snapshot", "keep"}.String()) {
+			sn.Keep = DefaultSnapshotKeep
+		}
+		if sn.RestoreData == "" {
+			sn.RestoreData = RestoreDataAuto
+		}
+		if sn.Timeout == 0 {
+			sn.Timeout = DefaultStepTimeout
 		}
 	}
 	if h := c.Health; h != nil {

@@ -106,6 +106,7 @@ snapshot:
   vm_id: ${SLIPWAY_TEST_VM}
   create: ${SLIPWAY_TEST_BOTH}
   restore: ${SLIPWAY_TEST_AB}
+  id_pattern: 'snap-\d+'
 `)
 	c, err := Load(p)
 	if err != nil {
@@ -141,6 +142,7 @@ func TestExpandUnset(t *testing.T) {
 repo: /srv/web.git
 snapshot:
   vm_id: vm-${SLIPWAY_TEST_NOPE}-${SLIPWAY_TEST_EMPTY}
+  data: [db]
 notify:
   - url: ${SLIPWAY_TEST_HOOK_NOPE}
 smoke:
@@ -155,8 +157,8 @@ smoke:
 	want := []VarRef{
 		{Name: "SLIPWAY_TEST_NOPE", Pos: Pos{File: p, Line: 4, Col: 13}},
 		{Name: "SLIPWAY_TEST_EMPTY", Pos: Pos{File: p, Line: 4, Col: 34}},
-		{Name: "SLIPWAY_TEST_HOOK_NOPE", Pos: Pos{File: p, Line: 6, Col: 10}},
-		{Name: "SLIPWAY_TEST_NOPE", Pos: Pos{File: p, Line: 10, Col: 22}},
+		{Name: "SLIPWAY_TEST_HOOK_NOPE", Pos: Pos{File: p, Line: 7, Col: 10}},
+		{Name: "SLIPWAY_TEST_NOPE", Pos: Pos{File: p, Line: 11, Col: 22}},
 	}
 	if !reflect.DeepEqual(c.Unset, want) {
 		t.Errorf("Unset =\n%v\nwant\n%v", c.Unset, want)

@@ -125,12 +125,30 @@ type Check struct {
 
 // Snapshot configures restore points.
 type Snapshot struct {
-	Data      []string `yaml:"data"`
-	Create    string   `yaml:"create"`
-	IDPattern string   `yaml:"id_pattern"`
-	Restore   string   `yaml:"restore"`
-	VMID      string   `yaml:"vm_id"`
+	// Data are shared/ paths the built-in data provider archives.
+	Data []string `yaml:"data"`
+	// Create, Restore and Delete are the command provider's templates.
+	Create    string `yaml:"create"`
+	IDPattern string `yaml:"id_pattern"`
+	Restore   string `yaml:"restore"`
+	Delete    string `yaml:"delete"`
+	VMID      string `yaml:"vm_id"`
+	// Keep is how many snapshots of each label are kept.
+	Keep int `yaml:"keep"`
+	// RestoreData is "auto" (a rollback after a migration restores the
+	// pre-deploy data snapshot) or "never".
+	RestoreData string `yaml:"restore_data"`
+	// PostDeploy takes a post-deploy snapshot after mark-safe.
+	PostDeploy bool `yaml:"post_deploy"`
+	// Timeout bounds each snapshot.
+	Timeout Duration `yaml:"timeout"`
 }
+
+// The values of snapshot.restore_data.
+const (
+	RestoreDataAuto  = "auto"
+	RestoreDataNever = "never"
+)
 
 // Triggers configures automatic deploys.
 type Triggers struct {

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/slipway-dev/slipway/internal/snapshot"
 )
 
 // namePattern is what app and service names look like: they end up in unit
@@ -267,11 +269,39 @@ func (v *validator) snapshot() error {
 		if err := v.relPath(p.key("data").index(i), d, false); err != nil {
 			return err
 		}
+		if d == "." {
+			return v.ix.errorf(p.key("data").index(i), "name the paths under shared/ to archive, not shared/ itself")
+		}
 	}
 	if s.IDPattern != "" {
 		if _, err := regexp.Compile(s.IDPattern); err != nil {
 			return v.ix.errorf(p.key("id_pattern"), "not a regular expression: %v", err)
 		}
+	}
+	for _, k := range []struct{ key, text string }{{"create", s.Create}, {"restore", s.Restore}, {"delete", s.Delete}} {
+		if k.text == "" {
+			continue
+		}
+		if _, err := snapshot.ParseTemplate(k.text); err != nil {
+			return v.ix.errorf(p.key(k.key), "%v", err)
+		}
+	}
+	if s.Create != "" && s.IDPattern == "" {
+		return v.missing(p, "id_pattern", "the regular expression that finds the snapshot id in create's output")
+	}
+	if s.Create == "" && len(s.Data) == 0 {
+		return v.ix.errorf(p, "takes no snapshot: set data (shared/ paths to archive) or create (your VM's snapshot command)")
+	}
+	if (s.Restore != "" || s.Delete != "") && s.Create == "" {
+		return v.missing(p, "create", "restore and delete work on what create made")
+	}
+	if s.Keep < 1 {
+		return v.ix.errorf(p.key("keep"), "must be at least 1 (the snapshots kept per label)")
+	}
+	switch s.RestoreData {
+	case RestoreDataAuto, RestoreDataNever:
+	default:
+		return v.ix.errorf(p.key("restore_data"), "%q: use auto or never", s.RestoreData)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/release"
 	"github.com/slipway-dev/slipway/internal/run"
 	"github.com/slipway-dev/slipway/internal/service"
+	"github.com/slipway-dev/slipway/internal/snapshot"
 )
 
 // Deploy runs one deploy (SPEC §4). The error, when not nil, is a
@@ -51,7 +52,9 @@ type attempt struct {
 	rel      release.Release // the new release
 	cred     *syscall.Credential
 	switched bool
-	started  bool // services of the new release were (re)started
+	started  bool            // services of the new release were (re)started
+	migrated bool            // the migrate step started: the data may have changed
+	preData  ledger.Snapshot // the pre-deploy data snapshot (ID 0: none)
 }
 
 // DeployLocked runs a deploy while the caller holds the lock (the agent
@@ -173,7 +176,13 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	if err := a.step(ctx, "verify-env", false, a.verifyEnv); err != nil {
 		return a.fail(ctx, err)
 	}
+	if e.Cfg.Snapshot != nil {
+		if err := a.step(ctx, "snapshot", false, a.snapshot); err != nil {
+			return a.fail(ctx, err)
+		}
+	}
 	if m := e.Cfg.Migrate; m != nil {
+		a.migrated = true
 		if err := a.step(ctx, "migrate", true, func(ctx context.Context) (string, error) { return "", a.command(ctx, m) }); err != nil {
 			return a.fail(ctx, err)
 		}
@@ -216,7 +225,14 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	}); err != nil {
 		return a.fail(ctx, err)
 	}
-	_ = a.step(ctx, "prune", false, func(ctx context.Context) (string, error) { return e.prune(ctx, "") })
+	if s := e.Cfg.Snapshot; s != nil && s.PostDeploy {
+		// The deploy stands whatever happens here; a failure is recorded.
+		_ = a.step(ctx, "post-snapshot", false, func(ctx context.Context) (string, error) {
+			ss, err := e.takeSnapshots(ctx, snapshot.LabelPostDeploy, nil, target, a.res.DeployID)
+			return describeSnapshots(ss), err
+		})
+	}
+	_ = a.step(ctx, "prune", false, func(ctx context.Context) (string, error) { return e.pruneAll(ctx, "") })
 
 	a.res.Outcome = ledger.Succeeded
 	a.res.Message = fmt.Sprintf("deployed %s (%s)", short(target), a.rel.Version)

@@ -63,6 +63,13 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 		add("build:"+b.Name, detail)
 	}
 	add("verify-env", fmt.Sprintf("require %v, env files, ports", e.Cfg.RequireEnv))
+	if sn := e.Cfg.Snapshot; sn != nil {
+		var what []string
+		for _, p := range e.Providers() {
+			what = append(what, p.Name())
+		}
+		add("snapshot", "take a pre-deploy snapshot ("+strings.Join(what, ", ")+")")
+	}
 	if m := e.Cfg.Migrate; m != nil {
 		add("migrate", fmt.Sprintf("run `%s` in %s", m.Run, dirOr(m.Dir)))
 	}
@@ -76,6 +83,9 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 		add("smoke", fmt.Sprintf("%d checks", len(e.Cfg.Smoke)))
 	}
 	add("mark-safe", "SAFE_COMMIT="+short(target))
+	if sn := e.Cfg.Snapshot; sn != nil && sn.PostDeploy {
+		add("post-snapshot", "take a post-deploy snapshot")
+	}
 	add("prune", fmt.Sprintf("keep %d releases", e.Cfg.KeepReleases))
 	return Result{Commit: target, Plan: p, Message: "dry run: nothing was changed"}, nil
 }

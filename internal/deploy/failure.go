@@ -37,9 +37,34 @@ func (a *attempt) fail(ctx context.Context, err error) (Result, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 
-	if !a.switched {
+	restored := ""
+	if a.wantsDataRestore() {
+		rerr := a.step(rctx, "restore-data", false, a.restoreData)
+		if rerr != nil {
+			f.Rollback = errors.Unwrap(rerr)
+			f.kind, outcome = ErrRollbackFailed, ledger.Failed
+		} else {
+			restored = "; data snapshot " + a.preData.CommitID + " restored"
+		}
+	}
+	switch {
+	case f.Rollback != nil:
+		f.State = "the pre-deploy data snapshot " + a.preData.CommitID + " could not be restored: the migrated data is live; services are stopped"
+	case !a.switched && restored != "":
+		// The live release's services were stopped for the restore.
+		rerr := a.step(rctx, "rollback", false, func(ctx context.Context) (string, error) {
+			return e.restore(ctx, a.live, a.vars(), a.cred)
+		})
+		if rerr != nil {
+			f.Rollback = errors.Unwrap(rerr)
+			f.kind, outcome = ErrRollbackFailed, ledger.Failed
+			f.State = "the data was restored but the live release did not come back healthy: " + e.describeLive(a.live)
+		} else {
+			f.State = "nothing live changed" + restored + ": " + e.describeLive(a.live)
+		}
+	case !a.switched:
 		f.State = "nothing live changed: " + e.describeLive(a.live)
-	} else {
+	default:
 		f.RolledBack = true
 		rerr := a.step(rctx, "rollback", false, func(ctx context.Context) (string, error) {
 			return e.restore(ctx, a.safeRel, a.vars(), a.cred)
@@ -52,11 +77,11 @@ func (a *attempt) fail(ctx context.Context, err error) (Result, error) {
 			if !interrupted {
 				outcome = ledger.RolledBack
 			}
-			f.State = "rolled back: " + e.describeLive(a.safeRel)
+			f.State = "rolled back" + restored + ": " + e.describeLive(a.safeRel)
 		}
 	}
 	if a.rel.Name != "" {
-		_ = a.step(rctx, "prune", false, func(ctx context.Context) (string, error) { return e.prune(ctx, a.rel.Name) })
+		_ = a.step(rctx, "prune", false, func(ctx context.Context) (string, error) { return e.pruneAll(ctx, a.rel.Name) })
 	}
 	f.Next = a.nextStep(se, bad, interrupted)
 	a.res.Outcome = outcome

@@ -7,6 +7,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/release"
+	"github.com/slipway-dev/slipway/internal/snapshot"
 )
 
 // Recovered says what recovery found and did (empty when nothing was left).
@@ -25,6 +26,13 @@ const interruptionsBeforeBad = 2
 // marked interrupted, its half-built release removed, and current and the
 // services are brought back to the safe release, healthy (SPEC §4).
 func (e *Engine) recover(ctx context.Context) error {
+	// A data restore a crash interrupted is finished (or undone) first:
+	// the data is then all old or all restored.
+	if msg, err := snapshot.Recover(e.Layout.SharedDir()); err != nil {
+		return fmt.Errorf("recover an interrupted data restore: %w", err)
+	} else if msg != "" && e.OnRecover != nil {
+		e.OnRecover(Recovered{Actions: []string{msg}})
+	}
 	unfinished, err := e.Ledger.Unfinished(ctx)
 	if err != nil {
 		return err

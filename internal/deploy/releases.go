@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -55,6 +56,16 @@ func (e *Engine) restore(ctx context.Context, to release.Release, from vars, cre
 		return "", err
 	}
 	return fmt.Sprintf("current -> releases/%s (%s), services restarted, healthy", to.Name, short(to.Commit)), nil
+}
+
+// pruneAll prunes releases, then snapshots.
+func (e *Engine) pruneAll(ctx context.Context, failedNow string) (string, error) {
+	msg, err := e.prune(ctx, failedNow)
+	smsg, serr := e.pruneSnapshots(ctx)
+	if smsg != "" {
+		msg += "; " + smsg
+	}
+	return msg, errors.Join(err, serr)
 }
 
 // prune removes releases beyond keep_releases, never current or the safe

@@ -81,6 +81,21 @@ CREATE TABLE vms (
 );
 `,
 	},
+	{
+		name: "snapshots: provider, app commit, deploy, size, restores",
+		// Rows recorded before this (through POST /commits) were taken
+		// outside slipway: provider "external".
+		sql: `
+ALTER TABLE snapshots ADD COLUMN provider TEXT NOT NULL DEFAULT 'external';
+ALTER TABLE snapshots ADD COLUMN app TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN commit_sha TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN deploy_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE snapshots ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE snapshots ADD COLUMN restored TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN restored_by INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX snapshots_by_label ON snapshots(label, id);
+`,
+	},
 }
 
 // migrate applies the migrations that db has not seen yet, all in one

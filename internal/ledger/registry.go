@@ -2,67 +2,9 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 )
-
-// Snapshot is one restore point in the ledger (SPEC §6 /commits).
-type Snapshot struct {
-	ID       int64     `json:"id"`
-	CommitID string    `json:"commitId"`
-	VMID     string    `json:"vmId"`
-	Label    string    `json:"label"`
-	Agent    string    `json:"agent"`
-	Tags     []string  `json:"tags"`
-	Created  time.Time `json:"created"`
-}
-
-// AddSnapshot records a restore point and returns its row id.
-func (db *DB) AddSnapshot(ctx context.Context, s Snapshot) (int64, error) {
-	if s.Created.IsZero() {
-		s.Created = time.Now()
-	}
-	if s.Tags == nil {
-		s.Tags = []string{}
-	}
-	tags, err := json.Marshal(s.Tags)
-	if err != nil {
-		return 0, fmt.Errorf("ledger: add snapshot: %w", err)
-	}
-	res, err := db.sql.ExecContext(ctx, `INSERT INTO snapshots (commit_id, vm_id, label, agent, tags, created)
-		VALUES (?, ?, ?, ?, ?, ?)`, s.CommitID, s.VMID, s.Label, s.Agent, string(tags), formatTime(s.Created))
-	if err != nil {
-		return 0, fmt.Errorf("ledger: add snapshot: %w", err)
-	}
-	return res.LastInsertId()
-}
-
-// Snapshots returns restore points, newest first; limit <= 0 returns all.
-func (db *DB) Snapshots(ctx context.Context, limit int) ([]Snapshot, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT id, commit_id, vm_id, label, agent, tags, created
-		FROM snapshots ORDER BY id DESC LIMIT ?`, noLimit(limit))
-	if err != nil {
-		return nil, fmt.Errorf("ledger: snapshots: %w", err)
-	}
-	defer func() { _ = rows.Close() }()
-	out := []Snapshot{}
-	for rows.Next() {
-		var s Snapshot
-		var tags, created string
-		if err := rows.Scan(&s.ID, &s.CommitID, &s.VMID, &s.Label, &s.Agent, &tags, &created); err != nil {
-			return nil, fmt.Errorf("ledger: snapshots: %w", err)
-		}
-		if err := json.Unmarshal([]byte(tags), &s.Tags); err != nil {
-			return nil, fmt.Errorf("ledger: snapshot %d tags: %w", s.ID, err)
-		}
-		if s.Created, err = parseTime(created); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
-}
 
 // VM is a host an agent knows, with the versions it last reported.
 type VM struct {

@@ -55,7 +55,7 @@ func ParseTemplate(text string) (*Template, error) {
 			return nil, fmt.Errorf("%q: %w", f, err)
 		}
 		if err := w.Execute(&strings.Builder{}, Vars{}); err != nil {
-			return nil, fmt.Errorf("%q: %w (placeholders: {{.VMID}}, {{.ID}}, {{.Label}}, {{.App}}, {{.Commit}})", f, err)
+			return nil, fmt.Errorf("%q: unknown placeholder (use {{.VMID}}, {{.ID}}, {{.Label}}, {{.App}} or {{.Commit}})", f)
 		}
 		t.words = append(t.words, w)
 	}

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway-dev/slipway/internal/ledger"
+)
+
+func newSnapshotCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "snapshot list | create | restore ID | delete ID",
+		Short: "Restore points: the snapshot ledger, and taking, restoring and deleting snapshots",
+	}
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List the snapshots in the ledger, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := g.openApp()
+			if err != nil {
+				return err
+			}
+			defer a.close()
+			ss, err := a.db.Snapshots(signalContext(cmd), 0)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				printJSON(g, ss)
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tPROVIDER\tLABEL\tCOMMIT\tDEPLOY\tSIZE\tCREATED\tRESTORED\tTAGS")
+			for _, s := range ss {
+				restored := "-"
+				if !s.Restored.IsZero() {
+					restored = s.Restored.Local().Format(time.DateTime)
+					if s.RestoredBy > 0 {
+						restored += fmt.Sprintf(" (deploy %d)", s.RestoredBy)
+					}
+				}
+				deploy := "-"
+				if s.DeployID > 0 {
+					deploy = fmt.Sprint(s.DeployID)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.CommitID, s.Provider, orDash(s.Label), orDash(short(s.Commit)),
+					deploy, sizeOrDash(s.Size), s.Created.Local().Format(time.DateTime), restored, orDash(strings.Join(s.Tags, ",")))
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+
+	var label string
+	var tags []string
+	create := &cobra.Command{
+		Use:   "create [--label L] [--tag T]...",
+		Short: "Take a snapshot now, with every configured provider",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := g.openApp()
+			if err != nil {
+				return err
+			}
+			defer a.close()
+			ss, err := a.engine.TakeSnapshot(signalContext(cmd), label, tags)
+			for _, s := range ss {
+				fmt.Fprintf(g.stdout, "%s\t%s\t%s\n", s.CommitID, s.Provider, sizeOrDash(s.Size))
+			}
+			return err
+		},
+	}
+	create.Flags().StringVar(&label, "label", "", "the snapshot's label (default manual); snapshot.keep applies per label")
+	create.Flags().StringArrayVar(&tags, "tag", nil, "a tag (repeatable)")
+
+	var yes bool
+	restore := &cobra.Command{
+		Use:   "restore ID",
+		Short: "Restore a snapshot (data: services stopped, data swapped in, services started and health-checked)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := g.openApp()
+			if err != nil {
+				return err
+			}
+			defer a.close()
+			s, err := a.db.SnapshotByID(signalContext(cmd), args[0])
+			if err != nil {
+				return usageError{Err: err}
+			}
+			if !yes && isTTY(os.Stdin) {
+				fmt.Fprintf(g.stderr, "restore %s snapshot %s (%s, taken %s)? The data now live is replaced. [y/N] ",
+					s.Provider, s.CommitID, orDash(s.Label), s.Created.Local().Format(time.DateTime))
+				answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+					return usageError{Err: errors.New("not restored")}
+				}
+			}
+			msg, err := a.engine.RestoreSnapshot(signalContext(cmd), s.CommitID)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, msg)
+			return nil
+		},
+	}
+	restore.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+
+	del := &cobra.Command{
+		Use:   "delete ID",
+		Short: "Delete a snapshot and its ledger row",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := g.openApp()
+			if err != nil {
+				return err
+			}
+			defer a.close()
+			if err := a.engine.DeleteSnapshot(signalContext(cmd), args[0]); err != nil {
+				if errors.Is(err, ledger.ErrNoSnapshot) {
+					return usageError{Err: err}
+				}
+				return err
+			}
+			fmt.Fprintf(g.stdout, "deleted %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(list, create, restore, del)
+	return cmd
+}
+
+func sizeOrDash(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+}
