@@ -115,12 +115,20 @@ func (d *Data) write(ctx context.Context, tmp, id string) (*manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &archiver{ctx: ctx, tw: tar.NewWriter(zw), shared: d.Shared, scratch: filepath.Join(d.Dir, ".tmp-"+id+".db"), m: &manifest{ID: id}}
+	a := &archiver{ctx: ctx, tw: tar.NewWriter(zw), shared: d.Shared, scratch: filepath.Join(d.Dir, ".tmp-"+id), m: &manifest{ID: id}}
+	defer a.cleanup()
+	err = nil
 	for _, p := range d.Paths {
-		if err := a.addPath(p); err != nil {
-			_ = zw.Close()
-			return nil, err
+		if err = a.addPath(p); err != nil {
+			break
 		}
+	}
+	if err == nil {
+		err = a.addDatabases()
+	}
+	if err != nil {
+		_ = zw.Close()
+		return nil, err
 	}
 	if err := a.tw.Close(); err != nil {
 		return nil, err
@@ -139,13 +147,26 @@ type counter struct{ n int64 }
 
 func (c *counter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
-// archiver writes the tar entries of the shared paths.
+// archiver writes the tar entries of the shared paths. SQLite databases
+// are copied (copySQLite) into scratch files by one goroutine while the
+// other files are archived, and go into the archive last.
 type archiver struct {
 	ctx     context.Context
 	tw      *tar.Writer
 	shared  string
-	scratch string // where a SQLite database is copied before archiving
+	scratch string // prefix of the scratch copies of databases
 	m       *manifest
+	dbs     []*dbCopy
+	queue   chan *dbCopy // to the copying goroutine; nil before the first database
+}
+
+// dbCopy is one database being copied for the archive; done is closed
+// when the copy is finished, err set before.
+type dbCopy struct {
+	path, scratch string
+	entry         fs.DirEntry
+	done          chan struct{}
+	err           error
 }
 
 func (a *archiver) addPath(p string) error {
@@ -155,7 +176,6 @@ func (a *archiver) addPath(p string) error {
 		return nil
 	}
 	a.m.Paths = append(a.m.Paths, pathEntry{Path: p, Present: true})
-	dbs := map[string]bool{}
 	return filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -164,21 +184,73 @@ func (a *archiver) addPath(p string) error {
 			return err
 		}
 		if e.Type().IsRegular() && isSQLite(path) {
-			dbs[path] = true
+			a.copyDatabase(path, e)
+			return nil
 		}
 		// A database's journal files are in its consistent copy already.
 		for _, sfx := range []string{"-wal", "-shm", "-journal"} {
-			if base, ok := strings.CutSuffix(path, sfx); ok && (dbs[base] || isSQLite(base)) {
+			if base, ok := strings.CutSuffix(path, sfx); ok && isSQLite(base) {
 				return nil
 			}
 		}
-		return a.add(path, e)
+		return a.add(path, e, path)
 	})
 }
 
-// add writes one entry: directories, symlinks and regular files; sockets
+// copyDatabase queues the copy of a database; one goroutine copies them in
+// turn, so at most one copy competes with the archiving.
+func (a *archiver) copyDatabase(path string, e fs.DirEntry) {
+	if a.queue == nil {
+		a.queue = make(chan *dbCopy, 64)
+		go func(queue <-chan *dbCopy) {
+			for c := range queue {
+				c.err = copySQLite(a.ctx, c.path, c.scratch)
+				close(c.done)
+			}
+		}(a.queue)
+	}
+	c := &dbCopy{path: path, scratch: fmt.Sprintf("%s.%d.db", a.scratch, len(a.dbs)), entry: e, done: make(chan struct{})}
+	a.dbs = append(a.dbs, c)
+	a.queue <- c
+}
+
+// addDatabases archives the database copies as they finish.
+func (a *archiver) addDatabases() error {
+	a.closeQueue()
+	for _, c := range a.dbs {
+		<-c.done
+		if c.err != nil {
+			rel, _ := filepath.Rel(a.shared, c.path)
+			return fmt.Errorf("copy database %s: %w", rel, c.err)
+		}
+		if err := a.add(c.path, c.entry, c.scratch); err != nil {
+			return err
+		}
+		_ = os.Remove(c.scratch)
+	}
+	return nil
+}
+
+func (a *archiver) closeQueue() {
+	if a.queue != nil {
+		close(a.queue)
+		a.queue = nil
+	}
+}
+
+// cleanup waits for the database copies still running and removes them.
+func (a *archiver) cleanup() {
+	a.closeQueue()
+	for _, c := range a.dbs {
+		<-c.done
+		_ = os.Remove(c.scratch)
+	}
+}
+
+// add writes one entry for path, its content read from src (path itself,
+// or a database's copy): directories, symlinks and regular files; sockets
 // and devices are skipped.
-func (a *archiver) add(path string, e fs.DirEntry) error {
+func (a *archiver) add(path string, e fs.DirEntry, src string) error {
 	fi, err := e.Info()
 	if err != nil {
 		return err
@@ -205,14 +277,6 @@ func (a *archiver) add(path string, e fs.DirEntry) error {
 	if !fi.Mode().IsRegular() {
 		return a.tw.WriteHeader(h)
 	}
-	src := path
-	if isSQLite(path) {
-		if err := copySQLite(a.ctx, path, a.scratch); err != nil {
-			return fmt.Errorf("copy database %s: %w", rel, err)
-		}
-		defer func() { _ = os.Remove(a.scratch) }()
-		src = a.scratch
-	}
 	f, err := os.Open(src)
 	if err != nil {
 		return err
@@ -232,7 +296,7 @@ func (a *archiver) add(path string, e fs.DirEntry) error {
 		return err
 	}
 	if n != h.Size {
-		return fmt.Errorf("%s changed size while it was archived", rel)
+		return fmt.Errorf("%s changed size while it was archived; a file that is written in place needs the app stopped, or to be a SQLite database", rel)
 	}
 	a.m.Files = append(a.m.Files, fileSum{Name: h.Name, Size: n, SHA256: hex.EncodeToString(sum.Sum(nil))})
 	return nil

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"net/url"
 	"os"
 	"syscall"
 
-	_ "modernc.org/sqlite" // the "sqlite" driver
+	"modernc.org/sqlite" // also the "sqlite" driver
 )
 
 // sqliteMagic starts every SQLite database file.
@@ -28,9 +29,10 @@ func isSQLite(path string) bool {
 	return bytes.Equal(head, sqliteMagic)
 }
 
-// copySQLite writes a consistent copy of the database at path to dst with
-// VACUUM INTO, which reads one transaction's view of the database while
-// the app goes on writing.
+// copySQLite writes a consistent copy of the database at path to dst
+// with SQLite's online backup API: all pages are copied in one step, under
+// one read transaction, while the app goes on writing (in WAL mode its
+// writers are not blocked). The copy keeps the source's journal mode.
 func copySQLite(ctx context.Context, path, dst string) error {
 	_ = os.Remove(dst)
 	owner := ownerOf(path)
@@ -48,9 +50,33 @@ func copySQLite(ctx context.Context, path, dst string) error {
 			}
 		}
 	}()
-	db.SetMaxOpenConns(1)
-	_, err = db.ExecContext(ctx, "VACUUM INTO ?", dst)
-	return err
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	// The copy is made durable by the archive's fsync, not here.
+	dstURI := "file:" + (&url.URL{Path: dst}).EscapedPath() + "?_pragma=synchronous(OFF)"
+	return conn.Raw(func(driverConn any) error {
+		b, ok := driverConn.(backuper)
+		if !ok {
+			return errors.New("the sqlite driver has no backup API")
+		}
+		bk, err := b.NewBackup(dstURI)
+		if err != nil {
+			return err
+		}
+		_, err = bk.Step(-1)
+		if ferr := bk.Finish(); err == nil {
+			err = ferr
+		}
+		return err
+	})
+}
+
+// backuper is the backup API of modernc.org/sqlite's connections.
+type backuper interface {
+	NewBackup(dstURI string) (*sqlite.Backup, error)
 }
 
 func ownerOf(path string) *syscall.Stat_t {
