@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -8,8 +9,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/slipway-dev/slipway/internal/lock"
 )
 
 // withSnapshots adds a snapshot: section to the example's config.
@@ -197,6 +201,19 @@ func TestSnapshotCLI(t *testing.T) {
 		t.Fatalf("notes.txt after restore: %q", got)
 	}
 	a.assertServing(a.head())
+	// A deploy holds the lock: restore refuses, exit 3, and changes nothing.
+	held, err := lock.Acquire(context.Background(), filepath.Join(a.root, "run", "deploy.lock"), lock.NewHolder("test deploy", time.Now()), false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(data, "notes.txt"), "v3\n", 0o644)
+	if r := a.slipway("snapshot", "restore", id); r.code != 3 || !strings.Contains(r.stderr, "test deploy") {
+		t.Fatalf("restore while a deploy runs: want exit 3 naming the holder\n%s", r)
+	}
+	_ = held.Release()
+	if got := readFile(t, filepath.Join(data, "notes.txt")); got != "v3\n" {
+		t.Fatalf("a refused restore changed the data: %q", got)
+	}
 	// Retention: keep 2 per label; the safe commit's are kept anyway.
 	for range 3 {
 		if r := a.slipway("snapshot", "create", "--label", "by-hand"); r.code != 0 {

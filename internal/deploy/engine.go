@@ -137,13 +137,14 @@ func (e *Engine) TryRecover(ctx context.Context) error {
 
 // Lock takes the deploy lock for trigger and recovers any deploy a crash
 // left unfinished. The caller releases the lock.
-// A manual freeze refuses deploys but lets a rollback through: rolling back
-// is what an operator in an incident froze deploys for.
+// A manual freeze refuses deploys but lets a rollback or a snapshot
+// restore through: going back is what an operator in an incident froze
+// deploys for.
 func (e *Engine) Lock(ctx context.Context, trigger string, wait bool) (*lock.Lock, error) {
 	if err := e.Layout.Ensure(); err != nil {
 		return nil, err
 	}
-	l, err := lock.Acquire(ctx, e.Layout.LockFile(), e.holder(trigger), wait, trigger == "rollback")
+	l, err := lock.Acquire(ctx, e.Layout.LockFile(), e.holder(trigger), wait, trigger == "rollback" || trigger == "snapshot-restore")
 	if err != nil {
 		return nil, err
 	}
