@@ -1,0 +1,225 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// MaxBody is the largest request body a route passes on (413 beyond).
+const MaxBody = 32 << 20
+
+// backend is one instance behind a route, with its in-flight requests.
+type backend struct {
+	addr     string // host:port
+	release  string // the release it runs, as the deployer named it
+	inflight atomic.Int64
+	rp       *httputil.ReverseProxy
+}
+
+func newBackend(addr, release string, transport http.RoundTripper, log *slog.Logger) *backend {
+	target := &url.URL{Scheme: "http", Host: addr}
+	b := &backend{addr: addr, release: release}
+	b.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+			pr.Out.Host = pr.In.Host
+		},
+		Transport: transport,
+		// Flush at once: server-sent events and long polls stream.
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) {
+				return // the client went away
+			}
+			log.Warn("backend request failed", "backend", addr, "path", r.URL.Path, "err", err)
+			w.WriteHeader(http.StatusBadGateway)
+		},
+	}
+	return b
+}
+
+// route is one public listener and the backend it sends traffic to.
+type route struct {
+	service string
+	listen  string
+	health  string // path on the backend; "" means no health checks
+	log     *slog.Logger
+
+	active atomic.Pointer[backend]
+	gate   gate
+	srv    *http.Server
+	ln     net.Listener
+
+	mu      sync.Mutex
+	healthy bool
+	checked time.Time
+	problem string // why the last health check failed
+}
+
+// acquire returns the active backend with one more request in flight. A
+// request that raced with a switch retries on the new backend, so after
+// a switch the old backend's count only goes down.
+func (rt *route) acquire() *backend {
+	for {
+		b := rt.active.Load()
+		if b == nil {
+			return nil
+		}
+		b.inflight.Add(1)
+		if rt.active.Load() == b {
+			return b
+		}
+		b.inflight.Add(-1)
+	}
+}
+
+func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := rt.gate.wait(r.Context()); err != nil {
+		http.Error(w, "paused too long", http.StatusServiceUnavailable)
+		return
+	}
+	b := rt.acquire()
+	if b == nil {
+		http.Error(w, "no instance is serving yet", http.StatusServiceUnavailable)
+		return
+	}
+	defer b.inflight.Add(-1)
+	if r.Header.Get("X-Request-Id") == "" {
+		r.Header.Set("X-Request-Id", requestID())
+	}
+	if r.ContentLength > MaxBody {
+		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	b.rp.ServeHTTP(w, r)
+}
+
+func requestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// drain waits until b has no request in flight, up to timeout; it reports
+// how many were left.
+func drain(ctx context.Context, b *backend, timeout time.Duration) int64 {
+	deadline := time.Now().Add(timeout)
+	for {
+		n := b.inflight.Load()
+		if n == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// check runs one health check of the active backend.
+func (rt *route) check(ctx context.Context, client *http.Client) {
+	b := rt.active.Load()
+	if b == nil || rt.health == "" {
+		return
+	}
+	err := probe(ctx, client, b.addr, rt.health)
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.active.Load() != b {
+		return // switched meanwhile
+	}
+	if err != nil && rt.healthy {
+		rt.log.Warn("instance went unhealthy", "service", rt.service, "backend", b.addr, "err", err)
+	}
+	rt.healthy, rt.checked = err == nil, time.Now()
+	rt.problem = ""
+	if err != nil {
+		rt.problem = err.Error()
+	}
+}
+
+// probe asks addr for path and wants a 2xx.
+func probe(ctx context.Context, client *http.Client, addr, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s answered %d", path, resp.StatusCode)
+	}
+	return nil
+}
+
+// gate holds requests while a route is paused.
+type gate struct {
+	mu      sync.Mutex
+	resumed chan struct{} // nil when not paused
+	timer   *time.Timer
+}
+
+// maxPauseWait is how long a request waits for a paused route.
+const maxPauseWait = 30 * time.Second
+
+func (g *gate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	ch := g.resumed
+	g.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(maxPauseWait):
+		return errors.New("paused too long")
+	}
+}
+
+// pause holds new requests until resume, or until limit passes.
+func (g *gate) pause(limit time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.resumed == nil {
+		g.resumed = make(chan struct{})
+	}
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.timer = time.AfterFunc(limit, g.resume)
+}
+
+func (g *gate) resume() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.resumed != nil {
+		close(g.resumed)
+		g.resumed = nil
+	}
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+}
+
+func (g *gate) paused() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.resumed != nil
+}

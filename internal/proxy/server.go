@@ -1,0 +1,303 @@
+// Package proxy is slipway's zero-downtime switch: a reverse proxy that owns
+// each proxied service's public listener and sends its traffic to one
+// instance at a time. A deploy starts the new release's instance on a port
+// of its own, checks it, then switches the route in one atomic step; the old
+// instance drains (its in-flight requests, streams and WebSockets finish, up
+// to a timeout) before it is stopped.
+//
+// The proxy runs as its own process (`slipway proxy`), controlled over a
+// unix socket (Client), with its routes persisted and restored at start, so
+// the agent and the CLI come and go without dropping a request.
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/fsutil"
+)
+
+// Server is the proxy process: routes, their listeners, and the control API.
+type Server struct {
+	// StatePath is where the routes are persisted (run/proxy.json).
+	StatePath string
+	// HealthEvery is the interval of the health checks (1s when 0).
+	HealthEvery time.Duration
+	Log         *slog.Logger
+
+	mu        sync.Mutex
+	routes    map[string]*route
+	transport *http.Transport
+	client    *http.Client
+}
+
+// RouteState is one route as persisted and reported.
+type RouteState struct {
+	Service string `json:"service"`
+	Listen  string `json:"listen"`
+	Health  string `json:"health,omitempty"`
+	Backend string `json:"backend,omitempty"` // host:port of the active instance
+	Release string `json:"release,omitempty"` // the release it runs
+	// Reported only:
+	Healthy  bool      `json:"healthy"`
+	Checked  time.Time `json:"checked,omitzero"`
+	Problem  string    `json:"problem,omitempty"`
+	InFlight int64     `json:"inflight"`
+	Paused   bool      `json:"paused"`
+}
+
+type state struct {
+	Routes []RouteState `json:"routes"`
+}
+
+func (s *Server) init() {
+	if s.routes != nil {
+		return
+	}
+	s.routes = map[string]*route{}
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+	s.transport = &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       60 * time.Second,
+		ResponseHeaderTimeout: 5 * time.Minute,
+		ExpectContinueTimeout: time.Second,
+	}
+	s.client = &http.Client{Transport: s.transport, Timeout: 2 * time.Second}
+}
+
+// Restore loads the persisted routes and opens their listeners.
+func (s *Server) Restore() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	b, err := os.ReadFile(s.StatePath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("proxy state %s: %w", s.StatePath, err)
+	}
+	for _, r := range st.Routes {
+		rt, err := s.openRoute(r.Service, r.Listen, r.Health)
+		if err != nil {
+			return err
+		}
+		if r.Backend != "" {
+			rt.active.Store(newBackend(r.Backend, r.Release, s.transport, s.Log))
+		}
+		s.Log.Info("route restored", "service", r.Service, "listen", r.Listen, "backend", r.Backend)
+	}
+	return nil
+}
+
+// openRoute starts serving a route on its listener.
+func (s *Server) openRoute(service, listen, health string) (*route, error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("route %s: %w", service, err)
+	}
+	rt := &route{service: service, listen: listen, health: health, log: s.Log, ln: ln}
+	rt.srv = &http.Server{
+		Handler:           rt,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No read or write timeout: streams and WebSockets last.
+	}
+	go func() { _ = rt.srv.Serve(ln) }()
+	s.routes[service] = rt
+	return rt, nil
+}
+
+// Ensure makes the route exist with this listener and health path.
+func (s *Server) Ensure(service, listen, health string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	rt := s.routes[service]
+	switch {
+	case rt == nil:
+		if _, err := s.openRoute(service, listen, health); err != nil {
+			return err
+		}
+	case rt.listen != listen:
+		// A new address: serve it first, then close the old listener.
+		next, err := s.openRoute(service, listen, health)
+		if err != nil {
+			s.routes[service] = rt
+			return err
+		}
+		next.active.Store(rt.active.Load())
+		go func() { _ = rt.srv.Shutdown(context.Background()) }()
+	default:
+		rt.health = health
+	}
+	return s.persist()
+}
+
+// SwitchResult is what a switch did.
+type SwitchResult struct {
+	Previous        string `json:"previous,omitempty"`
+	PreviousRelease string `json:"previous_release,omitempty"`
+	// Left is how many requests the previous instance still had when the
+	// drain timeout passed (0: drained).
+	Left int64 `json:"left"`
+}
+
+// Switch sends the route's traffic to addr from now on, persists it, and
+// waits for the previous instance to drain.
+func (s *Server) Switch(ctx context.Context, service, addr, release string, drainTimeout time.Duration) (SwitchResult, error) {
+	s.mu.Lock()
+	rt := s.routes[service]
+	if rt == nil {
+		s.mu.Unlock()
+		return SwitchResult{}, fmt.Errorf("no route for service %s", service)
+	}
+	old := rt.active.Swap(newBackend(addr, release, s.transport, s.Log))
+	rt.mu.Lock()
+	rt.healthy, rt.problem, rt.checked = true, "", time.Now()
+	rt.mu.Unlock()
+	err := s.persist()
+	s.mu.Unlock()
+	if err != nil {
+		return SwitchResult{}, err
+	}
+	var res SwitchResult
+	if old != nil && old.addr != addr {
+		res.Previous, res.PreviousRelease = old.addr, old.release
+		res.Left = drain(ctx, old, drainTimeout)
+	}
+	s.Log.Info("switched", "service", service, "backend", addr, "release", release, "previous", res.Previous, "left", res.Left)
+	return res, nil
+}
+
+// Pause holds the route's new requests for up to limit; Resume lets them go.
+func (s *Server) Pause(service string, limit time.Duration) error {
+	return s.withRoute(service, func(rt *route) { rt.gate.pause(limit) })
+}
+
+// Resume ends a pause.
+func (s *Server) Resume(service string) error {
+	return s.withRoute(service, func(rt *route) { rt.gate.resume() })
+}
+
+func (s *Server) withRoute(service string, fn func(*route)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt := s.routes[service]
+	if rt == nil {
+		return fmt.Errorf("no route for service %s", service)
+	}
+	fn(rt)
+	return nil
+}
+
+// Routes reports every route.
+func (s *Server) Routes() []RouteState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]RouteState, 0, len(s.routes))
+	for _, rt := range s.routes {
+		r := RouteState{Service: rt.service, Listen: rt.listen, Health: rt.health, Paused: rt.gate.paused()}
+		if b := rt.active.Load(); b != nil {
+			r.Backend, r.Release, r.InFlight = b.addr, b.release, b.inflight.Load()
+		}
+		rt.mu.Lock()
+		r.Healthy, r.Checked, r.Problem = rt.healthy, rt.checked, rt.problem
+		rt.mu.Unlock()
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
+	return out
+}
+
+// persist writes the routes; the caller holds s.mu.
+func (s *Server) persist() error {
+	var st state
+	for _, rt := range s.routes {
+		r := RouteState{Service: rt.service, Listen: rt.listen, Health: rt.health}
+		if b := rt.active.Load(); b != nil {
+			r.Backend, r.Release = b.addr, b.release
+		}
+		st.Routes = append(st.Routes, r)
+	}
+	sort.Slice(st.Routes, func(i, j int) bool { return st.Routes[i].Service < st.Routes[j].Service })
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return fsutil.WriteFile(s.StatePath, b, 0o600)
+}
+
+// checkHealth runs the routes' health checks until ctx ends.
+func (s *Server) checkHealth(ctx context.Context) {
+	every := s.HealthEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		rts := make([]*route, 0, len(s.routes))
+		for _, rt := range s.routes {
+			rts = append(rts, rt)
+		}
+		s.mu.Unlock()
+		for _, rt := range rts {
+			rt.check(ctx, s.client)
+		}
+	}
+}
+
+// Serve runs the control API on the unix socket sock and the health checks
+// until ctx ends; then it stops accepting, lets in-flight requests finish
+// (up to drainTimeout) and returns.
+func (s *Server) Serve(ctx context.Context, sock string, drainTimeout time.Duration) error {
+	s.mu.Lock()
+	s.init()
+	s.mu.Unlock()
+	_ = os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ctl := &http.Server{Handler: s.controlMux(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = ctl.Serve(ln) }()
+	go s.checkHealth(ctx)
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	_ = ctl.Shutdown(sctx)
+	s.mu.Lock()
+	var wg sync.WaitGroup
+	for _, rt := range s.routes {
+		wg.Go(func() { _ = rt.srv.Shutdown(sctx) })
+	}
+	s.mu.Unlock()
+	wg.Wait()
+	return nil
+}
