@@ -25,6 +25,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/lock"
 	"github.com/slipway-dev/slipway/internal/notify"
+	"github.com/slipway-dev/slipway/internal/sdnotify"
 	"github.com/slipway-dev/slipway/internal/webhook"
 )
 
@@ -155,7 +156,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("agent ready", "app", a.cfg.App, "api", apiAddr, "socket", sock,
 		"poll", a.cfg.Triggers.Poll.D().String(), "webhook", a.cfg.Triggers.Webhook != nil)
-	notifyReady()
+	sdnotify.Ready()
 
 	jobsCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelJobs()
@@ -168,7 +169,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	a.log.Info("shutting down")
-	notifyStopping()
+	sdnotify.Stopping()
 	for _, hs := range servers {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = hs.Shutdown(sctx)

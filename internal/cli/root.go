@@ -49,7 +49,7 @@ func NewRoot() *cobra.Command {
 	root.AddCommand(
 		newInitCmd(g), newCheckCmd(g), newDeployCmd(g), newRollbackCmd(g),
 		newStatusCmd(g), newHistoryCmd(g), newLogsCmd(g), newLockCmd(g), newVersionCmd(g), newAgentCmd(g),
-		newInstallCmd(g), newUninstallCmd(g), newSnapshotCmd(g),
+		newInstallCmd(g), newUninstallCmd(g), newSnapshotCmd(g), newProxyCmd(g),
 	)
 	return root
 }

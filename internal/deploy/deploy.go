@@ -439,19 +439,30 @@ func (e *Engine) planSkip(ctx context.Context, target string, force bool, safeRe
 	return ""
 }
 
-// restartAll stops each service's old instance and starts the release's.
+// restartAll stops each service's old instance and starts the release's;
+// a proxied service is switched without a gap (switchInstance).
 func (e *Engine) restartAll(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
-	var names []string
-	for _, spec := range e.specs(v, cred) {
+	var done []string
+	for _, name := range e.Cfg.ServiceNames() {
+		s := e.Cfg.Services[name]
+		spec := e.spec(s, v, cred)
+		if s.Proxy != nil {
+			msg, err := e.switchInstance(ctx, s, spec, v.rel.Name)
+			if err != nil {
+				return "", err
+			}
+			done = append(done, msg)
+			continue
+		}
 		if err := e.Services.Stop(ctx, spec); err != nil {
 			return "", fmt.Errorf("stop %s: %w", spec.Name, err)
 		}
 		if err := e.Services.Start(ctx, spec); err != nil {
 			return "", fmt.Errorf("start %s: %w", spec.Name, err)
 		}
-		names = append(names, spec.Name)
+		done = append(done, spec.Name)
 	}
-	return strings.Join(names, ", "), nil
+	return strings.Join(done, ", "), nil
 }
 
 // stopAll stops every service.

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/user"
@@ -120,12 +121,17 @@ func chownShared(sharedDir string, paths []string, cred *syscall.Credential) err
 	return nil
 }
 
-// specs returns the services of a release as the service manager sees them.
+// specs returns the services of a release as the service manager sees them;
+// a proxied service is the instance the proxy sends its traffic to.
 func (e *Engine) specs(v vars, cred *syscall.Credential) []service.Spec {
 	var out []service.Spec
 	for _, name := range e.Cfg.ServiceNames() {
 		s := e.Cfg.Services[name]
-		out = append(out, e.spec(s, v, cred))
+		spec := e.spec(s, v, cred)
+		if s.Proxy != nil {
+			spec, _, _ = e.activeInstance(context.Background(), spec)
+		}
+		out = append(out, spec)
 	}
 	return out
 }

@@ -366,10 +366,10 @@ func (in *installer) enable() error {
 		return err
 	}
 	for _, f := range files {
-		if f.Name == unit.DeployName(in.Cfg.App) {
-			continue // started by its timer
+		if f.Name == unit.DeployName(in.Cfg.App) || strings.HasSuffix(f.Name, "@.service") {
+			continue // started by its timer; a template's instances by deploys
 		}
-		starts := f.Name == unit.AgentName(in.Cfg.App) || f.Name == unit.TimerName(in.Cfg.App)
+		starts := f.Name == unit.AgentName(in.Cfg.App) || f.Name == unit.TimerName(in.Cfg.App) || f.Name == unit.ProxyName(in.Cfg.App)
 		if systemctl(in.ctx, "is-enabled", "--quiet", f.Name) != nil {
 			if err := in.change("enable "+f.Name, func() error { return systemctl(in.ctx, "enable", "--quiet", f.Name) }); err != nil {
 				return err

@@ -27,6 +27,8 @@ func (l Layout) LogDir() string      { return filepath.Join(l.Root, "logs") }
 func (l Layout) DeployLogDir() string {
 	return filepath.Join(l.Root, "logs", "deploys")
 }
+func (l Layout) ProxySocket() string  { return filepath.Join(l.Root, "run", "proxy.sock") }
+func (l Layout) ProxyState() string   { return filepath.Join(l.Root, "run", "proxy.json") }
 func (l Layout) SnapshotsDir() string { return filepath.Join(l.Root, "snapshots") }
 func (l Layout) StateDB() string      { return filepath.Join(l.Root, "state.db") }
 func (l Layout) LockFile() string     { return filepath.Join(l.Root, "run", "deploy.lock") }

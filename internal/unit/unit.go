@@ -10,6 +10,7 @@ package unit
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -60,23 +61,45 @@ func EnvPath(root, service string) string {
 // operator's own unit.
 func Generated(s *config.Service) bool { return strings.TrimSpace(s.Command) != "" }
 
-// Services returns the units of the app's services that slipway writes.
+// Services returns the units of the app's services that slipway writes: a
+// template unit for a proxied service, and for the app's proxy.
 func Services(cfg *config.Config) []File {
 	var out []File
+	proxied := false
 	for _, name := range cfg.ServiceNames() {
 		s := cfg.Services[name]
 		if Generated(s) {
 			out = append(out, Service(cfg, s))
 		}
+		proxied = proxied || s.Proxy != nil
+	}
+	if proxied {
+		out = append(out, Proxy(cfg))
 	}
 	return out
 }
 
-// Service renders the unit of one service.
+// TemplateName is the template unit of a proxied service: one instance per
+// port (<app>-<service>@<port>.service).
+func TemplateName(app, service string) string { return app + "-" + service + "@.service" }
+
+// ProxyName is the unit of the app's proxy.
+func ProxyName(app string) string { return "slipway-" + app + "-proxy.service" }
+
+// Service renders the unit of one service; a proxied service's is a
+// template whose instance name is its port.
 func Service(cfg *config.Config, s *config.Service) File {
 	layout := release.Layout{Root: cfg.Root}
 	dir := filepath.Join(layout.CurrentLink(), s.Dir)
-	w := newWriter(fmt.Sprintf("the %s service of %s", s.Name, cfg.App))
+	name, envPath := s.Unit, EnvPath(cfg.Root, s.Name)
+	what := fmt.Sprintf("the %s service of %s", s.Name, cfg.App)
+	if s.Proxy != nil {
+		// %i is the port; the instance's environment (PORT included) is
+		// written for it at each start.
+		name, envPath = TemplateName(cfg.App, s.Name), EnvPath(cfg.Root, s.Name+".%i")
+		what = fmt.Sprintf("the instances (one per port) of the proxied %s service of %s", s.Name, cfg.App)
+	}
+	w := newWriter(what)
 	w.section("Unit")
 	w.set("Description", fmt.Sprintf("%s %s (slipway)", cfg.App, s.Name))
 	w.set("After", "network.target")
@@ -87,7 +110,7 @@ func Service(cfg *config.Config, s *config.Service) File {
 		w.set("User", cfg.User)
 	}
 	w.set("WorkingDirectory", dir)
-	w.set("EnvironmentFile", EnvPath(cfg.Root, s.Name))
+	w.set("EnvironmentFile", envPath)
 	w.set("ExecStart", execLine(serviceArgv(s.Command, dir)))
 	w.set("Restart", "on-failure")
 	w.set("RestartSec", "1s")
@@ -103,7 +126,39 @@ func Service(cfg *config.Config, s *config.Service) File {
 	w.set("RestrictSUIDSGID", "yes")
 	w.section("Install")
 	w.set("WantedBy", "multi-user.target")
-	return File{Name: s.Unit, Content: w.String()}
+	return File{Name: name, Content: w.String()}
+}
+
+// Proxy renders the unit of the app's proxy (`slipway proxy`), which owns
+// the public listeners of the proxied services and outlives the agent.
+func Proxy(cfg *config.Config) File {
+	bin, cfgPath := "/usr/local/bin/slipway", cfg.Path
+	if abs, err := filepath.Abs(cfgPath); err == nil {
+		cfgPath = abs
+	}
+	if p, err := os.Executable(); err == nil {
+		if p, err = filepath.EvalSymlinks(p); err == nil {
+			bin = p
+		}
+	}
+	w := newWriter("the zero-downtime proxy of " + cfg.App)
+	w.section("Unit")
+	w.set("Description", "slipway proxy for "+cfg.App)
+	w.set("After", "network.target")
+	w.section("Service")
+	w.set("Type", "notify")
+	w.set("NotifyAccess", "main")
+	w.set("ExecStart", execLine([]string{bin, "--config", cfgPath, "proxy"}))
+	w.set("Restart", "always")
+	w.set("RestartSec", "1s")
+	w.set("TimeoutStopSec", "40s")
+	w.set("NoNewPrivileges", "yes")
+	w.set("PrivateTmp", "yes")
+	w.set("ProtectSystem", "strict")
+	w.set("ReadWritePaths", filepath.Join(cfg.Root, "run"))
+	w.section("Install")
+	w.set("WantedBy", "multi-user.target")
+	return File{Name: ProxyName(cfg.App), Content: w.String()}
 }
 
 // Agent renders the agent's unit. bin is slipway's absolute path, cfgPath

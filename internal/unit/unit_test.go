@@ -156,3 +156,19 @@ func TestEnvFile(t *testing.T) {
 		t.Fatalf("newline: %v", err)
 	}
 }
+
+func TestProxiedServiceUnits(t *testing.T) {
+	cfg := loadConfig(t, "  web:\n    command: ./web\n    proxy: { listen: 0.0.0.0:3000, health: /health }\n")
+	executableAt(t, filepath.Join(cfg.Root, "current", "web"))
+	files := Services(cfg)
+	if len(files) != 2 || files[0].Name != "board-web@.service" || files[1].Name != "slipway-board-proxy.service" {
+		t.Fatalf("units: %+v", files)
+	}
+	if want := "EnvironmentFile=" + cfg.Root + "/run/env/web.%i.env\n"; !strings.Contains(files[0].Content, want) {
+		t.Errorf("template lacks %q:\n%s", want, files[0].Content)
+	}
+	if !strings.Contains(files[1].Content, "Type=notify\n") || !strings.Contains(files[1].Content, " proxy\n") {
+		t.Errorf("proxy unit:\n%s", files[1].Content)
+	}
+	verify(t, files...)
+}

@@ -81,7 +81,30 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 	if !p.running() {
 		return m.failed(ctx, s, started, nil)
 	}
+	if isInstance(s.Unit) {
+		// The instance that serves starts again at boot; the proxy's
+		// restored route points at it.
+		if _, err := systemctl(ctx, "enable", "--quiet", s.Unit); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// isInstance reports whether unit is an instance of a template unit.
+func isInstance(unitName string) bool {
+	at := strings.IndexByte(unitName, '@')
+	return at > 0 && !strings.HasPrefix(unitName[at:], "@.")
+}
+
+// template returns the template unit of an instance (a@1.service -> a@.service).
+func template(unitName string) string {
+	at := strings.IndexByte(unitName, '@')
+	dot := strings.LastIndexByte(unitName, '.')
+	if at < 0 || dot < at {
+		return unitName
+	}
+	return unitName[:at+1] + unitName[dot:]
 }
 
 // failed builds the error of a unit that did not stay up.
@@ -114,6 +137,11 @@ func (m *Manager) Stop(ctx context.Context, s service.Spec) error {
 	}
 	if _, err := systemctl(ctx, "stop", s.Unit); err != nil {
 		return fmt.Errorf("stop %s: %w", s.Name, err)
+	}
+	if isInstance(s.Unit) {
+		if _, err := systemctl(ctx, "disable", "--quiet", s.Unit); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -169,7 +197,7 @@ func (m *Manager) writeEnv(s service.Spec) error {
 // syncUnit rewrites a generated unit whose file differs from the config's,
 // then reloads systemd. An operator's own unit (not slipway's) is left as is.
 func (m *Manager) syncUnit(ctx context.Context, name string) error {
-	u, ok := m.Units[name]
+	u, ok := m.Units[template(name)]
 	if !ok {
 		return nil
 	}

@@ -1,13 +1,14 @@
-package agent
+// Package sdnotify tells systemd about a Type=notify service's state.
+package sdnotify
 
 import (
 	"net"
 	"os"
 )
 
-// sdNotify sends state to systemd when it runs the agent as Type=notify
+// send sends state to systemd when it runs the agent as Type=notify
 // ($NOTIFY_SOCKET); elsewhere it does nothing.
-func sdNotify(state string) {
+func send(state string) {
 	path := os.Getenv("NOTIFY_SOCKET")
 	if path == "" {
 		return
@@ -23,5 +24,8 @@ func sdNotify(state string) {
 	_, _ = conn.Write([]byte(state))
 }
 
-func notifyReady()    { sdNotify("READY=1") }
-func notifyStopping() { sdNotify("STOPPING=1") }
+// Ready says the service is up (listening).
+func Ready() { send("READY=1") }
+
+// Stopping says the service is shutting down.
+func Stopping() { send("STOPPING=1") }

@@ -1,0 +1,220 @@
+package main_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// proxyConfig puts the Node example's web service behind the proxy on the
+// app's port; each instance gets a port of its own in $PORT.
+func proxyConfig(drain string) func(string) string {
+	return func(cfg string) string {
+		return regexp.MustCompile(`(?m)^    port: (\d+)$`).ReplaceAllString(cfg,
+			"    proxy: { listen: 127.0.0.1:$1, health: /health, drain_timeout: "+drain+" }")
+	}
+}
+
+// loadgen is a bounded load on one URL from a few clients, recording every
+// failure (a transport error or a status other than 200) and every body.
+type loadgen struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	failures   map[string]int
+	versions   map[string]int
+	lat        []time.Duration
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// startLoad sends requests from clients goroutines, each pausing gap
+// between requests, until stop or limit.
+func startLoad(url string, clients int, gap, limit time.Duration) *loadgen {
+	l := &loadgen{failures: map[string]int{}, versions: map[string]int{}, stop: make(chan struct{})}
+	deadline := time.Now().Add(limit)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	for range clients {
+		l.wg.Go(func() {
+			for time.Now().Before(deadline) {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				t0 := time.Now()
+				resp, err := client.Get(url)
+				if err != nil {
+					l.fail(err.Error())
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				d := time.Since(t0)
+				switch {
+				case err != nil:
+					l.fail(err.Error())
+				case resp.StatusCode != 200:
+					l.fail(fmt.Sprintf("status %d", resp.StatusCode))
+				default:
+					l.ok.Add(1)
+					l.mu.Lock()
+					l.versions[strings.TrimSpace(string(body))]++
+					l.lat = append(l.lat, d)
+					l.mu.Unlock()
+				}
+				if gap > 0 {
+					time.Sleep(gap)
+				}
+			}
+		})
+	}
+	return l
+}
+
+// failureKind names a failure without its ports, so alike ones add up.
+func failureKind(what string) string {
+	for _, k := range []string{"connection refused", "connection reset", "EOF", "timeout"} {
+		if strings.Contains(what, k) {
+			return k
+		}
+	}
+	return what
+}
+
+func (l *loadgen) fail(what string) {
+	what = failureKind(what)
+	l.failed.Add(1)
+	l.mu.Lock()
+	l.failures[what]++
+	l.mu.Unlock()
+}
+
+// end stops the load and returns a one-line summary.
+func (l *loadgen) end() string {
+	close(l.stop)
+	l.wg.Wait()
+	var fs []string
+	for k, n := range l.failures {
+		fs = append(fs, fmt.Sprintf("%dx %s", n, k))
+	}
+	sort.Strings(fs)
+	return fmt.Sprintf("%d ok, %d failed %v", l.ok.Load(), l.failed.Load(), fs)
+}
+
+// percentile of the recorded latencies.
+func (l *loadgen) percentile(p float64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lat) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), l.lat...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(float64(len(s)-1)*p)]
+}
+
+var versionRE = regexp.MustCompile(`^\d{8}T\d{6}Z\+[0-9a-f]{7}$`)
+
+// touch commits a change of the server's source: a new bundle, new version.
+func (a *app) touch(n int) string {
+	a.t.Helper()
+	src := readFile(a.t.(*testing.T), filepath.Join(a.src, "src", "server.js"))
+	return a.commit(fmt.Sprintf("change %d", n), map[string]string{"src/server.js": src + fmt.Sprintf("// change %d\n", n)})
+}
+
+// TestProxyZeroDowntime: under a steady load, 20 deploys, 5 rollbacks, a
+// deploy whose new instance never becomes healthy, and the agent killed and
+// started again: not one failed request, every answer a version.
+func TestProxyZeroDowntime(t *testing.T) {
+	t.Parallel()
+	apiPort := freePort(t)
+	a := newApp(t, "node-web", func(cfg string) string {
+		return proxyConfig("2s")(cfg) + fmt.Sprintf("\napi:\n  listen: 127.0.0.1:%d\n  token_env: API_TOKEN\n", apiPort)
+	})
+	a.mustDeploy()
+	load := startLoad(fmt.Sprintf("http://127.0.0.1:%d/version", a.port), 4, 2*time.Millisecond, 5*time.Minute)
+	served := map[string]bool{a.serving(): true}
+	for i := range 20 {
+		sha := a.touch(i)
+		a.mustDeploy()
+		a.assertServing(sha)
+		served[a.serving()] = true
+		if i%4 == 3 {
+			if r := a.slipway("rollback"); r.code != 0 {
+				t.Fatalf("rollback: %s", r)
+			}
+			served[a.serving()] = true
+		}
+	}
+	// A new instance that never becomes healthy: the old one keeps serving.
+	before := a.serving()
+	src := readFile(t, filepath.Join(a.src, "src", "server.js"))
+	a.commit("crashes at start", map[string]string{"src/server.js": "process.exit(7);\n" + src})
+	if r := a.slipway("deploy"); r.code != 1 || !strings.Contains(r.stderr, "the old one keeps serving") {
+		t.Fatalf("deploy of a crashing instance: want exit 1, old instance serving\n%s", r)
+	}
+	if a.serving() != before {
+		t.Fatalf("serving %q after the failed deploy, want %q", a.serving(), before)
+	}
+	a.commit("fixed", map[string]string{"src/server.js": src})
+	// The agent dies by kill -9 and comes back; the proxy does not notice.
+	for i := range 2 {
+		agent := exec.Command(slipwayBin, "-c", a.cfgPath, "agent")
+		agent.Env = append(os.Environ(), "API_TOKEN="+apiToken)
+		if err := agent.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "agent", func() bool {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", apiPort))
+			if err == nil {
+				_ = resp.Body.Close()
+			}
+			return err == nil
+		})
+		// A deploy through the agent, which may have started nothing itself.
+		sha := a.touch(100 + i)
+		a.mustDeploy()
+		a.assertServing(sha)
+		_ = agent.Process.Signal(syscall.SIGKILL)
+		_ = agent.Wait()
+		time.Sleep(300 * time.Millisecond)
+	}
+	summary := load.end()
+	t.Logf("proxy mode: %s", summary)
+	if load.failed.Load() != 0 || load.ok.Load() < 500 {
+		t.Fatalf("requests under load: %s", summary)
+	}
+	for v := range load.versions {
+		if !versionRE.MatchString(v) {
+			t.Fatalf("an answer that is not a version: %q", v)
+		}
+	}
+	if len(load.versions) < 20 {
+		t.Fatalf("the load saw %d versions over 20 deploys", len(load.versions))
+	}
+}
+
+// TestRestartModeDropsRequests is the contrast: the same load and deploys
+// without the proxy; the failed requests are reported (not required).
+func TestRestartModeDropsRequests(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "node-web", nil)
+	a.mustDeploy()
+	load := startLoad(fmt.Sprintf("http://127.0.0.1:%d/version", a.port), 4, 2*time.Millisecond, 5*time.Minute)
+	for i := range 5 {
+		a.touch(i)
+		a.mustDeploy()
+	}
+	t.Logf("restart mode, 5 deploys: %s", load.end())
+}

@@ -1,0 +1,209 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/check"
+	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/proxy"
+	"github.com/slipway-dev/slipway/internal/run"
+	"github.com/slipway-dev/slipway/internal/service"
+	"github.com/slipway-dev/slipway/internal/unit"
+)
+
+// ProxyName is the proxy's service name under the process manager (its
+// systemd unit is unit.ProxyName).
+const ProxyName = "slipway-proxy"
+
+// instance is the spec of one instance of a proxied service, on port: its
+// own name (pid file, env file) and unit, and PORT in its environment.
+func instance(base service.Spec, app string, port int) service.Spec {
+	s := base
+	s.Name = fmt.Sprintf("%s.%d", base.Name, port)
+	s.Unit = fmt.Sprintf("%s-%s@%d.service", app, base.Name, port)
+	s.Port = port
+	s.Env = append(append([]string(nil), base.Env...), "PORT="+strconv.Itoa(port), "SLIPWAY_SERVICE="+s.Name)
+	return s
+}
+
+// proxyClient returns a client of the app's proxy, starting the proxy
+// first when it does not answer.
+func (e *Engine) proxyClient(ctx context.Context) (*proxy.Client, error) {
+	c := proxy.NewClient(e.Layout.ProxySocket())
+	if c.Ping(ctx) == nil {
+		return c, nil
+	}
+	spec, err := e.proxySpec()
+	if err != nil {
+		return nil, err
+	}
+	_ = e.Services.Stop(ctx, spec) // a proxy that no longer answers
+	if err := e.Services.Start(ctx, spec); err != nil {
+		return nil, fmt.Errorf("start the proxy: %w", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			tail, _ := e.Services.Logs(spec, 10)
+			return nil, fmt.Errorf("the proxy did not answer on %s within 10s; its last output:\n%s", e.Layout.ProxySocket(), tail)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return c, nil
+}
+
+// proxySpec is how a service manager runs `slipway proxy`.
+func (e *Engine) proxySpec() (service.Spec, error) {
+	bin, err := os.Executable()
+	if err != nil {
+		return service.Spec{}, err
+	}
+	cfgPath, err := filepath.Abs(e.Cfg.Path)
+	if err != nil {
+		return service.Spec{}, err
+	}
+	return service.Spec{
+		App: e.Cfg.App, Name: ProxyName, Dir: e.Cfg.Root, Unit: unit.ProxyName(e.Cfg.App),
+		// The config path goes through the environment: a command with
+		// shell syntax in it would need quoting.
+		Command:     bin + " proxy",
+		Env:         append(run.BaseEnv(), "SLIPWAY_CONFIG="+cfgPath, "SLIPWAY_ROOT="+e.Cfg.Root, "SLIPWAY_SERVICE="+ProxyName),
+		StopTimeout: 35 * time.Second,
+	}, nil
+}
+
+// activeInstance returns the spec of the instance the proxy sends s's
+// traffic to, and false when it sends it nowhere yet.
+func (e *Engine) activeInstance(ctx context.Context, base service.Spec) (service.Spec, string, bool) {
+	c := proxy.NewClient(e.Layout.ProxySocket())
+	r, ok, err := c.Route(ctx, base.Name)
+	if err != nil || !ok || r.Backend == "" {
+		return base, "", false
+	}
+	_, p, err := net.SplitHostPort(r.Backend)
+	port, _ := strconv.Atoi(p)
+	if err != nil || port == 0 {
+		return base, "", false
+	}
+	return instance(base, e.Cfg.App, port), r.Release, true
+}
+
+// switchInstance is the zero-downtime restart of a proxied service: start
+// the release's instance on a port of its own, wait until it is healthy,
+// switch the proxy to it, let the old instance drain, stop it. An instance
+// that never becomes healthy is stopped and the old one keeps serving.
+func (e *Engine) switchInstance(ctx context.Context, s *config.Service, base service.Spec, release string) (string, error) {
+	c, err := e.proxyClient(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := c.Ensure(ctx, s.Name, s.Proxy.Listen, e.proxyHealthPath(s)); err != nil {
+		return "", err
+	}
+	old, oldRelease, hasOld := e.activeInstance(ctx, base)
+	if hasOld && oldRelease == release {
+		if st, err := e.Services.Status(ctx, old); err == nil && st.Running {
+			return fmt.Sprintf("%s: %s already serves this release", s.Name, old.Name), nil
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	next := instance(base, e.Cfg.App, port)
+	if err := e.Services.Start(ctx, next); err != nil {
+		return "", err
+	}
+	if err := e.waitInstance(ctx, s, next); err != nil {
+		_ = e.Services.Stop(context.WithoutCancel(ctx), next)
+		return "", fmt.Errorf("%s: the new instance on port %d did not become healthy, the old one keeps serving: %w", s.Name, port, err)
+	}
+	res, err := c.Switch(ctx, s.Name, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), release, s.Proxy.DrainTimeout.D())
+	if err != nil {
+		_ = e.Services.Stop(context.WithoutCancel(ctx), next)
+		return "", err
+	}
+	msg := fmt.Sprintf("%s: traffic -> %s", s.Name, next.Name)
+	if hasOld {
+		if err := e.Services.Stop(ctx, old); err != nil {
+			return "", fmt.Errorf("stop the old instance %s: %w", old.Name, err)
+		}
+		msg += fmt.Sprintf(", %s drained", old.Name)
+		if res.Left > 0 {
+			msg += fmt.Sprintf(" (%d requests still open at drain_timeout)", res.Left)
+		}
+	}
+	return msg, e.stopStrays(ctx, base, port)
+}
+
+// stopStrays stops instances of a service that do not serve (a crash
+// between a start and a switch leaves one behind). The process manager
+// knows them by their pid files.
+func (e *Engine) stopStrays(ctx context.Context, base service.Spec, keep int) error {
+	pids, _ := filepath.Glob(filepath.Join(e.Layout.RunDir(), base.Name+".*.pid"))
+	var errs []error
+	for _, p := range pids {
+		port, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), base.Name+"."), ".pid"))
+		if err != nil || port == keep {
+			continue
+		}
+		if err := e.Services.Stop(ctx, instance(base, e.Cfg.App, port)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// proxyHealthPath is what the proxy and the switch check on an instance:
+// proxy.health, else the path of health.url, else /.
+func (e *Engine) proxyHealthPath(s *config.Service) string {
+	if s.Proxy.Health != "" {
+		return s.Proxy.Health
+	}
+	if h := e.Cfg.Health; h != nil {
+		if u, err := url.Parse(h.URL); err == nil && u.Path != "" {
+			return u.Path
+		}
+	}
+	return "/"
+}
+
+// waitInstance waits until a new instance answers its health path, while
+// it keeps running.
+func (e *Engine) waitInstance(ctx context.Context, s *config.Service, inst service.Spec) error {
+	timeout, interval := time.Minute, time.Second
+	if h := e.Cfg.Health; h != nil {
+		timeout, interval = h.Timeout.D(), h.Interval.D()
+	}
+	req := check.Request{URL: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(inst.Port)) + e.proxyHealthPath(s), ExpectStatus: 200}
+	return check.WaitHealthy(ctx, req, timeout, interval, func() error {
+		st, err := e.Services.Status(ctx, inst)
+		if err != nil {
+			return err
+		}
+		if !st.Running {
+			tail, _ := e.Services.Logs(inst, 20)
+			return &service.ExitedError{Service: inst.Name, ExitCode: -1, Log: tail}
+		}
+		return nil
+	})
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
