@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -255,4 +258,88 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// TestProxyUnderSystemd: the Node example behind the proxy under systemd:
+// instances are template units, the proxy is its own unit; deploys under a
+// steady load from the host (and an agent restart) drop nothing, and a
+// reboot brings the proxy and the serving instance back.
+func TestProxyUnderSystemd(t *testing.T) {
+	t.Parallel()
+	vm := Boot(t, "proxy")
+	s := newSite(t, vm, nodeWeb, func(cfg string) string {
+		return strings.Replace(cfg, "    port: 3000\n", "    proxy: { listen: 0.0.0.0:3000, health: /health, drain_timeout: 2s }\n", 1)
+	})
+	out, _ := s.bootstrap()
+	if !strings.Contains(out, "start slipway-web-proxy.service") {
+		t.Fatalf("install did not start the proxy:\n%s", out)
+	}
+	s.mustSlipway("deploy")
+	active := func() string {
+		out, _ := vm.Run(t, "sh", "-c", "systemctl list-units --state=active --no-legend --plain 'web-web@*' | cut -d' ' -f1")
+		return strings.TrimSpace(out)
+	}
+	if a := active(); !strings.HasPrefix(a, "web-web@") || strings.Contains(a, "\n") {
+		t.Fatalf("want one active instance unit, got %q", a)
+	}
+
+	var ok, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get("http://" + vm.Addr + ":3000/version")
+				if err != nil {
+					failed.Add(1)
+					t.Logf("request failed: %v", err)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				_ = resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+					t.Logf("request failed: %d", resp.StatusCode)
+					continue
+				}
+				ok.Add(1)
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	server := readFile(t, filepath.Join(s.src, "src", "server.js"))
+	var sha string
+	for i := range 3 {
+		sha = s.commit("change", map[string]string{"src/server.js": server + fmt.Sprintf("// change %d\n", i)})
+		s.push()
+		s.mustSlipway("deploy")
+		s.assertServing(sha)
+		if i == 1 {
+			vm.MustExec(t, "systemctl", "restart", "slipway-web-agent.service")
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("proxy under systemd: %d requests over 3 deploys and an agent restart, %d failed", ok.Load(), failed.Load())
+	if failed.Load() != 0 || ok.Load() < 100 {
+		t.Fatalf("%d ok, %d failed", ok.Load(), failed.Load())
+	}
+	if a := active(); strings.Contains(a, "\n") {
+		t.Fatalf("old instances still active:\n%s", a)
+	}
+	vm.Reboot(t)
+	waitFor(t, 60*time.Second, "the proxy and its instance after the reboot", func() bool {
+		return strings.HasSuffix(s.serving(), "+"+sha[:7])
+	})
+	// The proxy's health checks (every second) see the instance back too.
+	waitFor(t, 10*time.Second, "proxy status ok", func() bool {
+		st := s.mustSlipway("proxy", "status")
+		return strings.Contains(st, sha[:12]) && regexp.MustCompile(`\sok\s+\d+\s+false`).MatchString(st)
+	})
 }

@@ -222,6 +222,9 @@ func (s *Server) Routes() []RouteState {
 		rt.mu.Lock()
 		r.Healthy, r.Checked, r.Problem = rt.healthy, rt.checked, rt.problem
 		rt.mu.Unlock()
+		if r.Checked.IsZero() && r.Backend != "" {
+			r.Problem = "not checked yet"
+		}
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
@@ -251,11 +254,13 @@ func (s *Server) checkHealth(ctx context.Context) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		s.mu.Lock()
 		rts := make([]*route, 0, len(s.routes))
