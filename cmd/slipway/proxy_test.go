@@ -33,7 +33,6 @@ type loadgen struct {
 	mu         sync.Mutex
 	failures   map[string]int
 	versions   map[string]int
-	lat        []time.Duration
 	stop       chan struct{}
 	wg         sync.WaitGroup
 }
@@ -52,7 +51,6 @@ func startLoad(url string, clients int, gap, limit time.Duration) *loadgen {
 					return
 				default:
 				}
-				t0 := time.Now()
 				resp, err := client.Get(url)
 				if err != nil {
 					l.fail(err.Error())
@@ -60,7 +58,6 @@ func startLoad(url string, clients int, gap, limit time.Duration) *loadgen {
 				}
 				body, err := io.ReadAll(resp.Body)
 				_ = resp.Body.Close()
-				d := time.Since(t0)
 				switch {
 				case err != nil:
 					l.fail(err.Error())
@@ -70,7 +67,6 @@ func startLoad(url string, clients int, gap, limit time.Duration) *loadgen {
 					l.ok.Add(1)
 					l.mu.Lock()
 					l.versions[strings.TrimSpace(string(body))]++
-					l.lat = append(l.lat, d)
 					l.mu.Unlock()
 				}
 				if gap > 0 {
@@ -112,25 +108,16 @@ func (l *loadgen) end() string {
 	return fmt.Sprintf("%d ok, %d failed %v", l.ok.Load(), l.failed.Load(), fs)
 }
 
-// percentile of the recorded latencies.
-func (l *loadgen) percentile(p float64) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.lat) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), l.lat...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(float64(len(s)-1)*p)]
-}
-
 var versionRE = regexp.MustCompile(`^\d{8}T\d{6}Z\+[0-9a-f]{7}$`)
 
 // touch commits a change of the server's source: a new bundle, new version.
 func (a *app) touch(n int) string {
 	a.t.Helper()
-	src := readFile(a.t.(*testing.T), filepath.Join(a.src, "src", "server.js"))
-	return a.commit(fmt.Sprintf("change %d", n), map[string]string{"src/server.js": src + fmt.Sprintf("// change %d\n", n)})
+	src, err := os.ReadFile(filepath.Join(a.src, "src", "server.js"))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return a.commit(fmt.Sprintf("change %d", n), map[string]string{"src/server.js": string(src) + fmt.Sprintf("// change %d\n", n)})
 }
 
 // TestProxyZeroDowntime: under a steady load, 20 deploys, 5 rollbacks, a
@@ -217,4 +204,38 @@ func TestRestartModeDropsRequests(t *testing.T) {
 		a.mustDeploy()
 	}
 	t.Logf("restart mode, 5 deploys: %s", load.end())
+}
+
+// TestProxyPausesTrafficDuringMigrate: with migrate.pause_traffic, the
+// proxy holds requests while the migration runs; none fails.
+func TestProxyPausesTrafficDuringMigrate(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "node-web", func(cfg string) string {
+		return proxyConfig("2s")(cfg) + "\nmigrate:\n  run: sleep 1\n  pause_traffic: true\n"
+	})
+	a.mustDeploy()
+	load := startLoad(fmt.Sprintf("http://127.0.0.1:%d/version", a.port), 2, 5*time.Millisecond, time.Minute)
+	var sawPause atomic.Bool
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		for range 100 {
+			if r := runSlipway(t, a.cfgPath, "proxy", "status", "--json"); regexp.MustCompile(`"paused":\s*true`).MatchString(r.stdout) {
+				sawPause.Store(true)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	sha := a.touch(1)
+	r := a.mustDeploy()
+	<-watching
+	summary := load.end()
+	if !strings.Contains(r.stderr, "traffic held at the proxy") || !sawPause.Load() {
+		t.Fatalf("traffic was not paused during migrate (seen: %v)\n%s", sawPause.Load(), r)
+	}
+	if load.failed.Load() != 0 {
+		t.Fatalf("requests failed: %s", summary)
+	}
+	a.assertServing(sha)
 }

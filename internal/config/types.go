@@ -68,6 +68,9 @@ type Step struct {
 	EnvFile string   `yaml:"env_file"`
 	Timeout Duration `yaml:"timeout"`
 	Reuse   *Reuse   `yaml:"reuse"`
+	// PauseTraffic (migrate only) holds the proxied services' requests at
+	// the proxy while the migration runs.
+	PauseTraffic bool `yaml:"pause_traffic"`
 }
 
 // Reuse copies Paths from the previous release when every Key file is byte-identical.

@@ -117,6 +117,9 @@ func (v *validator) build() error {
 		if err := v.step(p, s); err != nil {
 			return err
 		}
+		if s.PauseTraffic {
+			return v.ix.errorf(p.key("pause_traffic"), "only the migrate step can pause traffic (builds run while the old release serves)")
+		}
 		if j, dup := seen[s.Name]; dup {
 			at := p.key("name")
 			if !v.ix.has(at.String()) {
@@ -130,10 +133,22 @@ func (v *validator) build() error {
 }
 
 func (v *validator) migrate() error {
-	if v.c.Migrate == nil {
+	m := v.c.Migrate
+	if m == nil {
 		return nil
 	}
-	return v.step(keyPath{"migrate"}, v.c.Migrate)
+	if err := v.step(keyPath{"migrate"}, m); err != nil {
+		return err
+	}
+	if m.PauseTraffic {
+		for _, s := range v.c.Services {
+			if s != nil && s.Proxy != nil {
+				return nil
+			}
+		}
+		return v.ix.errorf(keyPath{"migrate", "pause_traffic"}, "needs a service with proxy: (the proxy holds the requests)")
+	}
+	return nil
 }
 
 func (v *validator) step(p keyPath, s *Step) error {

@@ -183,7 +183,17 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	}
 	if m := e.Cfg.Migrate; m != nil {
 		a.migrated = true
-		if err := a.step(ctx, "migrate", true, func(ctx context.Context) (string, error) { return "", a.command(ctx, m) }); err != nil {
+		if err := a.step(ctx, "migrate", true, func(ctx context.Context) (string, error) {
+			if m.PauseTraffic {
+				resume, err := e.pauseTraffic(ctx, m.Timeout.D())
+				if err != nil {
+					return "", err
+				}
+				defer resume()
+				return "traffic held at the proxy meanwhile", a.command(ctx, m)
+			}
+			return "", a.command(ctx, m)
+		}); err != nil {
 			return a.fail(ctx, err)
 		}
 	}

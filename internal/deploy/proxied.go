@@ -207,3 +207,34 @@ func freePort() (int, error) {
 	defer func() { _ = ln.Close() }()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// pauseTraffic holds the requests of every proxied service at the proxy
+// (up to limit) and returns the function that lets them go.
+func (e *Engine) pauseTraffic(ctx context.Context, limit time.Duration) (func(), error) {
+	c, err := e.proxyClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var paused []string
+	resume := func() {
+		for _, name := range paused {
+			_ = c.Resume(context.WithoutCancel(ctx), name)
+		}
+	}
+	for _, name := range e.Cfg.ServiceNames() {
+		s := e.Cfg.Services[name]
+		if s.Proxy == nil {
+			continue
+		}
+		if err := c.Ensure(ctx, s.Name, s.Proxy.Listen, e.proxyHealthPath(s)); err != nil {
+			resume()
+			return nil, err
+		}
+		if err := c.Pause(ctx, s.Name, limit); err != nil {
+			resume()
+			return nil, err
+		}
+		paused = append(paused, s.Name)
+	}
+	return resume, nil
+}

@@ -37,8 +37,9 @@ func newBackend(addr, release string, transport http.RoundTripper, log *slog.Log
 			pr.Out.Host = pr.In.Host
 		},
 		Transport: transport,
-		// Flush at once: server-sent events and long polls stream.
-		FlushInterval: -1,
+		// FlushInterval 0: ReverseProxy flushes server-sent events and
+		// responses of unknown length at once, and writes a response of
+		// known length in one go.
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) {
 				return // the client went away

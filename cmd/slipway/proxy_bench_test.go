@@ -1,0 +1,176 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The zero-downtime issue's figures:
+//
+//	go test -run '^$' -bench 'Proxy' -benchtime 1x ./cmd/slipway/
+//
+// BenchmarkProxyDeploysUnderLoad: failed requests during 20 deploys at a
+// paced 200 requests/s, proxy mode against restart mode.
+// BenchmarkProxyLatency: p50/p99 at a paced 1,000 requests/s, through the
+// proxy against the instance directly.
+// BenchmarkProxyThroughput: requests/s from 16 clients for 5 s, through
+// the proxy against the instance directly.
+
+// paced sends rate requests per second to url for d, each in its own
+// goroutine (open loop: a slow answer does not slow the schedule).
+func paced(url string, rate int, d time.Duration) (ok, failed int64, lat []time.Duration) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var nOK, nFailed atomic.Int64
+	every := time.Second / time.Duration(rate)
+	start := time.Now()
+	for i := 0; time.Since(start) < d; i++ {
+		if wait := time.Until(start.Add(time.Duration(i) * every)); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Go(func() {
+			t0 := time.Now()
+			resp, err := client.Get(url)
+			if err != nil {
+				nFailed.Add(1)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != 200 {
+				nFailed.Add(1)
+				return
+			}
+			nOK.Add(1)
+			mu.Lock()
+			lat = append(lat, time.Since(t0))
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return nOK.Load(), nFailed.Load(), lat
+}
+
+func pct(lat []time.Duration, p float64) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	return lat[int(float64(len(lat)-1)*p)]
+}
+
+// closedLoop runs clients that each send requests back to back for d.
+func closedLoop(url string, clients int, d time.Duration) float64 {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	for range clients {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				resp, err := client.Get(url)
+				if err != nil {
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode == 200 {
+					n.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n.Load()) / d.Seconds()
+}
+
+// directURL is the active instance's own address, from `proxy status`.
+func directURL(b *testing.B, a *app) string {
+	b.Helper()
+	r := a.slipway("proxy", "status", "--json")
+	var routes []struct{ Backend string }
+	if err := json.Unmarshal([]byte(r.stdout), &routes); err != nil || len(routes) != 1 {
+		b.Fatalf("proxy status: %v %s", err, r)
+	}
+	return "http://" + routes[0].Backend + "/version"
+}
+
+func BenchmarkProxyDeploysUnderLoad(b *testing.B) {
+	for _, mode := range []string{"proxy", "restart"} {
+		b.Run(mode, func(b *testing.B) {
+			edit := proxyConfig("2s")
+			if mode == "restart" {
+				edit = nil
+			}
+			a := newApp(b, "node-web", edit)
+			a.mustDeploy()
+			var ok, failed int64
+			for b.Loop() {
+				done := make(chan struct{})
+				go func() {
+					ok, failed, _ = paced(fmt.Sprintf("http://127.0.0.1:%d/version", a.port), 200, 60*time.Second)
+					close(done)
+				}()
+				// paced runs for a fixed time; 20 deploys fit well inside.
+				start := time.Now()
+				for i := range 20 {
+					a.touch(i)
+					a.mustDeploy()
+				}
+				b.Logf("%s mode: 20 deploys in %s", mode, time.Since(start).Round(time.Second))
+				<-done
+			}
+			b.ReportMetric(float64(failed), "failed")
+			b.ReportMetric(float64(ok+failed), "requests")
+		})
+	}
+}
+
+func BenchmarkProxyLatency(b *testing.B) {
+	a := newApp(b, "node-web", proxyConfig("2s"))
+	a.mustDeploy()
+	for _, target := range []string{"direct", "proxy"} {
+		url := fmt.Sprintf("http://127.0.0.1:%d/version", a.port)
+		if target == "direct" {
+			url = directURL(b, a)
+		}
+		b.Run(target, func(b *testing.B) {
+			var lat []time.Duration
+			var failed int64
+			for b.Loop() {
+				paced(url, 1000, time.Second) // warm up
+				_, failed, lat = paced(url, 1000, 5*time.Second)
+			}
+			b.ReportMetric(float64(pct(lat, 0.5).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(pct(lat, 0.99).Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(failed), "failed")
+		})
+	}
+}
+
+func BenchmarkProxyThroughput(b *testing.B) {
+	a := newApp(b, "node-web", proxyConfig("2s"))
+	a.mustDeploy()
+	for _, target := range []string{"direct", "proxy"} {
+		url := fmt.Sprintf("http://127.0.0.1:%d/version", a.port)
+		if target == "direct" {
+			url = directURL(b, a)
+		}
+		b.Run(target, func(b *testing.B) {
+			var rps float64
+			for b.Loop() {
+				closedLoop(url, 16, time.Second) // warm up
+				rps = closedLoop(url, 16, 5*time.Second)
+			}
+			b.ReportMetric(rps, "req/s")
+		})
+	}
+}
