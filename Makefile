@@ -24,11 +24,13 @@ demo: setup build
 	./scripts/demo.sh
 
 # The issues' figures: deploy engine (no-op, overhead, rollback, reuse) and
-# agent (idle cost, forged-webhook flood, push-to-serving), data snapshots
+# agent (idle cost, forged-webhook flood, push-to-serving), the proxy
+# (deploys under load, latency, throughput), data snapshots
 # of a 1 GiB tree against tar | zstd, then the packages' micro-benchmarks.
 bench: setup
 	$(GO) test -run '^$$' -bench 'Noop|DeployOverhead|Rollback|NodeReuse' -benchtime 7x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'Agent' -benchtime 2x -timeout 20m ./cmd/slipway/
+	$(GO) test -run '^$$' -bench 'Proxy' -benchtime 1x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'DataSnapshot|DataRestore|TarZstd' -benchtime 1x -timeout 20m ./internal/snapshot/
 	$(GO) test -run '^$$' -bench . -timeout 10m $$($(GO) list ./internal/... | grep -v /internal/snapshot)
 
