@@ -88,11 +88,11 @@ func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration
 		r.Timeout = max(interval*5, 2*time.Second)
 	}
 	var last error
-	// Poll every 25 ms for the first second (a fresh process usually binds
-	// its port within it, and every poll saved is deploy time), then back
-	// off to interval.
+	// Poll every 5 ms for the first 200 ms and every 25 ms up to a second
+	// (a fresh process usually binds its port within it, and every poll
+	// saved is deploy time), then back off to interval.
 	start := time.Now()
-	wait := min(25*time.Millisecond, interval)
+	wait := min(5*time.Millisecond, interval)
 	for {
 		err := Do(ctx, r)
 		if err == nil {
@@ -116,8 +116,11 @@ func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration
 			return fmt.Errorf("not healthy after %s: %w", timeout, last)
 		case <-time.After(wait):
 		}
-		if time.Since(start) > time.Second {
+		switch elapsed := time.Since(start); {
+		case elapsed > time.Second:
 			wait = min(wait*2, interval)
+		case elapsed > 200*time.Millisecond:
+			wait = min(25*time.Millisecond, interval)
 		}
 	}
 }

@@ -109,7 +109,7 @@ func (g *globals) openApp() (*app, error) {
 }
 
 // startGrace is how long Start watches a new process for an instant exit.
-const startGrace = 20 * time.Millisecond
+const startGrace = 5 * time.Millisecond
 
 func managerFor(cfg *config.Config, layout release.Layout) (service.Manager, error) {
 	switch cfg.Manager {

@@ -17,6 +17,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/release"
 	"github.com/slipway-dev/slipway/internal/run"
 	"github.com/slipway-dev/slipway/internal/service"
+	"github.com/slipway-dev/slipway/internal/service/procfs"
 	"github.com/slipway-dev/slipway/internal/snapshot"
 )
 
@@ -350,6 +351,15 @@ func (a *attempt) verifyEnv(ctx context.Context) (string, error) {
 // portFree reports a service's port held by a process that is not the
 // service's own running instance.
 func (e *Engine) portFree(ctx context.Context, spec service.Spec) error {
+	inodes, err := procfs.ListeningInodes(spec.Port)
+	if err != nil || len(inodes) == 0 {
+		return nil // free (or unknowable: the start will tell)
+	}
+	// Usually the holder is the service itself: ask it first, before a
+	// scan of every process's descriptors.
+	if st, err := e.Services.Status(ctx, spec); err == nil && st.Running && st.PID > 0 && procfs.Holds(st.PID, inodes) {
+		return nil
+	}
 	pid, cmdline, err := service.PortOwner(spec.Port)
 	if err != nil || pid == 0 {
 		return nil

@@ -73,10 +73,7 @@ func SocketHolders(inodes []uint64) ([]int, error) {
 	if len(inodes) == 0 {
 		return nil, nil
 	}
-	want := make(map[string]bool, len(inodes))
-	for _, ino := range inodes {
-		want["socket:["+strconv.FormatUint(ino, 10)+"]"] = true
-	}
+	want := socketNames(inodes)
 	pids, err := PIDs()
 	if err != nil {
 		return nil, err
@@ -89,6 +86,18 @@ func SocketHolders(inodes []uint64) ([]int, error) {
 	}
 	slices.Sort(holders)
 	return holders, nil
+}
+
+// Holds reports whether process pid has one of the socket inodes open.
+func Holds(pid int, inodes []uint64) bool { return holds(pid, socketNames(inodes)) }
+
+// socketNames are the fd link targets of the socket inodes.
+func socketNames(inodes []uint64) map[string]bool {
+	want := make(map[string]bool, len(inodes))
+	for _, ino := range inodes {
+		want["socket:["+strconv.FormatUint(ino, 10)+"]"] = true
+	}
+	return want
 }
 
 func holds(pid int, want map[string]bool) bool {
