@@ -134,7 +134,9 @@ func BenchmarkProxyDeploysUnderLoad(b *testing.B) {
 	}
 }
 
-func BenchmarkProxyLatency(b *testing.B) {
+// directAndProxied runs bench against the deployed instance directly, then
+// through the proxy.
+func directAndProxied(b *testing.B, bench func(b *testing.B, url string)) {
 	a := newApp(b, "node-web", proxyConfig("2s"))
 	a.mustDeploy()
 	for _, target := range []string{"direct", "proxy"} {
@@ -142,35 +144,31 @@ func BenchmarkProxyLatency(b *testing.B) {
 		if target == "direct" {
 			url = directURL(b, a)
 		}
-		b.Run(target, func(b *testing.B) {
-			var lat []time.Duration
-			var failed int64
-			for b.Loop() {
-				paced(url, 1000, time.Second) // warm up
-				_, failed, lat = paced(url, 1000, 5*time.Second)
-			}
-			b.ReportMetric(float64(pct(lat, 0.5).Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(pct(lat, 0.99).Microseconds())/1000, "p99-ms")
-			b.ReportMetric(float64(failed), "failed")
-		})
+		b.Run(target, func(b *testing.B) { bench(b, url) })
 	}
 }
 
-func BenchmarkProxyThroughput(b *testing.B) {
-	a := newApp(b, "node-web", proxyConfig("2s"))
-	a.mustDeploy()
-	for _, target := range []string{"direct", "proxy"} {
-		url := fmt.Sprintf("http://127.0.0.1:%d/version", a.port)
-		if target == "direct" {
-			url = directURL(b, a)
+func BenchmarkProxyLatency(b *testing.B) {
+	directAndProxied(b, func(b *testing.B, url string) {
+		var lat []time.Duration
+		var failed int64
+		for b.Loop() {
+			paced(url, 1000, time.Second) // warm up
+			_, failed, lat = paced(url, 1000, 5*time.Second)
 		}
-		b.Run(target, func(b *testing.B) {
-			var rps float64
-			for b.Loop() {
-				closedLoop(url, 16, time.Second) // warm up
-				rps = closedLoop(url, 16, 5*time.Second)
-			}
-			b.ReportMetric(rps, "req/s")
-		})
-	}
+		b.ReportMetric(float64(pct(lat, 0.5).Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(pct(lat, 0.99).Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(failed), "failed")
+	})
+}
+
+func BenchmarkProxyThroughput(b *testing.B) {
+	directAndProxied(b, func(b *testing.B, url string) {
+		var rps float64
+		for b.Loop() {
+			closedLoop(url, 16, time.Second) // warm up
+			rps = closedLoop(url, 16, 5*time.Second)
+		}
+		b.ReportMetric(rps, "req/s")
+	})
 }

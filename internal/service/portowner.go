@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/slipway-dev/slipway/internal/service/procfs"
@@ -47,4 +48,22 @@ func PortOwner(port int) (pid int, cmdline string, err error) {
 		return first.PID, cmdline, nil
 	}
 	return 0, "", fmt.Errorf("port %d: %w", port, ErrOwnerUnknown)
+}
+
+// CheckPort refuses a start of s while its port is held by a process that
+// is not one of its own (ours reports those; nil means none is).
+func CheckPort(s Spec, ours func(pid int) bool) error {
+	if s.Port <= 0 {
+		return nil
+	}
+	pid, cmdline, err := PortOwner(s.Port)
+	switch {
+	case errors.Is(err, ErrOwnerUnknown):
+		return &PortHeldError{Service: s.Name, Port: s.Port}
+	case err != nil:
+		return fmt.Errorf("start %s: %w", s.Name, err)
+	case pid != 0 && (ours == nil || !ours(pid)):
+		return &PortHeldError{Service: s.Name, Port: s.Port, PID: pid, Command: cmdline}
+	}
+	return nil
 }

@@ -102,7 +102,8 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 	if err := sweepOrphans(ctx, s, stopTimeout(s)); err != nil {
 		return fmt.Errorf("start %s: %w", s.Name, err)
 	}
-	if err := checkPort(s); err != nil {
+	// No process of this service runs now: any holder is foreign.
+	if err := service.CheckPort(s, nil); err != nil {
 		var held *service.PortHeldError
 		if !errors.As(err, &held) || held.PID == 0 || !isOrphanOf(held.PID, s) {
 			return err
@@ -113,7 +114,7 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 		if err := waitPortReleased(ctx, s.Port, held.PID); err != nil {
 			return fmt.Errorf("start %s: %w", s.Name, err)
 		}
-		if err := checkPort(s); err != nil {
+		if err := service.CheckPort(s, nil); err != nil {
 			return err
 		}
 	}
@@ -198,24 +199,6 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 		_ = removeRecord(pidPath)
 		return fmt.Errorf("start %s: %w", s.Name, ctx.Err())
 	}
-}
-
-// checkPort refuses a port that something listens on already. Start only
-// gets here when no process of this service runs, so any holder is foreign.
-func checkPort(s service.Spec) error {
-	if s.Port <= 0 {
-		return nil
-	}
-	pid, cmdline, err := service.PortOwner(s.Port)
-	switch {
-	case errors.Is(err, service.ErrOwnerUnknown):
-		return &service.PortHeldError{Service: s.Name, Port: s.Port}
-	case err != nil:
-		return fmt.Errorf("start %s: %w", s.Name, err)
-	case pid != 0:
-		return &service.PortHeldError{Service: s.Name, Port: s.Port, PID: pid, Command: cmdline}
-	}
-	return nil
 }
 
 // Stop sends SIGTERM to the service's process group, waits up to

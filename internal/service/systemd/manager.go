@@ -59,7 +59,8 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 	if err := m.syncUnit(ctx, s.Unit); err != nil {
 		return err
 	}
-	if err := checkPort(s); err != nil {
+	// A holder in the unit's own cgroup is the service itself.
+	if err := service.CheckPort(s, func(pid int) bool { return inUnit(pid, s.Unit) }); err != nil {
 		return err
 	}
 	// A unit that failed several times in a row (a few bad deploys) would
@@ -218,23 +219,6 @@ func (m *Manager) syncUnit(ctx context.Context, name string) error {
 	}
 	if _, err := systemctl(ctx, "daemon-reload"); err != nil {
 		return err
-	}
-	return nil
-}
-
-// checkPort refuses a port held by a process outside the service's unit.
-func checkPort(s service.Spec) error {
-	if s.Port <= 0 {
-		return nil
-	}
-	pid, cmdline, err := service.PortOwner(s.Port)
-	switch {
-	case errors.Is(err, service.ErrOwnerUnknown):
-		return &service.PortHeldError{Service: s.Name, Port: s.Port}
-	case err != nil:
-		return fmt.Errorf("start %s: %w", s.Name, err)
-	case pid != 0 && !inUnit(pid, s.Unit):
-		return &service.PortHeldError{Service: s.Name, Port: s.Port, PID: pid, Command: cmdline}
 	}
 	return nil
 }
