@@ -54,14 +54,7 @@ func (m *Mirror) git(ctx context.Context, timeout time.Duration, args ...string)
 		shown[i] = Redact(a)
 	}
 	out, err := run.Output(ctx, run.Cmd{Argv: argv, Env: m.env(), Timeout: timeout, Display: strings.Join(shown, " ")})
-	if err != nil {
-		var re *run.Error
-		if errors.As(err, &re) && strings.TrimSpace(re.Tail) != "" {
-			return out, fmt.Errorf("%w: %s", err, strings.TrimSpace(run.LastLines(re.Tail, 5)))
-		}
-		return out, err
-	}
-	return out, nil
+	return out, run.WithOutput(err, 5)
 }
 
 func (m *Mirror) timeout() time.Duration {

@@ -13,7 +13,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -26,6 +25,8 @@ import (
 	"github.com/slipway-dev/slipway/internal/fsutil"
 	"github.com/slipway-dev/slipway/internal/git"
 	"github.com/slipway-dev/slipway/internal/release"
+	"github.com/slipway-dev/slipway/internal/run"
+	"github.com/slipway-dev/slipway/internal/service/systemd"
 	"github.com/slipway-dev/slipway/internal/unit"
 )
 
@@ -129,10 +130,9 @@ func (in *installer) user() error {
 		if err := os.MkdirAll(in.Cfg.Root, 0o755); err != nil {
 			return err
 		}
-		out, err := exec.CommandContext(in.ctx, "useradd", "--system", "--user-group",
-			"--home-dir", home, "--create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("useradd: %s", strings.TrimSpace(string(out)))
+		if _, err := run.Output(in.ctx, run.Cmd{Timeout: time.Minute, Argv: []string{"useradd", "--system", "--user-group",
+			"--home-dir", home, "--create-home", "--shell", "/usr/sbin/nologin", name}}); err != nil {
+			return run.WithOutput(err, 5)
 		}
 		return in.lookupUser()
 	})
@@ -393,13 +393,6 @@ func (in *installer) enable() error {
 }
 
 func systemctl(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput()
-	if err != nil {
-		msg := strings.TrimSpace(string(out))
-		if msg == "" {
-			msg = err.Error()
-		}
-		return fmt.Errorf("systemctl %s: %s", strings.Join(args, " "), msg)
-	}
-	return nil
+	_, err := systemd.Systemctl(ctx, args...)
+	return err
 }

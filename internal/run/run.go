@@ -61,6 +61,16 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// WithOutput returns err with the last n lines of what the command printed
+// appended, when err is an *Error with output; else err as it is.
+func WithOutput(err error, n int) error {
+	var re *Error
+	if errors.As(err, &re) && strings.TrimSpace(re.Tail) != "" {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(LastLines(re.Tail, n)))
+	}
+	return err
+}
+
 // Output returns the command's stdout; stderr is kept for the error.
 func Output(ctx context.Context, c Cmd) (string, error) {
 	var out bytes.Buffer

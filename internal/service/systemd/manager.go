@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/fsutil"
+	"github.com/slipway-dev/slipway/internal/run"
 	"github.com/slipway-dev/slipway/internal/service"
 	"github.com/slipway-dev/slipway/internal/unit"
 )
@@ -65,9 +65,9 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 	}
 	// A unit that failed several times in a row (a few bad deploys) would
 	// hit systemd's start rate limit; each deploy's start is deliberate.
-	_, _ = systemctl(ctx, "reset-failed", s.Unit)
+	_, _ = Systemctl(ctx, "reset-failed", s.Unit)
 	started := time.Now()
-	if _, err := systemctl(ctx, "start", s.Unit); err != nil {
+	if _, err := Systemctl(ctx, "start", s.Unit); err != nil {
 		return m.failed(ctx, s, started, err)
 	}
 	select {
@@ -85,7 +85,7 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 	if isInstance(s.Unit) {
 		// The instance that serves starts again at boot; the proxy's
 		// restored route points at it.
-		if _, err := systemctl(ctx, "enable", "--quiet", s.Unit); err != nil {
+		if _, err := Systemctl(ctx, "enable", "--quiet", s.Unit); err != nil {
 			return err
 		}
 	}
@@ -136,11 +136,11 @@ func (m *Manager) Stop(ctx context.Context, s service.Spec) error {
 	if p["LoadState"] == "not-found" {
 		return nil
 	}
-	if _, err := systemctl(ctx, "stop", s.Unit); err != nil {
+	if _, err := Systemctl(ctx, "stop", s.Unit); err != nil {
 		return fmt.Errorf("stop %s: %w", s.Name, err)
 	}
 	if isInstance(s.Unit) {
-		if _, err := systemctl(ctx, "disable", "--quiet", s.Unit); err != nil {
+		if _, err := Systemctl(ctx, "disable", "--quiet", s.Unit); err != nil {
 			return err
 		}
 	}
@@ -217,7 +217,7 @@ func (m *Manager) syncUnit(ctx context.Context, name string) error {
 	if err := fsutil.WriteFile(path, []byte(u.Content), 0o644); err != nil {
 		return fmt.Errorf("write unit %s: %w", path, err)
 	}
-	if _, err := systemctl(ctx, "daemon-reload"); err != nil {
+	if _, err := Systemctl(ctx, "daemon-reload"); err != nil {
 		return err
 	}
 	return nil
@@ -246,7 +246,7 @@ func (p props) running() bool {
 
 // show reads a unit's properties.
 func show(ctx context.Context, unitName string) (props, error) {
-	out, err := systemctl(ctx, "show", "--timestamp=utc",
+	out, err := Systemctl(ctx, "show", "--timestamp=utc",
 		"-p", "LoadState,ActiveState,SubState,Result,MainPID,ActiveEnterTimestamp,ExecMainCode,ExecMainStatus", unitName)
 	if err != nil {
 		return nil, err
@@ -279,11 +279,11 @@ func journal(ctx context.Context, unitName string, since time.Time, lines int) s
 	}
 	var out string
 	for range 5 {
-		b, err := exec.CommandContext(ctx, "journalctl", args...).Output()
+		b, err := run.Output(ctx, run.Cmd{Argv: append([]string{"journalctl"}, args...), Timeout: 10 * time.Second})
 		if err != nil {
 			return ""
 		}
-		out = strings.TrimSpace(string(b))
+		out = strings.TrimSpace(b)
 		if out != "" && out != "-- No entries --" {
 			return out
 		}
@@ -292,21 +292,9 @@ func journal(ctx context.Context, unitName string, since time.Time, lines int) s
 	return ""
 }
 
-// systemctl runs systemctl and returns its output; an error carries what
-// it printed on stderr.
-func systemctl(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "systemctl", args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return "", fmt.Errorf("systemctl %s: %s", strings.Join(args, " "), msg)
-	}
-	return string(out), nil
+// Systemctl runs systemctl through the one command runner, with a
+// timeout; its error ends with what systemctl printed.
+func Systemctl(ctx context.Context, args ...string) (string, error) {
+	out, err := run.Output(ctx, run.Cmd{Argv: append([]string{"systemctl"}, args...), Timeout: 5 * time.Minute})
+	return out, run.WithOutput(err, 5)
 }
