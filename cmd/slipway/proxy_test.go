@@ -3,6 +3,7 @@ package main_test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -238,4 +239,20 @@ func TestProxyPausesTrafficDuringMigrate(t *testing.T) {
 		t.Fatalf("requests failed: %s", summary)
 	}
 	a.assertServing(sha)
+}
+
+// TestProxyListenHeldRefusesDeploy: the proxy's public address is taken by
+// another process: the deploy stops at verify-env, naming it.
+func TestProxyListenHeldRefusesDeploy(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "node-web", proxyConfig("2s"))
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", a.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	r := a.slipway("deploy")
+	if r.code != 1 || !strings.Contains(r.stderr, "verify-env") || !strings.Contains(r.stderr, fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("deploy with the proxy's address taken: want exit 1 at verify-env naming this process\n%s", r)
+	}
 }

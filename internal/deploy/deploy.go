@@ -342,6 +342,9 @@ func (a *attempt) verifyEnv(ctx context.Context) (string, error) {
 			problems = append(problems, err.Error())
 		}
 	}
+	if err := e.proxyListenFree(ctx); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if len(problems) > 0 {
 		return "", errors.New(strings.Join(problems, "; "))
 	}

@@ -81,6 +81,31 @@ func (e *Engine) proxySpec() (service.Spec, error) {
 	}, nil
 }
 
+// proxyListenFree refuses a proxied service's public address when a
+// process other than slipway's proxy listens on it (the proxy could not
+// take it at the switch).
+func (e *Engine) proxyListenFree(ctx context.Context) error {
+	c := proxy.NewClient(e.Layout.ProxySocket())
+	for _, name := range e.Cfg.ServiceNames() {
+		s := e.Cfg.Services[name]
+		if s.Proxy == nil {
+			continue
+		}
+		if r, ok, err := c.Route(ctx, s.Name); err == nil && ok && r.Listen == s.Proxy.Listen {
+			continue // the proxy holds it
+		}
+		_, p, err := net.SplitHostPort(s.Proxy.Listen)
+		port, _ := strconv.Atoi(p)
+		if err != nil || port == 0 {
+			continue
+		}
+		if err := service.CheckPort(service.Spec{Name: s.Name, Port: port}, nil); err != nil {
+			return fmt.Errorf("proxy.listen %s: %w", s.Proxy.Listen, err)
+		}
+	}
+	return nil
+}
+
 // activeInstance returns the spec of the instance the proxy sends s's
 // traffic to, and false when it sends it nowhere yet.
 func (e *Engine) activeInstance(ctx context.Context, base service.Spec) (service.Spec, string, bool) {
