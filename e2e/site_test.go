@@ -257,19 +257,22 @@ func (s *site) assertServing(sha string) {
 	}
 }
 
-// waitServing waits until the app serves commit sha.
-func (s *site) waitServing(sha string, limit time.Duration) {
+// waitDeployed waits until the app serves commit sha and the deploy that
+// switched to it has finished: sha is the safe commit. The backend serves
+// the new release before the deploy restarts the workers and marks it safe,
+// so a test that looks at the units must wait for both.
+func (s *site) waitDeployed(sha string, limit time.Duration) {
 	s.t.Helper()
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		if strings.HasSuffix(s.serving(), "+"+sha[:7]) {
+		if strings.HasSuffix(s.serving(), "+"+sha[:7]) && s.safeCommit() == sha {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	out, _ := s.slipway("status")
 	hist, _ := s.slipway("history")
-	s.t.Fatalf("commit %s not served after %s (serving %q)\n%s\n%s", sha[:7], limit, s.serving(), out, hist)
+	s.t.Fatalf("commit %s not served and safe after %s (serving %q)\n%s\n%s", sha[:7], limit, s.serving(), out, hist)
 }
 
 // assertActive checks that every service's unit is active under systemd.

@@ -357,7 +357,9 @@ func (v *VM) stop() error {
 func (v *VM) Close() {
 	v.closed.Do(func() {
 		if v.t.Failed() && !v.consoleShown {
-			v.t.Logf("vm %s: end of its console log:\n%s", v.Name, tail(v.Console, 40))
+			// Short, so that the test's own failure above it stays in
+			// view in a CI summary.
+			v.t.Logf("vm %s: end of its console log:\n%s", v.Name, tail(v.Console, 8))
 		}
 		errs := []error{v.stop()}
 		if err := unmount(v.root); err != nil {
