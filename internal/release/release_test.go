@@ -953,7 +953,7 @@ func TestCopyPathsLinkLeavesThePreviousReleaseAlone(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, path, content string, mode os.FileMode) {
+func writeFile(t testing.TB, path, content string, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
