@@ -133,7 +133,7 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	e := a.e
 	var target string
 	err := a.step(ctx, "resolve", false, func(ctx context.Context) (string, error) {
-		sha, how, err := e.resolve(ctx, a.opts, a.safe)
+		sha, how, err := e.resolve(ctx, a.opts)
 		target = sha
 		return short(sha) + " " + how, err
 	})
@@ -401,24 +401,34 @@ func pathsExist(dir string, paths []string) bool {
 	return true
 }
 
-var hexRE = regexp.MustCompile(`^[0-9a-f]{4,40}$`)
+var hexRE = regexp.MustCompile(`^[0-9a-f]+$`)
+
+// isCommitID reports whether s can name a commit: 4 to 64 hex digits. (A
+// bounded repetition in the pattern would compile to a program that size
+// at every start of the CLI.)
+func isCommitID(s string) bool { return len(s) >= 4 && len(s) <= 64 && hexRE.MatchString(s) }
 
 // resolve finds the commit to deploy: --commit, --ref, or the branch tip
-// the remote reports. It fetches only when the mirror lacks the commit.
-// known is a commit the mirror is known to hold (the safe commit).
-func (e *Engine) resolve(ctx context.Context, opts Options, known string) (string, string, error) {
+// the remote reports. --commit fetches only when the mirror lacks it.
+func (e *Engine) resolve(ctx context.Context, opts Options) (string, string, error) {
 	if err := e.Mirror.Ensure(ctx); err != nil {
 		return "", "", err
 	}
 	switch {
 	case opts.Commit != "":
 		c := strings.ToLower(opts.Commit)
-		if !hexRE.MatchString(c) {
+		if !isCommitID(c) {
 			return "", "", fmt.Errorf("--commit %q is not a commit id", opts.Commit)
 		}
 		if !git.IsSHA(c) || !e.Mirror.Has(ctx, c) {
-			if err := e.Mirror.Fetch(ctx); err != nil {
-				return "", "", err
+			// Most often the commit is the branch's new tip (the agent
+			// resolves the tip, then deploys it): fetch the branch first,
+			// everything only if that was not enough.
+			_, err := e.Mirror.FetchBranch(ctx, e.Cfg.Branch)
+			if err != nil || !git.IsSHA(c) || !e.Mirror.Has(ctx, c) {
+				if err := e.Mirror.Fetch(ctx); err != nil {
+					return "", "", err
+				}
 			}
 		}
 		sha, err := e.Mirror.Resolve(ctx, c)
@@ -430,16 +440,11 @@ func (e *Engine) resolve(ctx context.Context, opts Options, known string) (strin
 		sha, err := e.Mirror.Resolve(ctx, opts.Ref)
 		return sha, "(" + opts.Ref + ")", err
 	default:
-		tip, err := e.Mirror.RemoteTip(ctx, e.Cfg.Branch)
+		// One fetch of the branch: with nothing new it costs about what
+		// asking for the tip would, and a new tip is fetched at once.
+		tip, err := e.Mirror.FetchBranch(ctx, e.Cfg.Branch)
 		if err != nil {
 			return "", "", err
-		}
-		if tip != known {
-			// A new tip is almost never in the mirror yet: fetch the branch
-			// straight away rather than asking first.
-			if err := e.Mirror.FetchBranch(ctx, e.Cfg.Branch); err != nil {
-				return "", "", err
-			}
 		}
 		return tip, "(tip of " + e.Cfg.Branch + ")", nil
 	}

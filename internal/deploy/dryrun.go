@@ -35,7 +35,7 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 		return Result{}, err
 	}
 	safe, _ := e.Layout.SafeCommit()
-	target, _, err := e.resolve(ctx, opts, safe)
+	target, _, err := e.resolve(ctx, opts)
 	if err != nil {
 		return Result{}, err
 	}

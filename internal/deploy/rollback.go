@@ -109,7 +109,7 @@ func (e *Engine) rollbackTarget(ctx context.Context, to string, live release.Rel
 	}
 	if to != "" {
 		to = strings.ToLower(to)
-		if !hexRE.MatchString(to) {
+		if !isCommitID(to) {
 			return release.Release{}, fmt.Errorf("--to %q is not a commit id", to)
 		}
 		// Only a release that once passed every check: rollback skips the

@@ -148,17 +148,33 @@ func (m *Mirror) Fetch(ctx context.Context) error {
 	return nil
 }
 
-// FetchBranch updates only branch in the mirror: cheaper than Fetch on the
-// path of every automatic deploy.
-func (m *Mirror) FetchBranch(ctx context.Context, branch string) error {
+// FetchBranch updates only branch in the mirror and returns the commit at
+// its tip: cheaper than Fetch, or than RemoteTip followed by a fetch, on the
+// path of every deploy. With nothing new, git asks the remote for the ref
+// and fetches nothing, as ls-remote would.
+func (m *Mirror) FetchBranch(ctx context.Context, branch string) (string, error) {
 	if err := checkRefName(branch); err != nil {
-		return err
+		return "", err
 	}
 	ref := "refs/heads/" + branch
-	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance", "origin", "+"+ref+":"+ref); err != nil {
-		return fmt.Errorf("fetch %s from %s: %w", branch, Redact(m.Remote), err)
+	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--quiet", "--no-tags", "--no-auto-maintenance", "origin", "+"+ref+":"+ref); err != nil {
+		if strings.Contains(err.Error(), "couldn't find remote ref") {
+			return "", fmt.Errorf("branch %q: %w on %s", branch, ErrUnknownRevision, Redact(m.Remote))
+		}
+		return "", fmt.Errorf("fetch %s from %s: %w", branch, Redact(m.Remote), err)
 	}
-	return nil
+	// FETCH_HEAD names what this fetch got ("<sha>\t\tbranch 'main' of
+	// <url>", the URL without credentials): reading it spares a git process.
+	b, err := os.ReadFile(filepath.Join(m.Dir, "FETCH_HEAD"))
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: %w", branch, err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	sha, _, _ := strings.Cut(line, "\t")
+	if !IsSHA(sha) {
+		return "", fmt.Errorf("fetch %s: FETCH_HEAD does not start with a commit id: %q", branch, line)
+	}
+	return sha, nil
 }
 
 // RemoteTip asks the remote for the commit at the tip of branch, without fetching.

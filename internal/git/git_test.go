@@ -296,6 +296,73 @@ func TestRemoteTip(t *testing.T) {
 	})
 }
 
+func TestFetchBranch(t *testing.T) {
+	s := newSource(t)
+	m := newMirror(t, s.dir)
+	if err := m.Ensure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		branch  string
+		want    string
+		unknown bool // ErrUnknownRevision
+		invalid bool // refused before asking
+	}{
+		{branch: "main", want: s.c2},
+		{branch: "main", want: s.c2}, // nothing new: the same answer
+		{branch: "feature", want: s.c3},
+		{branch: "v1", unknown: true}, // a tag is not a branch
+		{branch: "nope", unknown: true},
+		{branch: "-main", invalid: true},
+		{branch: "--upload-pack=touch /tmp/pwned", invalid: true},
+		{branch: "main..feature", invalid: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.branch, func(t *testing.T) {
+			got, err := m.FetchBranch(t.Context(), tt.branch)
+			switch {
+			case tt.want != "":
+				if err != nil || got != tt.want {
+					t.Fatalf("FetchBranch = %q, %v; want %s", got, err, tt.want)
+				}
+				if !m.Has(t.Context(), got) {
+					t.Fatalf("the mirror lacks %s after the fetch", got)
+				}
+			case tt.unknown:
+				if !errors.Is(err, ErrUnknownRevision) {
+					t.Errorf("err = %v; want ErrUnknownRevision", err)
+				}
+			case tt.invalid:
+				if err == nil || errors.Is(err, ErrUnknownRevision) || !strings.Contains(err.Error(), "not a valid ref name") {
+					t.Errorf("err = %v; want a refused ref name", err)
+				}
+			}
+		})
+	}
+
+	t.Run("force-pushed", func(t *testing.T) {
+		gitIn(t, s.dir, "checkout", "-q", "main")
+		gitIn(t, s.dir, "reset", "-q", "--hard", s.c1)
+		if got, err := m.FetchBranch(t.Context(), "main"); err != nil || got != s.c1 {
+			t.Fatalf("FetchBranch = %q, %v; want %s, the branch as it is now", got, err, s.c1)
+		}
+	})
+
+	t.Run("unreachable remote", func(t *testing.T) {
+		m := newMirror(t, filepath.Join(t.TempDir(), "missing"))
+		if err := m.Ensure(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		_, err := m.FetchBranch(t.Context(), "main")
+		if err == nil || errors.Is(err, ErrUnknownRevision) {
+			t.Fatalf("err = %v; want a remote error", err)
+		}
+		if !strings.Contains(err.Error(), "missing") {
+			t.Errorf("error %q does not name the remote", err)
+		}
+	})
+}
+
 func TestHasAndFetch(t *testing.T) {
 	s := newSource(t)
 	m := newMirror(t, s.dir)
