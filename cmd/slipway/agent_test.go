@@ -351,7 +351,8 @@ func TestAgentBurstOfPushesCoalesces(t *testing.T) {
 	time.Sleep(2 * time.Second) // anything still queued would show now
 	g.waitServing(t, newest)
 	if n := g.deploysCount(t) - before; n > 2 || n < 1 {
-		t.Fatalf("%d deploys for the burst, want 1 or 2", n)
+		_, deploys := g.api("GET", "/deploys?limit=5", "", true)
+		t.Fatalf("%d deploys for the burst, want 1 or 2\n%s", n, deploys)
 	}
 }
 

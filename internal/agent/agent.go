@@ -46,6 +46,11 @@ type Agent struct {
 	// ShutdownWait is how long a SIGTERM waits for a running deploy before
 	// cancelling it (a cancelled deploy past its switch still rolls back).
 	ShutdownWait time.Duration
+	// Settle is how quiet the pushes must be before a deploy of the branch
+	// tip that waited behind another one starts (SettleMax at most): a burst
+	// of pushes then ends in one deploy of its last commit, not one per
+	// deploy's length. A push that finds no deploy running starts at once.
+	Settle, SettleMax time.Duration
 
 	checks chan string             // "check the branch now", with the trigger
 	hooks  map[string]http.Handler // webhook handlers by provider, sharing one replay filter
@@ -62,7 +67,8 @@ type agentState struct {
 	Running     int64     `json:"running_deploy,omitempty"`
 	Waiting     int64     `json:"waiting_deploy,omitempty"`
 	badLogged   string
-	inflight    string // the commit the running deploy targets
+	inflight    string    // the commit the running deploy targets
+	lastPush    time.Time // when the last webhook push arrived
 }
 
 // New checks the agent's settings and wires it. Settings mistakes are
@@ -85,6 +91,8 @@ func New(cfg *config.Config, eng *deploy.Engine, db *ledger.DB, logger *slog.Log
 		secrets:      secrets,
 		checks:       make(chan string, 1),
 		ShutdownWait: 2 * time.Minute,
+		Settle:       time.Second,
+		SettleMax:    10 * time.Second,
 	}
 	a.hooks = a.webhookHandlers()
 	eng.Observe = func(ev deploy.Event) {
@@ -214,7 +222,12 @@ func (a *Agent) webhookHandlers() map[string]http.Handler {
 	hs := map[string]http.Handler{}
 	for _, p := range []webhook.Provider{webhook.GitHub, webhook.GitLab, webhook.Gitea} {
 		hs[string(p)] = webhook.NewHandler(p, a.secrets.Webhook, a.cfg.Branch, replay,
-			func(webhook.Event) { a.wake("webhook") },
+			func(webhook.Event) {
+				a.mu.Lock()
+				a.state.lastPush = time.Now()
+				a.mu.Unlock()
+				a.wake("webhook")
+			},
 			func(p webhook.Provider, result string) {
 				a.metrics.Webhook(string(p), result)
 				if result == "unauthorized" {

@@ -98,6 +98,10 @@ func (a *Agent) Status(ctx context.Context) (any, error) {
 // which outlives ctx by the shutdown wait.
 func (a *Agent) worker(ctx, jobsCtx context.Context) {
 	for {
+		a.settle(ctx)
+		if ctx.Err() != nil {
+			return // shutting down: what waits stays queued, for the next start
+		}
 		if j := a.sched.next(); j != nil {
 			d := a.runJob(jobsCtx, j)
 			a.sched.ran()
@@ -108,6 +112,32 @@ func (a *Agent) worker(ctx, jobsCtx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-a.sched.wake:
+		}
+	}
+}
+
+// settle holds a waiting deploy of the branch tip that was queued behind
+// another job until no webhook push has arrived for Settle (SettleMax at
+// most). It stays in the waiting slot meanwhile, so the pushes join it. It
+// returns at once when there is no such deploy, or when a rollback or
+// another request comes first.
+func (a *Agent) settle(ctx context.Context) {
+	limit := time.After(a.SettleMax)
+	for a.sched.waitingTip() {
+		a.mu.Lock()
+		quiet := time.Since(a.state.lastPush)
+		a.mu.Unlock()
+		if quiet >= a.Settle {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-limit:
+			return
+		case <-a.sched.wake:
+			// A new request: look again (the worker runs whatever is next).
+		case <-time.After(a.Settle - quiet):
 		}
 	}
 }

@@ -17,6 +17,8 @@ type job struct {
 	to   string // rollback target
 	// tip: a deploy of whatever the branch tip is when the job starts.
 	tip bool
+	// queued: it was added while another job ran, so it waited.
+	queued bool
 }
 
 // Done is how a job ended.
@@ -59,12 +61,21 @@ func (s *scheduler) add(j *job) (id int64, replaced *job) {
 		}
 		replaced = cur
 	}
+	j.queued = s.running != nil
 	*slot = j
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 	return j.id, replaced
+}
+
+// waitingTip reports whether the next job would be a deploy of the branch
+// tip that was queued behind another job.
+func (s *scheduler) waitingTip() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rollback == nil && s.pending != nil && s.pending.tip && s.pending.queued
 }
 
 // next takes the job to run now, or nil.

@@ -97,3 +97,58 @@ func TestJitterStaysWithinTenPercent(t *testing.T) {
 		}
 	}
 }
+
+// A tip deploy queued behind a running job settles before it starts; one
+// that found nothing running starts at once; a rollback never waits.
+func TestSettle(t *testing.T) {
+	a := &Agent{sched: newScheduler(), Settle: 150 * time.Millisecond, SettleMax: time.Second}
+	timed := func() time.Duration {
+		t0 := time.Now()
+		a.settle(t.Context())
+		return time.Since(t0)
+	}
+	a.state.lastPush = time.Now()
+	a.sched.add(&job{id: 1, kind: ledger.KindDeploy, tip: true})
+	if d := timed(); d > 50*time.Millisecond {
+		t.Fatalf("a tip deploy with nothing running settled for %v", d)
+	}
+	a.sched.next() // job 1 runs
+
+	a.sched.add(&job{id: 2, kind: ledger.KindDeploy, tip: true})
+	a.sched.ran() // job 1 is done
+	go func() {
+		// Pushes keep coming for 300 ms.
+		for range 6 {
+			time.Sleep(50 * time.Millisecond)
+			a.mu.Lock()
+			a.state.lastPush = time.Now()
+			a.mu.Unlock()
+		}
+	}()
+	if d := timed(); d < 400*time.Millisecond || d > 900*time.Millisecond {
+		t.Fatalf("settled for %v; want the pushes' 300 ms plus the 150 ms quiet", d)
+	}
+
+	a.state.lastPush = time.Now()
+	a.sched.add(&job{id: 3, kind: ledger.KindRollback})
+	if d := timed(); d > 50*time.Millisecond {
+		t.Fatalf("settled for %v with a rollback waiting", d)
+	}
+
+	a.SettleMax = 200 * time.Millisecond
+	a.sched.next() // the rollback runs
+	a.sched.add(&job{id: 4, kind: ledger.KindDeploy, tip: true})
+	a.sched.ran()
+	stop := time.Now().Add(time.Second)
+	go func() {
+		for time.Now().Before(stop) {
+			time.Sleep(20 * time.Millisecond)
+			a.mu.Lock()
+			a.state.lastPush = time.Now()
+			a.mu.Unlock()
+		}
+	}()
+	if d := timed(); d > 500*time.Millisecond {
+		t.Fatalf("settled for %v under endless pushes; want SettleMax", d)
+	}
+}
