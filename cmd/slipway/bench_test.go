@@ -163,6 +163,9 @@ func BenchmarkNodeReuse(b *testing.B) {
 				total = append(total, d)
 				st := stepDurations(b, a, a.lastDeploy().ID)
 				deps = append(deps, st["build:deps"]+st["reuse:deps"])
+				if os.Getenv("BENCH_STEPS") != "" {
+					b.Logf("%v %v", d, st)
+				}
 			}
 			b.ReportMetric(ms(median(total)), "deploy-ms")
 			b.ReportMetric(ms(median(deps)), "deps-step-ms")

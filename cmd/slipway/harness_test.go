@@ -30,6 +30,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	slipwayBin = filepath.Join(dir, "slipway")
+	preferSystemPython()
 	out, err := exec.Command("go", "build", "-o", slipwayBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build slipway: %v\n%s", err, out)
@@ -38,6 +39,29 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// preferSystemPython takes pyenv's directories out of PATH when python3 is
+// one of its shims and the system has its own python3. A shim is a chain of
+// bash scripts that costs about 0.4 s of CPU at every start of python3: the
+// example worker's start would keep burning CPU while slipway runs its later
+// steps, on a 2-core machine, and skew every figure. The Debian VMs that
+// slipway deploys to (and the e2e VMs) run /usr/bin/python3.
+func preferSystemPython() {
+	p, err := exec.LookPath("python3")
+	if err != nil || !strings.Contains(p, "/.pyenv/") {
+		return
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		return
+	}
+	var keep []string
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if !strings.Contains(dir, "/.pyenv/") {
+			keep = append(keep, dir)
+		}
+	}
+	_ = os.Setenv("PATH", strings.Join(keep, string(filepath.ListSeparator)))
 }
 
 // app is one example app in a git repository, deployed into its own root.
