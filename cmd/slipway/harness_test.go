@@ -52,8 +52,8 @@ func preferSystemPython() {
 	if err != nil || !strings.Contains(p, "/.pyenv/") {
 		return
 	}
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		return
+	if exec.Command("/usr/bin/python3", "-c", "import venv, ensurepip").Run() != nil {
+		return // no system python3 that can make a venv: keep the shim
 	}
 	var keep []string
 	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
