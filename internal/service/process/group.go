@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/slipway-dev/slipway/internal/service/procfs"
 )
 
@@ -100,6 +102,12 @@ func signalGroup(pgid int, sig syscall.Signal) error {
 // or ctx ends (its error).
 func waitGroupGone(ctx context.Context, pgid int, timeout time.Duration) (bool, error) {
 	deadline := time.Now().Add(timeout)
+	// The group's leader (pid pgid) is almost always the service itself:
+	// its pidfd says the moment it exits, where polling would see it up to
+	// a poll later. The rest of the group is then polled as before.
+	if err := waitExit(ctx, pgid, deadline); err != nil {
+		return false, err
+	}
 	// Most services exit within milliseconds of SIGTERM: look again soon,
 	// then every pollInterval.
 	wait := pollInterval / 4
@@ -117,6 +125,35 @@ func waitGroupGone(ctx context.Context, pgid int, timeout time.Duration) (bool, 
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, pollInterval)
+	}
+}
+
+// waitExit waits until process pid exits, deadline passes or ctx ends (its
+// error). A process that is gone already, or a kernel without pidfds, is
+// not waited for.
+func waitExit(ctx context.Context, pid int, deadline time.Time) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = unix.Close(fd) }()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil
+		}
+		// In slices, so that a cancelled ctx is seen within 50 ms.
+		ms := int(min(left, 50*time.Millisecond)/time.Millisecond) + 1
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return nil
+		}
+		if n > 0 {
+			return nil
+		}
 	}
 }
 

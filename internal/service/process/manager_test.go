@@ -626,3 +626,32 @@ func TestStartCancelledDuringGrace(t *testing.T) {
 		t.Error("pid file left by a cancelled Start")
 	}
 }
+
+func TestWaitExit(t *testing.T) {
+	cmd := exec.Command("sleep", "0.2")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	if err := waitExit(t.Context(), cmd.Process.Pid, time.Now().Add(30*time.Second)); err != nil {
+		t.Fatalf("waitExit: %v", err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("waitExit returned while the process still ran")
+	}
+
+	// A cancelled wait returns the context's error at once.
+	long := exec.Command("sleep", "60")
+	if err := long.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = long.Process.Kill(); _ = long.Wait() })
+	cctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	if err := waitExit(cctx, long.Process.Pid, time.Now().Add(30*time.Second)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("waitExit = %v; want context.Canceled", err)
+	}
+}
