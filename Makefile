@@ -39,7 +39,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadEnvFile -fuzztime 30s ./internal/config/
 
 lint:
-	gofmt -l . | tee /dev/stderr | (! read)
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt: not formatted:" >&2; echo "$$out" >&2; exit 1; fi
 	$(GO) vet ./...
 	@if command -v golangci-lint >/dev/null; then golangci-lint run --build-tags e2e ./...; \
 	else $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run --build-tags e2e ./...; fi
