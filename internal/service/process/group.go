@@ -24,9 +24,8 @@ type observed struct {
 	// leader is true when the recorded pid is alive, not a zombie, and the
 	// same process that was started (its start time matches).
 	leader bool
-	// members are the processes of its group that have not exited,
-	// including the leader. They may outlive it: a shell's children after
-	// the shell crashed.
+	// members are the processes of its group that have not exited, found
+	// only when the leader has: a shell's children after the shell crashed.
 	members []procfs.Stat
 	// why is set when the leader is not running, for State.Detail.
 	why string
@@ -50,14 +49,13 @@ func observe(r record) (observed, error) {
 	case st.StartTicks != r.StartTicks:
 		return observed{why: fmt.Sprintf("pid %d is now another process", r.PID)}, nil
 	}
-	members, err := procfs.Group(r.PGID)
-	if err != nil {
-		return observed{}, err
-	}
 	if st.Gone() {
-		return observed{members: members, why: fmt.Sprintf("pid %d has exited", r.PID)}, nil
+		members, err := procfs.Group(r.PGID)
+		return observed{members: members, why: fmt.Sprintf("pid %d has exited", r.PID)}, err
 	}
-	return observed{leader: true, members: members}, nil
+	// The leader runs: that is all a caller needs to know (Stop ends the
+	// whole group anyway), and it spares a scan of every process.
+	return observed{leader: true}, nil
 }
 
 // leftovers are the processes still in r's group and session after its
