@@ -280,6 +280,15 @@ func TestProxyUnderSystemd(t *testing.T) {
 	if a := active(); !strings.HasPrefix(a, "web-web@") || strings.Contains(a, "\n") {
 		t.Fatalf("want one active instance unit, got %q", a)
 	}
+	// A stray instance, as a deploy killed between an instance's start and
+	// the switch leaves behind: the next deploy stops and disables it.
+	cur := strings.TrimSuffix(strings.TrimPrefix(active(), "web-web@"), ".service")
+	vm.MustExec(t, "sh", "-c", fmt.Sprintf("cd /opt/web/run/env && "+
+		"sed -e 's/^PORT=.*/PORT=3999/' -e 's/^SLIPWAY_SERVICE=.*/SLIPWAY_SERVICE=web.3999/' web.%s.env > web.3999.env && "+
+		"chmod 600 web.3999.env && systemctl enable --quiet --now web-web@3999.service", cur))
+	if a := active(); !strings.Contains(a, "web-web@3999.service") {
+		t.Fatalf("the stray instance did not start: %q", a)
+	}
 
 	var ok, failed atomic.Int64
 	stop := make(chan struct{})
@@ -330,6 +339,9 @@ func TestProxyUnderSystemd(t *testing.T) {
 	}
 	if a := active(); strings.Contains(a, "\n") {
 		t.Fatalf("old instances still active:\n%s", a)
+	}
+	if out, _ := vm.Run(t, "systemctl", "is-enabled", "web-web@3999.service"); strings.TrimSpace(out) == "enabled" {
+		t.Fatal("the stray instance is still enabled: it would come back at boot")
 	}
 	vm.Reboot(t)
 	waitFor(t, 60*time.Second, "the proxy and its instance after the reboot", func() bool {

@@ -170,15 +170,35 @@ func (e *Engine) switchInstance(ctx context.Context, s *config.Service, base ser
 	return msg, e.stopStrays(ctx, base, port)
 }
 
+// unitLister is a service manager that can list its units (systemd).
+type unitLister interface {
+	ListUnits(ctx context.Context, pattern string) ([]string, error)
+}
+
 // stopStrays stops instances of a service that do not serve (a crash
 // between a start and a switch leaves one behind). The process manager
-// knows them by their pid files.
+// knows them by their pid files, systemd by their template's name.
 func (e *Engine) stopStrays(ctx context.Context, base service.Spec, keep int) error {
+	ports := map[int]bool{}
 	pids, _ := filepath.Glob(filepath.Join(e.Layout.RunDir(), base.Name+".*.pid"))
-	var errs []error
 	for _, p := range pids {
-		port, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), base.Name+"."), ".pid"))
-		if err != nil || port == keep {
+		if port, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), base.Name+"."), ".pid")); err == nil {
+			ports[port] = true
+		}
+	}
+	var errs []error
+	if l, ok := e.Services.(unitLister); ok {
+		prefix := fmt.Sprintf("%s-%s@", e.Cfg.App, base.Name)
+		units, err := l.ListUnits(ctx, prefix+"*.service")
+		errs = append(errs, err)
+		for _, u := range units {
+			if port, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(u, prefix), ".service")); err == nil {
+				ports[port] = true
+			}
+		}
+	}
+	for port := range ports {
+		if port == keep {
 			continue
 		}
 		if err := e.Services.Stop(ctx, instance(base, e.Cfg.App, port)); err != nil {

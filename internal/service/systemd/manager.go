@@ -147,6 +147,22 @@ func (m *Manager) Stop(ctx context.Context, s service.Spec) error {
 	return nil
 }
 
+// ListUnits lists the loaded service units whose names match pattern (a
+// systemctl glob such as "board-web@*.service"), active or not.
+func (m *Manager) ListUnits(ctx context.Context, pattern string) ([]string, error) {
+	out, err := Systemctl(ctx, "list-units", "--all", "--plain", "--no-legend", "--full", "--type=service", pattern)
+	if err != nil {
+		return nil, fmt.Errorf("list units %s: %w", pattern, err)
+	}
+	var units []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasSuffix(f[0], ".service") {
+			units = append(units, f[0])
+		}
+	}
+	return units, nil
+}
+
 // Status reports the unit's state.
 func (m *Manager) Status(ctx context.Context, s service.Spec) (service.State, error) {
 	p, err := show(ctx, s.Unit)
