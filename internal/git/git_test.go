@@ -1,6 +1,7 @@
 package git
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -246,62 +247,14 @@ func TestScpLikeRemote(t *testing.T) {
 	}
 }
 
-func TestRemoteTip(t *testing.T) {
-	s := newSource(t)
-	m := newMirror(t, s.dir) // no Ensure: RemoteTip asks the remote, not the mirror
-	tests := []struct {
-		branch  string
-		want    string
-		unknown bool // ErrUnknownRevision
-		invalid bool // refused before asking
-	}{
-		{branch: "main", want: s.c2},
-		{branch: "feature", want: s.c3},
-		{branch: "v1", unknown: true}, // a tag is not a branch
-		{branch: "nope", unknown: true},
-		{branch: "-main", invalid: true},
-		{branch: "--upload-pack=touch /tmp/pwned", invalid: true},
-		{branch: "main..feature", invalid: true},
-		{branch: "", invalid: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.branch, func(t *testing.T) {
-			got, err := m.RemoteTip(t.Context(), tt.branch)
-			switch {
-			case tt.want != "":
-				if err != nil || got != tt.want {
-					t.Errorf("RemoteTip = %q, %v; want %s", got, err, tt.want)
-				}
-			case tt.unknown:
-				if !errors.Is(err, ErrUnknownRevision) {
-					t.Errorf("err = %v; want ErrUnknownRevision", err)
-				}
-			case tt.invalid:
-				if err == nil || errors.Is(err, ErrUnknownRevision) || !strings.Contains(err.Error(), "not a valid ref name") {
-					t.Errorf("err = %v; want a refused ref name", err)
-				}
-			}
-		})
-	}
+// askTip is RemoteTip or FetchBranch: both answer the commit at a branch's
+// tip on the remote.
+type askTip func(m *Mirror, ctx context.Context, branch string) (string, error)
 
-	t.Run("unreachable remote", func(t *testing.T) {
-		m := newMirror(t, filepath.Join(t.TempDir(), "missing"))
-		_, err := m.RemoteTip(t.Context(), "main")
-		if err == nil || errors.Is(err, ErrUnknownRevision) {
-			t.Fatalf("err = %v; want a remote error", err)
-		}
-		if !strings.Contains(err.Error(), "missing") {
-			t.Errorf("error %q does not name the remote", err)
-		}
-	})
-}
-
-func TestFetchBranch(t *testing.T) {
-	s := newSource(t)
-	m := newMirror(t, s.dir)
-	if err := m.Ensure(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+// checkBranchTips runs the cases RemoteTip and FetchBranch share. With
+// fetched, the answer must also be in the mirror.
+func checkBranchTips(t *testing.T, s *source, m *Mirror, ask askTip, fetched bool) {
+	t.Helper()
 	tests := []struct {
 		branch  string
 		want    string
@@ -316,16 +269,17 @@ func TestFetchBranch(t *testing.T) {
 		{branch: "-main", invalid: true},
 		{branch: "--upload-pack=touch /tmp/pwned", invalid: true},
 		{branch: "main..feature", invalid: true},
+		{branch: "", invalid: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.branch, func(t *testing.T) {
-			got, err := m.FetchBranch(t.Context(), tt.branch)
+			got, err := ask(m, t.Context(), tt.branch)
 			switch {
 			case tt.want != "":
 				if err != nil || got != tt.want {
-					t.Fatalf("FetchBranch = %q, %v; want %s", got, err, tt.want)
+					t.Fatalf("tip of %s = %q, %v; want %s", tt.branch, got, err, tt.want)
 				}
-				if !m.Has(t.Context(), got) {
+				if fetched && !m.Has(t.Context(), got) {
 					t.Fatalf("the mirror lacks %s after the fetch", got)
 				}
 			case tt.unknown:
@@ -340,25 +294,42 @@ func TestFetchBranch(t *testing.T) {
 		})
 	}
 
-	t.Run("force-pushed", func(t *testing.T) {
-		gitIn(t, s.dir, "checkout", "-q", "main")
-		gitIn(t, s.dir, "reset", "-q", "--hard", s.c1)
-		if got, err := m.FetchBranch(t.Context(), "main"); err != nil || got != s.c1 {
-			t.Fatalf("FetchBranch = %q, %v; want %s, the branch as it is now", got, err, s.c1)
-		}
-	})
-
 	t.Run("unreachable remote", func(t *testing.T) {
 		m := newMirror(t, filepath.Join(t.TempDir(), "missing"))
-		if err := m.Ensure(t.Context()); err != nil {
-			t.Fatal(err)
+		if fetched {
+			if err := m.Ensure(t.Context()); err != nil {
+				t.Fatal(err)
+			}
 		}
-		_, err := m.FetchBranch(t.Context(), "main")
+		_, err := ask(m, t.Context(), "main")
 		if err == nil || errors.Is(err, ErrUnknownRevision) {
 			t.Fatalf("err = %v; want a remote error", err)
 		}
 		if !strings.Contains(err.Error(), "missing") {
 			t.Errorf("error %q does not name the remote", err)
+		}
+	})
+}
+
+func TestRemoteTip(t *testing.T) {
+	s := newSource(t)
+	m := newMirror(t, s.dir) // no Ensure: RemoteTip asks the remote, not the mirror
+	checkBranchTips(t, s, m, (*Mirror).RemoteTip, false)
+}
+
+func TestFetchBranch(t *testing.T) {
+	s := newSource(t)
+	m := newMirror(t, s.dir)
+	if err := m.Ensure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	checkBranchTips(t, s, m, (*Mirror).FetchBranch, true)
+
+	t.Run("force-pushed", func(t *testing.T) {
+		gitIn(t, s.dir, "checkout", "-q", "main")
+		gitIn(t, s.dir, "reset", "-q", "--hard", s.c1)
+		if got, err := m.FetchBranch(t.Context(), "main"); err != nil || got != s.c1 {
+			t.Fatalf("FetchBranch = %q, %v; want %s, the branch as it is now", got, err, s.c1)
 		}
 	})
 }
