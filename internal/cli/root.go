@@ -101,6 +101,9 @@ func (g *globals) openApp() (*app, error) {
 		for _, id := range r.Deploys {
 			fmt.Fprintf(g.stderr, "recovered deploy %d, which a crash interrupted:\n", id)
 		}
+		if len(r.Deploys) == 0 && len(r.Actions) > 0 {
+			fmt.Fprintln(g.stderr, "recovered what a killed slipway left behind:")
+		}
 		for _, a := range r.Actions {
 			fmt.Fprintf(g.stderr, "  - %s\n", a)
 		}

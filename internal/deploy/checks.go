@@ -44,6 +44,7 @@ func (e *Engine) smoke(ctx context.Context, v vars, out io.Writer, cred *syscall
 				Output:     out,
 				Credential: cred,
 				Display:    c.Run,
+				Track:      e.tracker(),
 			})
 		} else {
 			err = check.Do(ctx, check.Request{

@@ -309,6 +309,7 @@ func (a *attempt) command(ctx context.Context, s *config.Step) error {
 		Output:     a.j.Output(),
 		Credential: a.cred,
 		Display:    s.Run,
+		Track:      a.e.tracker(),
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/lock"
 	"github.com/slipway-dev/slipway/internal/release"
+	"github.com/slipway-dev/slipway/internal/run"
 	"github.com/slipway-dev/slipway/internal/service"
 )
 
@@ -43,6 +44,12 @@ func New(cfg *config.Config, db *ledger.DB, mgr service.Manager) *Engine {
 		Ledger:   db,
 		Services: mgr,
 	}
+}
+
+// tracker records the app's commands (build, migrate, smoke, snapshot)
+// while they run, so that recovery ends whatever a killed slipway left.
+func (e *Engine) tracker() *run.Tracker {
+	return &run.Tracker{Dir: e.Layout.CommandsDir()}
 }
 
 func (e *Engine) now() time.Time {

@@ -26,7 +26,16 @@ const interruptionsBeforeBad = 2
 // marked interrupted, its half-built release removed, and current and the
 // services are brought back to the safe release, healthy (SPEC §4).
 func (e *Engine) recover(ctx context.Context) error {
-	// A data restore a crash interrupted is finished (or undone) first:
+	// What the killed slipway's commands left running goes first: an
+	// orphaned migration must not write into the data recovered below.
+	swept, err := e.tracker().Sweep()
+	if err != nil {
+		return fmt.Errorf("end the processes of interrupted commands: %w", err)
+	}
+	if len(swept) > 0 && e.OnRecover != nil {
+		e.OnRecover(Recovered{Actions: swept})
+	}
+	// A data restore a crash interrupted is finished (or undone) next:
 	// the data is then all old or all restored.
 	if msg, err := snapshot.Recover(e.Layout.SharedDir()); err != nil {
 		return fmt.Errorf("recover an interrupted data restore: %w", err)

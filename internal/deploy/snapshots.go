@@ -38,7 +38,7 @@ func (e *Engine) Providers() []snapshot.Provider {
 		out = append(out, &snapshot.Command{
 			CreateCmd: parse(s.Create), RestoreCmd: parse(s.Restore), DeleteCmd: parse(s.Delete),
 			IDPattern: regexp.MustCompile(s.IDPattern), VMID: s.VMID, Timeout: s.Timeout.D(),
-			Env: run.BaseEnv(),
+			Env: run.BaseEnv(), Track: e.tracker(),
 		})
 	}
 	return out

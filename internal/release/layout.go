@@ -34,6 +34,7 @@ func (l Layout) StateDB() string      { return filepath.Join(l.Root, "state.db")
 func (l Layout) LockFile() string     { return filepath.Join(l.Root, "run", "deploy.lock") }
 func (l Layout) SafeFile() string     { return filepath.Join(l.Root, "run", "SAFE_COMMIT") }
 func (l Layout) SocketPath() string   { return filepath.Join(l.Root, "run", "slipway.sock") }
+func (l Layout) CommandsDir() string  { return filepath.Join(l.Root, "run", "commands") }
 
 // Dir returns the directory of the release called name.
 func (l Layout) Dir(name string) string { return filepath.Join(l.ReleasesDir(), name) }

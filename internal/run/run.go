@@ -31,6 +31,10 @@ type Cmd struct {
 	// Display replaces Argv in errors when the argv holds something that
 	// must not be shown (it never should; kept for shell commands).
 	Display string
+	// Track, when set, records the command while it runs, so that what it
+	// leaves behind is found even after slipway is killed (Tracker.Sweep).
+	// Everything it started, in its process group or not, ends with it.
+	Track *Tracker
 }
 
 // tailSize is how much of a command's output an error keeps.
@@ -101,6 +105,11 @@ func (c Cmd) start(ctx context.Context, stdout *bytes.Buffer, both io.Writer) er
 	if cmd.Env == nil {
 		cmd.Env = BaseEnv()
 	}
+	env, tr, err := c.track(cmd.Env)
+	if err != nil {
+		return &Error{Command: c.display(), ExitCode: -1, Err: err}
+	}
+	cmd.Env = env
 	cmd.Stdin = c.Stdin
 	// Its own group, so a timeout kills the command's children too; and
 	// killed with slipway, so a build or migration never outlives a
@@ -121,7 +130,12 @@ func (c Cmd) start(ctx context.Context, stdout *bytes.Buffer, both io.Writer) er
 		cmd.Stdout = errOut
 	}
 	cmd.Stderr = errOut
-	err := cmd.Run()
+	err = cmd.Start()
+	if err == nil {
+		tr.started(cmd.Process.Pid)
+		err = cmd.Wait()
+	}
+	tr.done()
 	if err == nil {
 		return nil
 	}

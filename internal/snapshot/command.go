@@ -25,6 +25,8 @@ type Command struct {
 	Timeout time.Duration
 	// Env is the commands' environment (nil: a minimal one).
 	Env []string
+	// Track, when set, records each command while it runs (run.Tracker).
+	Track *run.Tracker
 }
 
 // DefaultTimeout bounds a snapshot command when none is configured.
@@ -87,7 +89,7 @@ func (c *Command) run(ctx context.Context, t *Template, v Vars) (string, error) 
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return run.Output(ctx, run.Cmd{Argv: argv, Env: c.Env, Timeout: timeout})
+	return run.Output(ctx, run.Cmd{Argv: argv, Env: c.Env, Timeout: timeout, Track: c.Track})
 }
 
 // Create runs the create command and finds the id in its output.
