@@ -98,7 +98,9 @@ func (e *Engine) deployLocked(ctx context.Context, opts Options, lockWait time.D
 	defer a.j.close()
 	a.j.start("lock")
 	a.j.t0 = a.j.t0.Add(-lockWait)
-	a.j.end(ctx, ledger.Succeeded, "")
+	if err := a.j.end(ctx, ledger.Succeeded, ""); err != nil {
+		return a.fail(ctx, &stepError{step: "lock", err: err})
+	}
 	return a.run(ctx)
 }
 
@@ -122,10 +124,15 @@ func (a *attempt) step(ctx context.Context, name string, bad bool, fn func(conte
 		err = ctx.Err()
 	}
 	if err != nil {
-		a.j.end(ctx, ledger.Failed, Describe(err))
+		if lerr := a.j.end(ctx, ledger.Failed, Describe(err)); lerr != nil {
+			err = errors.Join(err, lerr)
+		}
 		return &stepError{step: name, err: err, bad: bad}
 	}
-	a.j.end(ctx, ledger.Succeeded, detail)
+	if err := a.j.end(ctx, ledger.Succeeded, detail); err != nil {
+		// The step did its work, but recovery could not know it did.
+		return &stepError{step: name, err: err}
+	}
 	return nil
 }
 
@@ -134,14 +141,17 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	var target string
 	err := a.step(ctx, "resolve", false, func(ctx context.Context) (string, error) {
 		sha, how, err := e.resolve(ctx, a.opts)
+		if err != nil {
+			return "", err
+		}
 		target = sha
-		return short(sha) + " " + how, err
+		// Recovery tells a deploy that passed every check by its commit.
+		return short(sha) + " " + how, e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: a.res.DeployID, Commit: target, PreviousCommit: a.safe})
 	})
 	if err != nil {
 		return a.fail(ctx, err)
 	}
 	a.res.Commit = target
-	_ = e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: a.res.DeployID, Commit: target, PreviousCommit: a.safe})
 
 	var skipMsg string
 	err = a.step(ctx, "plan", false, func(ctx context.Context) (string, error) {
@@ -158,8 +168,7 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 		a.res.Outcome = ledger.Skipped
 		a.res.Message = skipMsg
 		a.res.Release = a.live.Name
-		_ = e.Ledger.FinishDeploy(context.WithoutCancel(ctx), a.res.DeployID, ledger.Skipped, skipMsg, false, e.now())
-		return a.res, nil
+		return a.res, e.Ledger.FinishDeploy(context.WithoutCancel(ctx), a.res.DeployID, ledger.Skipped, skipMsg, false, e.now())
 	}
 
 	if a.cred, err = e.credential(); err != nil {
@@ -265,7 +274,10 @@ func (a *attempt) prepare(ctx context.Context) (string, error) {
 	}
 	a.rel = rel
 	a.res.Release, a.res.Version = rel.Name, rel.Version
-	_ = e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: a.res.DeployID, Commit: rel.Commit, PreviousCommit: a.safe, Release: rel.Name})
+	// Recovery removes a half-built release by this name.
+	if err := e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: a.res.DeployID, Commit: rel.Commit, PreviousCommit: a.safe, Release: rel.Name}); err != nil {
+		return "", err
+	}
 	if err := chown(rel.Dir, a.cred); err != nil {
 		return "", fmt.Errorf("give release to %s: %w", e.Cfg.User, err)
 	}

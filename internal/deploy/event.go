@@ -56,17 +56,19 @@ func (j *journal) start(step string) {
 	j.emit(Event{Step: step, Phase: "start", Time: j.t0})
 }
 
-// end closes the running step with outcome and records it everywhere.
-func (j *journal) end(ctx context.Context, outcome ledger.Outcome, detail string) {
+// end closes the running step with outcome and records it everywhere. A
+// step the ledger could not record is an error: recovery reads the steps.
+func (j *journal) end(ctx context.Context, outcome ledger.Outcome, detail string) error {
 	now := j.e.now()
 	d := now.Sub(j.t0)
 	fmt.Fprintf(j.out, "<== %s %s (%s) %s\n", j.step, outcome, d.Round(time.Millisecond), detail)
 	// The ledger write uses its own context: a cancelled deploy still records its steps.
-	_ = j.e.Ledger.AddStep(context.WithoutCancel(ctx), ledger.Step{
+	err := j.e.Ledger.AddStep(context.WithoutCancel(ctx), ledger.Step{
 		DeployID: j.id, Name: j.step, Started: j.t0, Duration: d, Outcome: outcome, Detail: detail,
 	})
 	j.e.appendDeployLog(j.id, j.step, outcome, d, detail)
 	j.emit(Event{Step: j.step, Phase: "end", Outcome: outcome, Detail: detail, Duration: d, Time: now})
+	return err
 }
 
 func (j *journal) emit(ev Event) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // WriteFile writes data to path atomically: a temp file in the same
@@ -47,6 +49,20 @@ func SyncDir(dir string) error {
 	defer func() { _ = d.Close() }()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// SyncFS flushes the whole filesystem that holds path to disk (syncfs(2)):
+// one call for a tree of many files written without an fsync each.
+func SyncFS(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	defer func() { _ = f.Close() }()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync the filesystem of %s: %w", path, err)
 	}
 	return nil
 }

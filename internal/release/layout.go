@@ -73,10 +73,16 @@ func (l Layout) Current() (string, error) {
 	return filepath.Base(target), nil
 }
 
-// Switch points `current` at release name in one rename(2).
+// Switch points `current` at release name in one rename(2). The release's
+// tree is flushed to disk first (its files were written without an fsync
+// each), so that after a power loss `current` never names a tree with
+// empty files.
 func (l Layout) Switch(name string) error {
 	if _, err := os.Stat(filepath.Join(l.Dir(name), "REVISION")); err != nil {
 		return fmt.Errorf("switch to %s: not a complete release: %w", name, err)
+	}
+	if err := fsutil.SyncFS(l.Dir(name)); err != nil {
+		return fmt.Errorf("switch to %s: %w", name, err)
 	}
 	return fsutil.Symlink(filepath.Join("releases", name), l.CurrentLink())
 }

@@ -154,7 +154,7 @@ func (d *Data) extract(ctx context.Context, m *manifest, staging string) error {
 		return fmt.Errorf("%w: %d of the manifest's %d files are in the archive", ErrCorrupt, seen, len(m.Files))
 	}
 	// Everything extracted is on disk before anything is swapped in.
-	return syncfs(staging)
+	return fsutil.SyncFS(staging)
 }
 
 func writeChecked(root *os.Root, name string, h *tar.Header, r io.Reader, s fileSum) error {
@@ -174,15 +174,6 @@ func writeChecked(root *os.Root, name string, h *tar.Header, r io.Reader, s file
 		return fmt.Errorf("%w: %s does not match its checksum", ErrCorrupt, h.Name)
 	}
 	return root.Chtimes(name, h.ModTime, h.ModTime)
-}
-
-func syncfs(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = f.Close() }()
-	return unix.Syncfs(int(f.Fd()))
 }
 
 // journal is a restore between its first and last swap.
