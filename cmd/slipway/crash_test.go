@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,4 +97,231 @@ func TestKill9DuringMigrateEndsItsProcesses(t *testing.T) {
 		t.Errorf("command records left: %v", ents)
 	}
 	assertRecovered(t, a, good)
+}
+
+// runKilled runs slipway with a failpoint and expects it to die of it.
+func (a *app) runKilled(point string, args ...string) {
+	a.t.Helper()
+	cmd := exec.Command(slipwayBin, append([]string{"-c", a.cfgPath}, args...)...)
+	cmd.Env = append(os.Environ(), "SLIPWAY_FAILPOINT="+point)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errorsAs(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		a.t.Fatalf("slipway %v did not die at %s: %v\n%s", args, point, err, out)
+	}
+}
+
+// envOf returns the environment pid started with, or nil.
+func envOf(pid int) map[string]string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return nil
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// processesOf returns the live processes whose environment ties them to
+// the app's root: its services (SLIPWAY_ROOT) and its commands
+// (SLIPWAY_RELEASE_DIR under the root, with SLIPWAY_COMMAND_ID).
+func (a *app) processesOf() (services, commands []int) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !processAlive(pid) {
+			continue
+		}
+		env := envOf(pid)
+		switch {
+		case env["SLIPWAY_COMMAND_ID"] != "" && strings.HasPrefix(env["SLIPWAY_RELEASE_DIR"], a.root+"/"):
+			commands = append(commands, pid)
+		case env["SLIPWAY_ROOT"] == a.root:
+			services = append(services, pid)
+		}
+	}
+	return services, commands
+}
+
+// assertWhole checks what must hold after any crash and recovery: no
+// process of the killed command, a complete current release that is the
+// safe one and serves, every service process of that release, no temp
+// directories, a free lock. It returns the safe commit.
+func (a *app) assertWhole(t *testing.T) string {
+	t.Helper()
+	services, commands := a.processesOf()
+	for _, pid := range commands {
+		c, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		t.Errorf("process %d of a killed command still runs: %q", pid, c)
+	}
+	cur := a.current()
+	if cur == "" {
+		t.Fatal("no current release")
+	}
+	rel := filepath.Join(a.root, "releases", cur)
+	if _, err := os.Stat(filepath.Join(rel, "REVISION")); err != nil {
+		t.Fatalf("current %s is not a complete release: %v", cur, err)
+	}
+	safe := a.safeCommit()
+	if !strings.HasSuffix(cur, safe[:12]) {
+		t.Fatalf("current %s is not the safe commit %s", cur, safe[:7])
+	}
+	version := strings.TrimPrefix(strings.TrimSpace(readFile(t, filepath.Join(rel, "VERSION"))), "APP_VERSION=")
+	if got := a.serving(); got != version {
+		t.Fatalf("serving %q, want the current release's %q", got, version)
+	}
+	for _, pid := range services {
+		env := envOf(pid)
+		if env["SLIPWAY_SERVICE"] == "slipway-proxy" {
+			continue
+		}
+		if env["APP_VERSION"] != version {
+			c, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+			t.Errorf("process %d (%q, service %s) runs %s, not the current release's %s", pid, c, env["SLIPWAY_SERVICE"], env["APP_VERSION"], version)
+		}
+	}
+	for _, pattern := range []string{"releases/.tmp-*", "shared/.restore-*", "shared/.slipway-restore*", ".current.tmp-*", "run/commands/*"} {
+		if m, _ := filepath.Glob(filepath.Join(a.root, pattern)); len(m) > 0 {
+			t.Errorf("left behind: %v", m)
+		}
+	}
+	if r := a.slipway("lock", "status"); !strings.Contains(r.stdout, "free") {
+		t.Fatalf("stale lock: %s", r)
+	}
+	return safe
+}
+
+// recoverAfter runs the recovery (slipway status) and checks the ledger
+// row the killed command left: interrupted, or succeeded when it had
+// passed mark-safe.
+func (a *app) recoverAfter(t *testing.T, point string, passed bool) deployRow {
+	t.Helper()
+	r := a.slipway("status")
+	if r.code != 0 {
+		t.Fatalf("status after recovery: %s", r)
+	}
+	d := a.lastDeploy()
+	want := "interrupted"
+	if passed {
+		want = "succeeded"
+	}
+	if d.Outcome != want {
+		t.Fatalf("killed at %s: ledger row %d is %s (%s), want %s\n%s", point, d.ID, d.Outcome, d.Error, want, r)
+	}
+	return d
+}
+
+// deploySteps are a deploy's steps, in order; from mark-safe on, the
+// deploy stands.
+var deploySteps = []string{"lock", "resolve", "plan", "prepare", "build:venv", "build:compile", "verify-env",
+	"snapshot", "migrate", "stamp", "switch", "restart", "health", "smoke", "settle", "mark-safe", "post-snapshot", "prune"}
+
+// boundaries are the points between steps: before the first, and after
+// each. (Between one step's end and the next one's start nothing is
+// written but the next step's log line.)
+func boundaries(steps ...string) []string {
+	points := []string{"before:" + steps[0]}
+	for _, s := range steps {
+		points = append(points, "after:"+s)
+	}
+	return points
+}
+
+// TestCrashPoints kills slipway with SIGKILL at every step boundary of a
+// deploy, of the rollback of a failed deploy, of `slipway rollback` and of
+// `slipway snapshot restore`, one after the other on one host, and checks
+// after each recovery that the host is whole (assertWhole) and that
+// SAFE_COMMIT never names a commit that did not pass every check.
+func TestCrashPoints(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		// A broken commit's health fails within 3 s, not the example's 20.
+		cfg = strings.Replace(cfg, "  timeout: 20s\n  interval: 200ms\n", "  timeout: 3s\n  interval: 200ms\n", 1)
+		return withSnapshots("  data: [data]\n  post_deploy: true\n")(cfg)
+	})
+	a.mustDeploy()
+	safe := a.assertWhole(t)
+	n := 0
+	next := func() string {
+		n++
+		return a.commit(fmt.Sprintf("change %d", n), map[string]string{"README": fmt.Sprintf("change %d\n", n)})
+	}
+
+	t.Run("deploy", func(t *testing.T) {
+		a := a.with(t)
+		stood := false
+		for _, point := range boundaries(deploySteps...) {
+			stood = stood || point == "after:mark-safe"
+			sha := next()
+			a.runKilled(point, "deploy")
+			d := a.recoverAfter(t, point, stood)
+			got := a.assertWhole(t)
+			switch {
+			case stood && got != sha:
+				t.Fatalf("killed at %s, after mark-safe: safe is %s, want the new %s", point, got[:7], sha[:7])
+			case !stood && got != safe:
+				t.Fatalf("killed at %s: safe is %s, want the old %s (deploy %d: %s)", point, got[:7], safe[:7], d.ID, d.Error)
+			}
+			safe = got
+		}
+	})
+
+	t.Run("failed deploy's rollback", func(t *testing.T) {
+		a := a.with(t)
+		for _, point := range []string{"before:rollback", "after:rollback", "before:restore-data", "after:restore-data"} {
+			a.edit("health says 500 "+point, "backend/app.py",
+				`self.send_body(200, {"status": "ok", "version": APP_VERSION})`,
+				`self.send_body(500, {"status": "broken", "version": APP_VERSION})`)
+			a.runKilled(point, "deploy")
+			a.recoverAfter(t, point, false)
+			if got := a.assertWhole(t); got != safe {
+				t.Fatalf("killed at %s: safe is %s, want %s", point, got[:7], safe[:7])
+			}
+			a.edit("healthy again", "backend/app.py",
+				`self.send_body(500, {"status": "broken", "version": APP_VERSION})`,
+				`self.send_body(200, {"status": "ok", "version": APP_VERSION})`)
+		}
+	})
+
+	t.Run("rollback", func(t *testing.T) {
+		a := a.with(t)
+		for _, point := range boundaries("switch", "restart", "health", "smoke", "settle") {
+			from := next()
+			a.mustDeploy()
+			a.runKilled(point, "rollback")
+			a.recoverAfter(t, point, false)
+			// The rollback is finished: the release before, not the one
+			// it was rolling away from.
+			if got := a.assertWhole(t); got != safe {
+				t.Fatalf("killed at %s: safe is %s, want the rollback's target %s (not %s)", point, got[:7], safe[:7], from[:7])
+			}
+			if r := a.slipway("deploy"); r.code != 0 || !strings.Contains(r.stdout+r.stderr, "marked bad") {
+				t.Fatalf("deploy after the rollback: want the rolled-away commit skipped\n%s", r)
+			}
+		}
+	})
+
+	t.Run("snapshot restore", func(t *testing.T) {
+		a := a.with(t)
+		r := a.slipway("snapshot", "create", "--label", "crash")
+		if r.code != 0 {
+			t.Fatalf("snapshot create: %s", r)
+		}
+		id := strings.Fields(r.stdout)[0]
+		data := filepath.Join(a.root, "shared", "data")
+		for _, point := range append(boundaries("stop", "restore-data", "restart"), "restore:extracting") {
+			writeFile(t, filepath.Join(data, "marker"), point+"\n", 0o644)
+			a.runKilled(point, "snapshot", "restore", id, "--yes")
+			a.recoverAfter(t, point, false)
+			a.assertWhole(t)
+			// All old or all restored: the marker is there whole or gone.
+			if b, err := os.ReadFile(filepath.Join(data, "marker")); err == nil && string(b) != point+"\n" {
+				t.Fatalf("killed at %s: marker is %q", point, b)
+			}
+		}
+	})
 }

@@ -31,7 +31,9 @@ func TestMain(m *testing.M) {
 	}
 	slipwayBin = filepath.Join(dir, "slipway")
 	preferSystemPython()
-	out, err := exec.Command("go", "build", "-o", slipwayBin, ".").CombinedOutput()
+	// With the failpoints of the crash tests (internal/failpoint): a
+	// no-op unless SLIPWAY_FAILPOINT names one.
+	out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", slipwayBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build slipway: %v\n%s", err, out)
 		os.Exit(1)
@@ -108,6 +110,9 @@ func newApp(t testing.TB, name string, edit func(string) string) *app {
 	text = replaceLine(text, "root:", "root: "+a.root)
 	defPort := map[string]string{"python-api": "8000", "node-web": "3000"}[name]
 	text = strings.ReplaceAll(text, defPort, strconv.Itoa(a.port))
+	// A short settle window, unless the test sets one: the default 5 s
+	// would dominate every test's deploys.
+	text = strings.Replace(text, "\nhealth:\n", "\nhealth:\n  settle: 200ms\n", 1)
 	if edit != nil {
 		text = edit(text)
 	}

@@ -105,7 +105,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 					return usageError{Err: errors.New("not restored")}
 				}
 			}
-			msg, err := a.engine.RestoreSnapshot(signalContext(cmd), s.CommitID)
+			msg, err := a.engine.RestoreSnapshot(signalContext(cmd), s.CommitID, actor())
 			if err != nil {
 				return err
 			}

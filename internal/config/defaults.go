@@ -17,6 +17,9 @@ const (
 	DefaultSnapshotKeep = 10
 	DefaultHealthWait   = Duration(60 * time.Second)
 	DefaultHealthEvery  = Duration(time.Second)
+	// DefaultSettle is health.settle when not written, and how long the
+	// services must stay up without a health: section.
+	DefaultSettle = Duration(5 * time.Second)
 	DefaultCheckTimeout = Duration(30 * time.Second)
 )
 
@@ -135,6 +138,9 @@ func applyDefaults(c *Config, ix *index) {
 		}
 		if h.Interval == 0 {
 			h.Interval = DefaultHealthEvery
+		}
+		if !ix.has(keyPath{"health", "settle"}.String()) {
+			h.Settle = DefaultSettle
 		}
 	}
 	for i := range c.Smoke {

@@ -110,6 +110,9 @@ type Health struct {
 	ExpectStatus int      `yaml:"expect_status"`
 	Timeout      Duration `yaml:"timeout"`
 	Interval     Duration `yaml:"interval"`
+	// Settle is how long, once health and smoke passed, every service must
+	// stay up and health keep passing before the release is marked safe.
+	Settle Duration `yaml:"settle"`
 }
 
 // Check is one smoke check: an HTTP request or a command.

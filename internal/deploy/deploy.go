@@ -240,6 +240,11 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 			return a.fail(ctx, err)
 		}
 	}
+	if err := a.step(ctx, "settle", true, func(ctx context.Context) (string, error) {
+		return e.settle(ctx, v, a.cred)
+	}); err != nil {
+		return a.fail(ctx, err)
+	}
 	if err := a.step(ctx, "mark-safe", false, func(context.Context) (string, error) {
 		return "SAFE_COMMIT=" + short(target), e.Layout.WriteSafeCommit(target)
 	}); err != nil {
@@ -544,12 +549,7 @@ func (e *Engine) alive(ctx context.Context, v vars, cred *syscall.Credential) er
 func (e *Engine) waitHealthy(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
 	h := e.Cfg.Health
 	if h == nil {
-		// No health URL: the services must at least stay up for a moment.
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(time.Second):
-		}
+		// No health URL: the settle window is what proves the services up.
 		return "services running (no health check configured)", e.alive(ctx, v, cred)
 	}
 	t0 := time.Now()

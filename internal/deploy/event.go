@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/failpoint"
 	"github.com/slipway-dev/slipway/internal/ledger"
 )
 
@@ -54,6 +55,7 @@ func (j *journal) start(step string) {
 	j.step, j.t0 = step, j.e.now()
 	fmt.Fprintf(j.out, "==> %s %s\n", j.t0.Format(time.RFC3339), step)
 	j.emit(Event{Step: step, Phase: "start", Time: j.t0})
+	failpoint.Hit("before:" + step)
 }
 
 // end closes the running step with outcome and records it everywhere. A
@@ -68,6 +70,7 @@ func (j *journal) end(ctx context.Context, outcome ledger.Outcome, detail string
 	})
 	j.e.appendDeployLog(j.id, j.step, outcome, d, detail)
 	j.emit(Event{Step: j.step, Phase: "end", Outcome: outcome, Detail: detail, Duration: d, Time: now})
+	failpoint.Hit("after:" + j.step)
 	return err
 }
 

@@ -3,7 +3,9 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/release"
@@ -63,12 +65,13 @@ func (e *Engine) recover(ctx context.Context) error {
 	}
 	cur, _ := e.Layout.Current()
 
-	// A deploy killed after mark-safe but before its ledger row was
-	// finished did succeed: SAFE_COMMIT and current both name it.
+	// A deploy or rollback killed after mark-safe but before its ledger
+	// row was finished did succeed: SAFE_COMMIT and current both name it.
 	var done []ledger.Deploy
 	var interrupted []ledger.Deploy
 	for _, d := range unfinished {
-		if d.Kind == ledger.KindDeploy && d.Commit != "" && d.Commit == safe && d.Release != "" && d.Release == cur {
+		putsLive := d.Kind == ledger.KindDeploy || d.Kind == ledger.KindRollback
+		if putsLive && d.Commit != "" && d.Commit == safe && d.Release != "" && d.Release == cur {
 			done = append(done, d)
 		} else {
 			interrupted = append(interrupted, d)
@@ -79,7 +82,7 @@ func (e *Engine) recover(ctx context.Context) error {
 			return err
 		}
 		r.Deploys = append(r.Deploys, d.ID)
-		r.Actions = append(r.Actions, fmt.Sprintf("deploy %d had passed every check before the crash: recorded as succeeded", d.ID))
+		r.Actions = append(r.Actions, fmt.Sprintf("%s %d had passed every check before the crash: recorded as succeeded", d.Kind, d.ID))
 	}
 
 	safeRel, _ := e.releaseOf(ctx, safe)
@@ -91,28 +94,11 @@ func (e *Engine) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-
-	// Bring current and the services back to the safe release.
 	var fixErr error
 	if len(interrupted) > 0 {
-		switch {
-		case safeRel.Name != "" && cur != safeRel.Name:
-			detail, err := e.restore(ctx, safeRel, vars{rel: curRel}, cred)
-			fixErr = err
-			r.Actions = append(r.Actions, "current back to the safe release: "+detail)
-		case safeRel.Name != "":
-			if _, err := e.healthyNow(ctx, vars{rel: safeRel}); err != nil {
-				detail, err := e.restore(ctx, safeRel, vars{rel: safeRel}, cred)
-				fixErr = err
-				r.Actions = append(r.Actions, "services restarted on the safe release: "+detail)
-			}
-		case cur != "":
-			// No safe release yet: an interrupted first deploy. Nothing was
-			// proven healthy, so nothing stays live.
-			detail, err := e.restore(ctx, release.Release{}, vars{rel: curRel}, cred)
-			fixErr = err
-			r.Actions = append(r.Actions, detail)
-		}
+		var actions []string
+		actions, fixErr = e.recoverLive(ctx, interrupted, safeRel, curRel, cred)
+		r.Actions = append(r.Actions, actions...)
 	}
 
 	good, err := e.goodReleases(ctx)
@@ -123,7 +109,7 @@ func (e *Engine) recover(ctx context.Context) error {
 		r.Deploys = append(r.Deploys, d.ID)
 		// Only a deploy's own, never-proven release goes; a rollback's
 		// target is a kept good release.
-		if d.Kind == ledger.KindDeploy && d.Release != "" && d.Release != safeRel.Name && !good[d.Release] {
+		if d.Kind == ledger.KindDeploy && d.Release != "" && !protected(e, d.Release) && !good[d.Release] {
 			if now, _ := e.Layout.Current(); now != d.Release {
 				if err := e.Layout.Remove(d.Release); err == nil {
 					r.Actions = append(r.Actions, "removed half-built releases/"+d.Release)
@@ -163,6 +149,93 @@ func (e *Engine) recover(ctx context.Context) error {
 			State: "the safe release is not healthy", Next: "check the services' logs; `slipway status` shows what runs"}
 	}
 	return nil
+}
+
+// protected reports whether release is one recovery must keep: the one
+// current or SAFE_COMMIT names once it is done.
+func protected(e *Engine, name string) bool {
+	if cur, _ := e.Layout.Current(); cur == name {
+		return true
+	}
+	safe, _ := e.Layout.SafeCommit()
+	r, _ := e.releaseOf(context.Background(), safe)
+	return r.Name == name
+}
+
+// recoverLive brings current and the services to where the interrupted
+// commands meant the host to be, healthy: the rollback's target when a
+// rollback was cut short (then SAFE_COMMIT names it), else the safe
+// release. With no safe release (an interrupted first deploy), nothing was
+// proven healthy, so nothing stays live.
+func (e *Engine) recoverLive(ctx context.Context, interrupted []ledger.Deploy, safeRel, curRel release.Release, cred *syscall.Credential) ([]string, error) {
+	from := vars{rel: curRel}
+	if rb := lastRollback(interrupted); rb != nil {
+		target, err := e.Layout.Open(rb.Release)
+		if err == nil {
+			detail, err := e.finishRollback(ctx, rb, target, from, cred)
+			if err == nil {
+				return []string{"finished rollback " + strconv.FormatInt(rb.ID, 10) + ": " + detail}, nil
+			}
+			if safeRel.Name == "" || safeRel.Name == target.Name {
+				return nil, fmt.Errorf("finish rollback %d to %s: %w", rb.ID, short(target.Commit), err)
+			}
+			// Back to the release it was rolling away from, which at least
+			// passed its checks once.
+			actions := []string{fmt.Sprintf("could not finish rollback %d to %s: %v", rb.ID, short(target.Commit), err)}
+			detail, err = e.restore(ctx, safeRel, vars{rel: target}, cred)
+			return append(actions, "current back to the safe release: "+detail), err
+		}
+	}
+	switch {
+	case safeRel.Name != "" && curRel.Name != safeRel.Name:
+		detail, err := e.restore(ctx, safeRel, from, cred)
+		return []string{"current back to the safe release: " + detail}, err
+	case safeRel.Name != "":
+		if _, err := e.healthyNow(ctx, vars{rel: safeRel}); err != nil {
+			detail, err := e.restore(ctx, safeRel, vars{rel: safeRel}, cred)
+			return []string{"services restarted on the safe release: " + detail}, err
+		}
+		return nil, nil
+	case curRel.Name != "":
+		detail, err := e.restore(ctx, release.Release{}, from, cred)
+		return []string{detail}, err
+	}
+	return nil, nil
+}
+
+// lastRollback returns the newest interrupted rollback that names its
+// target, or nil.
+func lastRollback(ds []ledger.Deploy) *ledger.Deploy {
+	for i := len(ds) - 1; i >= 0; i-- {
+		if ds[i].Kind == ledger.KindRollback && ds[i].Release != "" {
+			return &ds[i]
+		}
+	}
+	return nil
+}
+
+// finishRollback does what an interrupted rollback had left to do: target
+// live, healthy, passing its smoke checks, and SAFE_COMMIT naming it.
+func (e *Engine) finishRollback(ctx context.Context, rb *ledger.Deploy, target release.Release, from vars, cred *syscall.Credential) (string, error) {
+	detail, err := e.restore(ctx, target, from, cred)
+	if err != nil {
+		return "", err
+	}
+	if len(e.Cfg.Smoke) > 0 {
+		j, err := e.openJournal(rb.ID)
+		if err != nil {
+			return "", err
+		}
+		defer j.close()
+		if _, err := e.smoke(ctx, vars{rel: target, previous: from.rel.Commit, deployID: rb.ID}, j.Output(), cred); err != nil {
+			return "", err
+		}
+		detail += ", smoke checks passed"
+	}
+	if err := e.Layout.WriteSafeCommit(target.Commit); err != nil {
+		return "", err
+	}
+	return detail + ", SAFE_COMMIT=" + short(target.Commit), nil
 }
 
 // interruptions counts the earlier interrupted deploys of commit that got

@@ -93,6 +93,18 @@ func (e *Engine) prune(ctx context.Context, failedNow string) (string, error) {
 	for name := range good {
 		delete(failed, name)
 	}
+	// A release whose commit is marked bad since (an operator rolled back
+	// away from it) goes first too: no plain rollback returns to it.
+	checked := map[string]bool{}
+	for _, d := range deploys {
+		if !good[d.Release] || failed[d.Release] || checked[d.Commit] {
+			continue
+		}
+		checked[d.Commit] = true
+		if bad, err := e.Ledger.IsBad(ctx, d.Commit); err == nil && bad {
+			failed[d.Release] = true
+		}
+	}
 	if _, err := e.Layout.RemovePartial(); err != nil {
 		return "", err
 	}

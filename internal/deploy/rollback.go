@@ -86,6 +86,15 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 		}},
 		{"restart", func(ctx context.Context) (string, error) { return e.restartAll(ctx, v, a.cred) }},
 		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, a.cred) }},
+		// A rollback proves itself as a deploy does: after a migration the
+		// old code may no longer fit the data.
+		{"smoke", func(ctx context.Context) (string, error) {
+			if len(e.Cfg.Smoke) == 0 {
+				return "no smoke checks configured", nil
+			}
+			return e.smoke(ctx, v, a.j.Output(), a.cred)
+		}},
+		{"settle", func(ctx context.Context) (string, error) { return e.settle(ctx, v, a.cred) }},
 		{"mark-safe", func(context.Context) (string, error) {
 			return "SAFE_COMMIT=" + short(target.Commit), e.Layout.WriteSafeCommit(target.Commit)
 		}},
@@ -133,6 +142,13 @@ func (e *Engine) rollbackTarget(ctx context.Context, to string, live release.Rel
 	}
 	for _, d := range good {
 		if d.Release == live.Name || d.Commit == live.Commit {
+			continue
+		}
+		// A commit rolled away from before (or failed since) is not where
+		// a plain rollback goes; --to can still name it.
+		if bad, err := e.Ledger.IsBad(ctx, d.Commit); err != nil {
+			return release.Release{}, err
+		} else if bad {
 			continue
 		}
 		if r, err := e.Layout.Open(d.Release); err == nil {

@@ -38,7 +38,15 @@ func (o Outcome) Valid() bool {
 const (
 	KindDeploy   = "deploy"
 	KindRollback = "rollback"
+	// KindRestore is a snapshot restored by hand: it changes the data,
+	// and restarts the services of the live release, not which release is
+	// live. It never makes a commit good or bad.
+	KindRestore = "restore"
 )
+
+// putsLive is the SQL condition of the kinds that put a release live: only
+// they count towards a commit being good or bad.
+const putsLive = `kind IN ('deploy', 'rollback')`
 
 // Triggers: what started a deploy.
 const (
@@ -66,7 +74,7 @@ type Deploy struct {
 	// Bad is set when the commit itself was at fault (build, migrate,
 	// health, smoke), so that a later plan skips it.
 	Bad  bool   `json:"bad"`
-	Kind string `json:"kind"` // deploy or rollback
+	Kind string `json:"kind"` // deploy, rollback or restore
 }
 
 // Duration is how long the deploy took, or 0 while it runs.
@@ -88,7 +96,7 @@ func (db *DB) StartDeploy(ctx context.Context, d Deploy) (int64, error) {
 	if d.Kind == "" {
 		d.Kind = KindDeploy
 	}
-	if d.Kind != KindDeploy && d.Kind != KindRollback {
+	if d.Kind != KindDeploy && d.Kind != KindRollback && d.Kind != KindRestore {
 		return 0, fmt.Errorf("ledger: start deploy: unknown kind %q", d.Kind)
 	}
 	if d.Started.IsZero() {
@@ -251,7 +259,7 @@ func (db *DB) IsBad(ctx context.Context, commit string) (bool, error) {
 			WHERE b.commit_sha = ? AND b.bad
 			AND NOT EXISTS (
 				SELECT 1 FROM deploys AS s
-				WHERE s.commit_sha = b.commit_sha AND s.outcome = ? AND s.id > b.id
+				WHERE s.commit_sha = b.commit_sha AND s.outcome = ? AND s.id > b.id AND s.`+putsLive+`
 			)
 		)`, commit, Succeeded).Scan(&bad)
 	if err != nil {
@@ -267,7 +275,7 @@ func (db *DB) LastGoodReleases(ctx context.Context, limit int) ([]Deploy, error)
 	ds, err := db.queryDeploys(ctx, `SELECT `+deployColumns+` FROM deploys
 		WHERE id IN (
 			SELECT MAX(id) FROM deploys
-			WHERE outcome = ? AND release_name <> ''
+			WHERE outcome = ? AND release_name <> '' AND `+putsLive+`
 			GROUP BY release_name
 		)
 		ORDER BY id DESC LIMIT ?`, Succeeded, noLimit(limit))
@@ -283,7 +291,7 @@ func (db *DB) ReleaseOf(ctx context.Context, commit string) (string, error) {
 	var release string
 	err := db.sql.QueryRowContext(ctx, `
 		SELECT release_name FROM deploys
-		WHERE commit_sha = ? AND outcome = ? AND release_name <> ''
+		WHERE commit_sha = ? AND outcome = ? AND release_name <> '' AND `+putsLive+`
 		ORDER BY id DESC LIMIT 1`, commit, Succeeded).Scan(&release)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("ledger: release of %s: %w", commit, ErrNotFound)

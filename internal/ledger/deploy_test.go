@@ -299,6 +299,10 @@ func TestIsBad(t *testing.T) {
 			{commit: "c1", outcome: Failed, bad: true},
 			{commit: "c1", outcome: Succeeded, kind: KindRollback},
 		}, "c1", false},
+		{"a snapshot restore while it is live does not clear it", []record{
+			{commit: "c1", outcome: Failed, bad: true},
+			{commit: "c1", outcome: Succeeded, kind: KindRestore},
+		}, "c1", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -395,6 +399,7 @@ func TestLastGoodReleases(t *testing.T) {
 		{commit: "c4", outcome: Failed, release: ""},
 		{commit: "c5", outcome: Succeeded, release: "r5"},
 		{commit: "c6", outcome: Running, release: "r6"},
+		{commit: "c3", outcome: Succeeded, release: "r3", kind: KindRestore}, // not a release that passed
 	})
 	tests := []struct {
 		limit int

@@ -41,6 +41,9 @@ type State struct {
 	PID     int       // 0 when not running
 	Since   time.Time // when it was started; zero when unknown
 	Detail  string    // one line for operators, e.g. why it is not running
+	// Restarts counts the times the manager brought the service back
+	// after it exited on its own, since slipway last started it.
+	Restarts int
 }
 
 // Manager runs the services of the current release.

@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
+	"github.com/slipway-dev/slipway/internal/failpoint"
 	"github.com/slipway-dev/slipway/internal/fsutil"
 )
 
@@ -133,6 +134,9 @@ func (d *Data) extract(ctx context.Context, m *manifest, staging string) error {
 				return err
 			}
 			seen++
+			if seen == 1 {
+				failpoint.Hit("restore:extracting")
+			}
 		default:
 			return fmt.Errorf("%w: entry %q has unexpected type %c", ErrCorrupt, h.Name, h.Typeflag)
 		}
