@@ -19,7 +19,7 @@ const (
 	DefaultHealthEvery  = Duration(time.Second)
 	// DefaultSettle is health.settle when not written, and how long the
 	// services must stay up without a health: section.
-	DefaultSettle = Duration(5 * time.Second)
+	DefaultSettle       = Duration(5 * time.Second)
 	DefaultCheckTimeout = Duration(30 * time.Second)
 )
 
