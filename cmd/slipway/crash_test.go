@@ -257,8 +257,11 @@ func TestCrashPoints(t *testing.T) {
 		for _, point := range boundaries(deploySteps...) {
 			stood = stood || point == "after:mark-safe"
 			sha := next()
+			t0 := time.Now()
 			a.runKilled(point, "deploy")
+			t1 := time.Now()
 			d := a.recoverAfter(t, point, stood)
+			t.Logf("%s: killed after %s, recovered in %s", point, t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
 			got := a.assertWhole(t)
 			switch {
 			case stood && got != sha:

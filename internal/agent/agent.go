@@ -69,6 +69,10 @@ type agentState struct {
 	badLogged   string
 	inflight    string    // the commit the running deploy targets
 	lastPush    time.Time // when the last webhook push arrived
+	// repairWait is the pause before the next repair of a live release
+	// that stays down, nextRepair when it may come.
+	repairWait time.Duration
+	nextRepair time.Time
 }
 
 // New checks the agent's settings and wires it. Settings mistakes are
@@ -84,8 +88,12 @@ func New(cfg *config.Config, eng *deploy.Engine, db *ledger.DB, logger *slog.Log
 	}
 	a := &Agent{
 		cfg: cfg, eng: eng, db: db, log: logger, version: version,
-		broker:       events.New(1000),
-		metrics:      NewMetrics(cfg.App),
+		broker: events.New(1000),
+		metrics: NewMetrics(cfg.App, func() []deploy.ServiceStatus {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return eng.ServiceStates(ctx)
+		}),
 		notifier:     notify.New(urls, logger.With("component", "notify")),
 		sched:        newScheduler(),
 		secrets:      secrets,
@@ -317,12 +325,18 @@ func (a *Agent) check(ctx context.Context, trigger string) error {
 	if err != nil {
 		return err
 	}
-	if tip == safe || tip == inflight {
+	if tip == inflight {
 		return nil
+	}
+	if tip == safe {
+		return a.repairIfDown(ctx, trigger)
 	}
 	if bad, err := a.db.IsBad(ctx, tip); err != nil {
 		return err
 	} else if bad {
+		if err := a.repairIfDown(ctx, trigger); err != nil {
+			return err
+		}
 		a.mu.Lock()
 		first := a.state.badLogged != tip
 		a.state.badLogged = tip
@@ -348,6 +362,37 @@ func (a *Agent) check(ctx context.Context, trigger string) error {
 	_, err = a.Enqueue(ctx, api.Request{Kind: ledger.KindDeploy, Trigger: trigger})
 	return err
 }
+
+// repairIfDown queues a deploy when nothing new is to be deployed but the
+// live release is down: the deploy's plan restarts it and proves it
+// healthy. Repairs that do not help are retried with a growing pause (up
+// to repairMaxWait), so a release that cannot come back is not restarted
+// in a loop.
+func (a *Agent) repairIfDown(ctx context.Context, trigger string) error {
+	why := a.eng.LiveDown(ctx)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if why == "" {
+		a.state.repairWait, a.state.nextRepair = 0, time.Time{}
+		return nil
+	}
+	if a.state.Running != 0 || a.state.Waiting != 0 || time.Now().Before(a.state.nextRepair) {
+		return nil
+	}
+	a.state.repairWait = min(max(2*a.state.repairWait, repairFirstWait), repairMaxWait)
+	a.state.nextRepair = time.Now().Add(a.state.repairWait)
+	a.log.Warn("the live release is down; restarting it", "why", why, "next_try_after", a.state.repairWait)
+	a.mu.Unlock()
+	_, err := a.Enqueue(ctx, api.Request{Kind: ledger.KindDeploy, Trigger: trigger})
+	a.mu.Lock()
+	return err
+}
+
+// The pauses between repairs of a live release that stays down.
+const (
+	repairFirstWait = 30 * time.Second
+	repairMaxWait   = 30 * time.Minute
+)
 
 // dropStaleQueue finishes deploys queued by an agent that is gone.
 func (a *Agent) dropStaleQueue(ctx context.Context) error {

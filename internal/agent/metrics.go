@@ -21,8 +21,9 @@ type Metrics struct {
 	lastSuccess prometheus.Gauge
 }
 
-// NewMetrics registers the agent's metrics for app.
-func NewMetrics(app string) *Metrics {
+// NewMetrics registers the agent's metrics for app; services, when set,
+// reports the services' state at each scrape.
+func NewMetrics(app string, services func() []deploy.ServiceStatus) *Metrics {
 	labels := prometheus.Labels{"app": app}
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
@@ -45,7 +46,37 @@ func NewMetrics(app string) *Metrics {
 	}
 	m.Registry.MustRegister(m.deploys, m.steps, m.commit, m.webhooks, m.lastSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if services != nil {
+		m.Registry.MustRegister(newServiceCollector(app, services))
+	}
 	return m
+}
+
+// serviceCollector reports the services' state at each scrape.
+type serviceCollector struct {
+	states       func() []deploy.ServiceStatus
+	up, restarts *prometheus.Desc
+}
+
+func newServiceCollector(app string, states func() []deploy.ServiceStatus) *serviceCollector {
+	labels := prometheus.Labels{"app": app}
+	return &serviceCollector{states: states,
+		up:       prometheus.NewDesc("slipway_service_up", "Whether the service runs (1) or not (0).", []string{"service"}, labels),
+		restarts: prometheus.NewDesc("slipway_service_restarts_total", "Times the service manager restarted the service after it failed, since the last deploy started it.", []string{"service"}, labels),
+	}
+}
+
+func (c *serviceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.up; ch <- c.restarts }
+
+func (c *serviceCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.states() {
+		up := 0.0
+		if s.Running {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, s.Name)
+		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(s.Restarts), s.Name)
+	}
 }
 
 // step records one finished step.

@@ -9,11 +9,11 @@ import (
 )
 
 func newHistoryCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, events bool
 	var n int
 	cmd := &cobra.Command{
-		Use:   "history [--json] [-n N]",
-		Short: "Show the ledger of deploys, newest first",
+		Use:   "history [--json] [-n N] [--events]",
+		Short: "Show the ledger of deploys (or, with --events, of service restarts), newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := g.openApp()
@@ -21,6 +21,22 @@ func newHistoryCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer a.close()
+			if events {
+				es, err := a.db.Events(signalContext(cmd), n)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					printJSON(g, es)
+					return nil
+				}
+				tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tTIME\tKIND\tSERVICE\tDETAIL")
+				for _, e := range es {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.ID, e.Time.Local().Format(time.DateTime), e.Kind, orDash(e.Service), e.Detail)
+				}
+				return tw.Flush()
+			}
 			deploys, err := a.db.Deploys(signalContext(cmd), n)
 			if err != nil {
 				return err
@@ -43,7 +59,8 @@ func newHistoryCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
-	cmd.Flags().IntVarP(&n, "n", "n", 20, "how many deploys")
+	cmd.Flags().IntVarP(&n, "n", "n", 20, "how many rows")
+	cmd.Flags().BoolVar(&events, "events", false, "show the events instead: services the supervisor restarted")
 	return cmd
 }
 

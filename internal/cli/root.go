@@ -49,7 +49,7 @@ func NewRoot() *cobra.Command {
 	root.AddCommand(
 		newInitCmd(g), newCheckCmd(g), newDeployCmd(g), newRollbackCmd(g),
 		newStatusCmd(g), newHistoryCmd(g), newLogsCmd(g), newLockCmd(g), newVersionCmd(g), newAgentCmd(g),
-		newInstallCmd(g), newUninstallCmd(g), newSnapshotCmd(g), newProxyCmd(g),
+		newInstallCmd(g), newUninstallCmd(g), newSnapshotCmd(g), newProxyCmd(g), newSuperviseCmd(),
 	)
 	return root
 }
@@ -118,6 +118,7 @@ func managerFor(cfg *config.Config, layout release.Layout) (service.Manager, err
 	switch cfg.Manager {
 	case config.ManagerProcess:
 		m := process.New(layout.RunDir(), layout.LogDir())
+		m.Ledger = layout.StateDB()
 		// The health step keeps watching the services (and shows a dead
 		// one's output), so Start only needs to catch an instant exit.
 		m.StartGrace = startGrace

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/exitcode"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -38,9 +39,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			if asJSON {
 				printJSON(g, st)
-				return nil
+			} else {
+				printStatus(g.stdout, st)
 			}
-			printStatus(g.stdout, st)
+			if !st.Healthy && st.Current != nil {
+				// For cron and monitoring: a live release is down or failing.
+				return exitError(exitcode.RollbackFailed)
+			}
 			return nil
 		},
 	}
@@ -81,13 +86,20 @@ func printStatus(w io.Writer, s agentStatus) {
 	}
 	for _, sv := range s.Services {
 		state := "stopped"
-		if sv.Running {
+		switch {
+		case sv.Running:
 			state = fmt.Sprintf("running, pid %d", sv.PID)
 			if !sv.Since.IsZero() {
 				state += ", up " + time.Since(sv.Since).Round(time.Second).String()
 			}
-		} else if sv.Detail != "" {
-			state += " (" + sv.Detail + ")"
+			if sv.Restarts > 0 {
+				state += fmt.Sprintf(", restarted %d time(s)", sv.Restarts)
+			}
+		case s.Current == nil:
+		case sv.Detail != "":
+			state = "DOWN (" + sv.Detail + ")"
+		default:
+			state = "DOWN"
 		}
 		fmt.Fprintf(w, "service:   %-10s %s\n", sv.Name, state)
 	}

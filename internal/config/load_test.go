@@ -313,7 +313,7 @@ smoke:
 					Proxy: &Proxy{Listen: ":3000", DrainTimeout: Duration(30 * time.Second)},
 				}},
 				Health: &Health{URL: "http://127.0.0.1:8000/health", ExpectStatus: 200,
-					Timeout: Duration(60 * time.Second), Interval: Duration(time.Second)},
+					Timeout: Duration(60 * time.Second), Interval: Duration(time.Second), Settle: DefaultSettle},
 				Smoke: []Check{
 					{Name: "POST http://127.0.0.1:8000/", URL: "http://127.0.0.1:8000/", Method: "POST", ExpectStatus: 200, Timeout: Duration(30 * time.Second)},
 					{Name: "./smoke.sh", Run: "./smoke.sh", Timeout: Duration(30 * time.Second)},
@@ -362,7 +362,7 @@ func TestLoadSpecExample(t *testing.T) {
 			"worker": {Name: "worker", Dir: "worker", Command: ".venv/bin/python -m worker",
 				Unit: "lucille-worker.service", EnvFile: "worker", StopTimeout: sec(30)},
 		},
-		Health: &Health{URL: "http://127.0.0.1:8000/health", ExpectStatus: 200, Timeout: sec(60), Interval: sec(1)},
+		Health: &Health{URL: "http://127.0.0.1:8000/health", ExpectStatus: 200, Timeout: sec(60), Interval: sec(1), Settle: DefaultSettle},
 		Smoke: []Check{
 			{Name: "board refuses anonymous calls", URL: "http://127.0.0.1:8000/board/tasks", Method: "GET",
 				ExpectStatus: 401, Timeout: sec(30)},
@@ -500,6 +500,31 @@ func TestLoadExamples(t *testing.T) {
 		t.Run(filepath.Base(filepath.Dir(f)), func(t *testing.T) {
 			if _, err := Load(f); err != nil {
 				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestSettle(t *testing.T) {
+	for _, tc := range []struct {
+		name, health string
+		want         Duration
+	}{
+		{"default", "health:\n  url: http://127.0.0.1:8000/health\n", DefaultSettle},
+		{"set", "health:\n  url: http://127.0.0.1:8000/health\n  settle: 2s\n", Duration(2 * time.Second)},
+		{"off", "health:\n  url: http://127.0.0.1:8000/health\n  settle: 0s\n", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "slipway.yml")
+			if err := os.WriteFile(path, []byte("app: web\nrepo: /srv/web.git\n"+tc.health), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Health.Settle != tc.want {
+				t.Errorf("settle = %s, want %s", c.Health.Settle.D(), tc.want.D())
 			}
 		})
 	}

@@ -153,22 +153,35 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	}
 	a.res.Commit = target
 
-	var skipMsg string
+	var plan decision
 	err = a.step(ctx, "plan", false, func(ctx context.Context) (string, error) {
-		skipMsg = e.planSkip(ctx, target, a.opts.Force, a.safeRel, a.live)
-		if skipMsg != "" {
-			return skipMsg, nil
+		plan = e.planSkip(ctx, target, a.opts.Force, a.safeRel, a.live)
+		switch {
+		case plan.repair != "":
+			return plan.skip + "; the live release is down (" + plan.repair + "): restarting it", nil
+		case plan.skip != "":
+			return plan.skip, nil
 		}
 		return "deploy " + short(target) + " over " + orNone(short(a.live.Commit)), nil
 	})
 	if err != nil {
 		return a.fail(ctx, err)
 	}
-	if skipMsg != "" {
+	if plan.skip != "" {
 		a.res.Outcome = ledger.Skipped
-		a.res.Message = skipMsg
+		a.res.Message = plan.skip
 		a.res.Release = a.live.Name
-		return a.res, e.Ledger.FinishDeploy(context.WithoutCancel(ctx), a.res.DeployID, ledger.Skipped, skipMsg, false, e.now())
+		if plan.repair != "" {
+			if a.cred, err = e.credential(); err != nil {
+				return a.fail(ctx, &stepError{step: "restart", err: err})
+			}
+			if res, err := a.repair(ctx, plan.repair); err != nil {
+				return res, err
+			}
+			a.res.Outcome = ledger.Skipped
+			a.res.Message = plan.skip + "; the live release " + short(a.safe) + " was down (" + plan.repair + "): restarted it, healthy"
+		}
+		return a.res, e.Ledger.FinishDeploy(context.WithoutCancel(ctx), a.res.DeployID, ledger.Skipped, a.res.Message, false, e.now())
 	}
 
 	if a.cred, err = e.credential(); err != nil {
@@ -468,21 +481,100 @@ func (e *Engine) resolve(ctx context.Context, opts Options) (string, string, err
 	}
 }
 
-// planSkip returns why the target needs no deploy ("" to deploy it).
-func (e *Engine) planSkip(ctx context.Context, target string, force bool, safeRel, live release.Release) string {
+// decision is what the plan step decided when the target needs no deploy.
+type decision struct {
+	skip   string // why the target is not deployed ("" to deploy it)
+	repair string // set when the live safe release is down: why, and it is restarted
+}
+
+// planSkip decides whether the target needs no deploy, and whether the
+// live release, which is the safe one, must be brought back meanwhile: a
+// bad or already-live target must not leave a site down.
+func (e *Engine) planSkip(ctx context.Context, target string, force bool, safeRel, live release.Release) decision {
 	if force {
-		return ""
+		return decision{}
 	}
-	if safeRel.Commit == target && live.Name == safeRel.Name {
-		if _, err := e.healthyNow(ctx, vars{rel: live}); err == nil {
-			return "nothing to do: " + short(target) + " is the safe commit and is healthy"
+	liveIsSafe := safeRel.Name != "" && live.Name == safeRel.Name
+	down := func() string {
+		if !liveIsSafe {
+			return ""
+		}
+		if _, err := e.healthyNow(ctx, vars{rel: live}); err != nil {
+			return firstLine(err.Error())
+		}
+		if p, ok := e.proxyState(ctx); ok && !p.Running {
+			return "the proxy is down"
 		}
 		return ""
 	}
-	if bad, err := e.Ledger.IsBad(ctx, target); err == nil && bad {
-		return "skipped: " + short(target) + " failed before and is marked bad; push a fix, or use --force to try it again"
+	if safeRel.Commit == target && liveIsSafe {
+		if why := down(); why != "" {
+			return decision{skip: "nothing to deploy: " + short(target) + " is the safe commit", repair: why}
+		}
+		return decision{skip: "nothing to do: " + short(target) + " is the safe commit and is healthy"}
 	}
-	return ""
+	if bad, err := e.Ledger.IsBad(ctx, target); err == nil && bad {
+		d := decision{skip: "skipped: " + short(target) + " failed before and is marked bad; push a fix, or use --force to try it again"}
+		d.repair = down()
+		return d
+	}
+	return decision{}
+}
+
+// LiveDown says why the live release, when it is the safe one, is down or
+// failing its health check ("" when it is fine, or not the safe one).
+func (e *Engine) LiveDown(ctx context.Context) string {
+	safe, _ := e.Layout.SafeCommit()
+	safeRel, _ := e.releaseOf(ctx, safe)
+	var live release.Release
+	if name, _ := e.Layout.Current(); name != "" {
+		live, _ = e.Layout.Open(name)
+	}
+	return e.planSkip(ctx, safe, false, safeRel, live).repair
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// repair brings the live safe release back: restart, health, smoke and
+// settle, as a deploy proves a release. Its failure means the host needs
+// an operator (exit 4).
+func (a *attempt) repair(ctx context.Context, why string) (Result, error) {
+	e := a.e
+	a.rel = a.safeRel
+	v := vars{rel: a.safeRel, previous: a.safe, deployID: a.res.DeployID}
+	steps := []struct {
+		name string
+		fn   func(context.Context) (string, error)
+	}{
+		{"restart", func(ctx context.Context) (string, error) { return e.restartAll(ctx, v, a.cred) }},
+		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, a.cred) }},
+		{"smoke", func(ctx context.Context) (string, error) {
+			if len(e.Cfg.Smoke) == 0 {
+				return "no smoke checks configured", nil
+			}
+			return e.smoke(ctx, v, a.j.Output(), a.cred)
+		}},
+		{"settle", func(ctx context.Context) (string, error) { return e.settle(ctx, v, a.cred) }},
+	}
+	for _, s := range steps {
+		if err := a.step(ctx, s.name, false, s.fn); err != nil {
+			f := &Failure{DeployID: a.res.DeployID, Step: s.name, Err: unwrapStep(err), kind: ErrRollbackFailed,
+				State: "the safe release " + short(a.safe) + " is live but does not come back healthy (it was down: " + why + ")",
+				Next:  fmt.Sprintf("check the services' logs (`slipway logs %d`, logs/<service>.log or journalctl); `slipway status` shows what runs", a.res.DeployID)}
+			if ctx.Err() != nil {
+				f.kind = ErrInterrupted
+			}
+			a.res.Outcome, a.res.Message = ledger.Failed, f.Error()
+			if ferr := e.Ledger.FinishDeploy(context.WithoutCancel(ctx), a.res.DeployID, ledger.Failed, f.Error(), false, e.now()); ferr != nil {
+				return a.res, errors.Join(f, ferr)
+			}
+			return a.res, f
+		}
+	}
+	return a.res, nil
 }
 
 // restartAll stops each service's old instance and starts the release's;

@@ -17,7 +17,7 @@ type Plan struct {
 	Subject string     `json:"subject,omitempty"`
 	Live    string     `json:"live,omitempty"`
 	Safe    string     `json:"safe,omitempty"`
-	Action  string     `json:"action"` // deploy | nothing | skip
+	Action  string     `json:"action"` // deploy | nothing | skip | repair
 	Reason  string     `json:"reason,omitempty"`
 	Steps   []PlanStep `json:"steps,omitempty"`
 }
@@ -45,12 +45,15 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 		live, _ = e.Layout.Open(name)
 	}
 	p := &Plan{Target: target, Subject: e.Mirror.Subject(ctx, target), Live: live.Name, Safe: safe, Action: "deploy"}
-	if msg := e.planSkip(ctx, target, opts.Force, safeRel, live); msg != "" {
-		p.Action, p.Reason = "skip", msg
-		if strings.HasPrefix(msg, "nothing to do") {
+	if d := e.planSkip(ctx, target, opts.Force, safeRel, live); d.skip != "" {
+		p.Action, p.Reason = "skip", d.skip
+		switch {
+		case d.repair != "":
+			p.Action, p.Reason = "repair", d.skip+"; the live release is down ("+d.repair+"): it would be restarted, and proven healthy"
+		case strings.HasPrefix(d.skip, "nothing to do"):
 			p.Action = "nothing"
 		}
-		return Result{Commit: target, Plan: p, Message: msg}, nil
+		return Result{Commit: target, Plan: p, Message: p.Reason}, nil
 	}
 	add := func(name, detail string) { p.Steps = append(p.Steps, PlanStep{name, detail}) }
 	add("prepare", fmt.Sprintf("export %s into releases/<time>-%s, link shared %v", short(target), target[:12], e.Cfg.Shared))

@@ -61,6 +61,37 @@ func (e *Engine) proxyClient(ctx context.Context) (*proxy.Client, error) {
 	return c, nil
 }
 
+// usesProxy reports whether any service is behind the proxy.
+func (e *Engine) usesProxy() bool {
+	for _, s := range e.Cfg.Services {
+		if s.Proxy != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// proxyState reports the proxy as one more service, when the app uses it:
+// running when it answers on its control socket.
+func (e *Engine) proxyState(ctx context.Context) (ServiceStatus, bool) {
+	if !e.usesProxy() {
+		return ServiceStatus{}, false
+	}
+	st := ServiceStatus{Name: ProxyName}
+	if spec, err := e.proxySpec(); err == nil {
+		if ms, err := e.Services.Status(ctx, spec); err == nil {
+			st.PID, st.Since, st.Restarts, st.Detail = ms.PID, ms.Since, ms.Restarts, ms.Detail
+		}
+	}
+	if err := proxy.NewClient(e.Layout.ProxySocket()).Ping(ctx); err != nil {
+		st.PID = 0
+		st.Detail = "does not answer on " + e.Layout.ProxySocket() + ": " + err.Error()
+		return st, true
+	}
+	st.Running = true
+	return st, true
+}
+
 // proxySpec is how a service manager runs `slipway proxy`.
 func (e *Engine) proxySpec() (service.Spec, error) {
 	bin, err := os.Executable()

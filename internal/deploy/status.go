@@ -38,6 +38,9 @@ type ServiceStatus struct {
 	PID     int       `json:"pid,omitempty"`
 	Since   time.Time `json:"since,omitzero"`
 	Detail  string    `json:"detail,omitempty"`
+	// Restarts counts the times the service manager brought it back after
+	// it failed, since the last deploy started it.
+	Restarts int `json:"restarts"`
 }
 
 // LockInfo is the deploy lock's state.
@@ -45,6 +48,28 @@ type LockInfo struct {
 	Held   bool        `json:"held"`
 	Frozen bool        `json:"frozen"`
 	Holder lock.Holder `json:"holder"`
+}
+
+// ServiceStates reports the live release's services.
+func (e *Engine) ServiceStates(ctx context.Context) []ServiceStatus {
+	var cur release.Release
+	if name, _ := e.Layout.Current(); name != "" {
+		cur, _ = e.Layout.Open(name)
+	}
+	return e.serviceStates(ctx, vars{rel: cur})
+}
+
+func (e *Engine) serviceStates(ctx context.Context, v vars) []ServiceStatus {
+	var out []ServiceStatus
+	for _, spec := range e.specs(v, nil) {
+		st, err := e.Services.Status(ctx, spec)
+		ss := ServiceStatus{Name: spec.Name, Running: st.Running, PID: st.PID, Since: st.Since, Detail: st.Detail, Restarts: st.Restarts}
+		if err != nil {
+			ss.Detail = err.Error()
+		}
+		out = append(out, ss)
+	}
+	return out
 }
 
 // Status gathers the host's state. It asks the remote for the branch tip
@@ -62,17 +87,19 @@ func (e *Engine) Status(ctx context.Context, offline bool) (Status, error) {
 		}
 	}
 	v := vars{rel: cur}
-	for _, spec := range e.specs(v, nil) {
-		st, err := e.Services.Status(ctx, spec)
-		ss := ServiceStatus{Name: spec.Name, Running: st.Running, PID: st.PID, Since: st.Since, Detail: st.Detail}
-		if err != nil {
-			ss.Detail = err.Error()
+	s.Services = e.serviceStates(ctx, v)
+	proxyDown := ""
+	if p, ok := e.proxyState(ctx); ok {
+		s.Services = append(s.Services, p)
+		if !p.Running {
+			proxyDown = "the proxy is down: " + p.Detail
 		}
-		s.Services = append(s.Services, ss)
 	}
 	if cur.Name != "" {
 		if _, err := e.healthyNow(ctx, v); err != nil {
 			s.HealthErr = err.Error()
+		} else if proxyDown != "" {
+			s.HealthErr = proxyDown
 		} else {
 			s.Healthy = true
 		}

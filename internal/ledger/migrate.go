@@ -96,6 +96,20 @@ ALTER TABLE snapshots ADD COLUMN restored_by INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX snapshots_by_label ON snapshots(label, id);
 `,
 	},
+	{
+		name: "create events",
+		// What happened outside a deploy: a service the process manager's
+		// supervisor restarted, say.
+		sql: `
+CREATE TABLE events (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	time    TEXT NOT NULL,
+	kind    TEXT NOT NULL,
+	service TEXT NOT NULL,
+	detail  TEXT NOT NULL
+);
+`,
+	},
 }
 
 // migrate applies the migrations that db has not seen yet, all in one

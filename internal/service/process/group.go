@@ -157,9 +157,20 @@ func waitExit(ctx context.Context, pid int, deadline time.Time) error {
 
 // terminate stops group pgid: SIGTERM, up to timeout for every member to
 // exit, then SIGKILL. When ctx ends first it kills at once and returns the
-// context's error once the group is gone.
+// context's error once the group is gone. A supervised group's SIGTERM goes
+// to its supervisor (the leader), which passes it on to the group once:
+// every process of the service gets exactly one, as from systemd.
 func terminate(ctx context.Context, pgid int, timeout time.Duration) error {
-	if err := signalGroup(pgid, syscall.SIGTERM); err != nil {
+	var err error
+	if isSupervisor(pgid) {
+		err = syscall.Kill(pgid, syscall.SIGTERM)
+		if errors.Is(err, syscall.ESRCH) {
+			err = signalGroup(pgid, syscall.SIGTERM) // its leftovers
+		}
+	} else {
+		err = signalGroup(pgid, syscall.SIGTERM)
+	}
+	if err != nil {
 		return err
 	}
 	gone, err := waitGroupGone(ctx, pgid, timeout)

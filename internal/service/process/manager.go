@@ -7,6 +7,7 @@
 package process
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +41,12 @@ type Manager struct {
 	// StartGrace is how long Start waits for the new process to exit
 	// before calling it started; an exit within it is an *ExitedError.
 	StartGrace time.Duration
+	// Supervisor is the command that runs a service and restarts it when
+	// it fails (Supervise, behind `slipway supervise`); New sets it to
+	// this executable's `supervise`.
+	Supervisor []string
+	// Ledger, when set, is the ledger the supervisors record restarts in.
+	Ledger string
 
 	runDir, logDir string
 }
@@ -46,7 +55,11 @@ var _ service.Manager = (*Manager)(nil)
 
 // New returns a manager that keeps pid files in runDir and logs in logDir.
 func New(runDir, logDir string) *Manager {
-	return &Manager{StartGrace: DefaultStartGrace, runDir: runDir, logDir: logDir}
+	m := &Manager{StartGrace: DefaultStartGrace, runDir: runDir, logDir: logDir}
+	if exe, err := os.Executable(); err == nil {
+		m.Supervisor = []string{exe, "supervise"}
+	}
+	return m
 }
 
 func (m *Manager) pidPath(name string) string { return filepath.Join(m.runDir, name+".pid") }
@@ -141,22 +154,34 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 	if env == nil {
 		env = []string{} // nil would mean "inherit slipway's environment"
 	}
+	if len(m.Supervisor) == 0 {
+		_ = logFile.Close()
+		return fmt.Errorf("start %s: no supervisor command", s.Name)
+	}
+	report, reportW, err := os.Pipe()
+	if err != nil {
+		_ = logFile.Close()
+		return fmt.Errorf("start %s: %w", s.Name, err)
+	}
+	defer func() { _ = report.Close() }()
+	args := m.supervisorArgs(s.Name, path, argv, s.Credential)
 	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   argv,
-		Dir:    s.Dir,
-		Env:    env,
-		Stdout: logFile, // an *os.File: the child writes to it directly,
-		Stderr: logFile, // no goroutine of ours in between
+		Path:       args[0],
+		Args:       args,
+		Dir:        s.Dir,
+		Env:        env,
+		Stdout:     logFile, // an *os.File: the child writes to it directly,
+		Stderr:     logFile, // no goroutine of ours in between
+		ExtraFiles: []*os.File{reportW},
 		SysProcAttr: &syscall.SysProcAttr{
-			Setsid:     true, // its own session and process group
-			Credential: s.Credential,
+			Setsid: true, // its own session and process group
 		},
 	}
 	err = cmd.Start()
-	_ = logFile.Close() // the child has its own descriptor
+	_ = logFile.Close() // the child has its own descriptors
+	_ = reportW.Close()
 	if err != nil {
-		return fmt.Errorf("start %s: `%s`: %w", s.Name, s.Command, err)
+		return fmt.Errorf("start %s: supervisor %s: %w", s.Name, args[0], err)
 	}
 	pid := cmd.Process.Pid
 	// Read the start time before anything can reap the child.
@@ -176,29 +201,49 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 		_ = signalGroup(pid, syscall.SIGKILL)
 		return fmt.Errorf("start %s: %w", s.Name, err)
 	}
-
-	grace := time.NewTimer(m.StartGrace)
-	defer grace.Stop()
-	select {
-	case <-grace.C:
-		return nil
-	case ps := <-exited:
+	gone := func() {
 		// Its children must not stay behind as a half-started service.
 		_ = signalGroup(pid, syscall.SIGKILL)
 		_, _ = waitGroupGone(context.Background(), pid, killWait)
 		_ = removeRecord(pidPath)
-		log, _ := tail(logPath, logStart, exitLogLines)
-		e := &service.ExitedError{Service: s.Name, ExitCode: ps.ExitCode(), Log: log, LogFile: logPath}
-		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			e.Signal = ws.Signal()
-		}
-		return e
+		_ = os.Remove(m.statePath(s.Name))
+	}
+	said := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(report).ReadString('\n')
+		said <- strings.TrimSpace(line)
+	}()
+	var msg string
+	select {
+	case msg = <-said:
 	case <-ctx.Done():
-		_ = signalGroup(pid, syscall.SIGKILL)
-		_, _ = waitGroupGone(context.Background(), pid, killWait)
-		_ = removeRecord(pidPath)
+		gone()
 		return fmt.Errorf("start %s: %w", s.Name, ctx.Err())
 	}
+	word, rest, _ := strings.Cut(msg, " ")
+	switch word {
+	case "ok":
+		return nil
+	case "exit":
+		gone()
+		var code, sig int
+		_, _ = fmt.Sscan(rest, &code, &sig)
+		log, _ := tail(logPath, logStart, exitLogLines)
+		return &service.ExitedError{Service: s.Name, ExitCode: code, Signal: syscall.Signal(sig), Log: log, LogFile: logPath}
+	case "error":
+		gone()
+		return fmt.Errorf("start %s: `%s`: %s", s.Name, s.Command, rest)
+	}
+	// It said nothing: the supervisor itself died.
+	gone()
+	log, _ := tail(logPath, logStart, exitLogLines)
+	how := "exited"
+	select {
+	case ps := <-exited:
+		how = ps.String()
+	case <-time.After(time.Second):
+	}
+	return fmt.Errorf("start %s: its supervisor (%s) %s before the service was up; its last output:\n%s", s.Name, args[0], how, log)
 }
 
 // Stop sends SIGTERM to the service's process group, waits up to
@@ -234,6 +279,9 @@ func (m *Manager) Stop(ctx context.Context, s service.Spec) error {
 		}
 	}
 	if err := removeRecord(pidPath); err != nil {
+		return fmt.Errorf("stop %s: %w", s.Name, err)
+	}
+	if err := os.Remove(m.statePath(s.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("stop %s: %w", s.Name, err)
 	}
 	return nil
@@ -309,16 +357,51 @@ func (m *Manager) Status(ctx context.Context, s service.Spec) (service.State, er
 	if err != nil {
 		return state, fmt.Errorf("status %s: %w", s.Name, err)
 	}
-	if o.leader {
+	sv, err := readState(m.statePath(s.Name))
+	if err != nil {
+		return state, fmt.Errorf("status %s: %w", s.Name, err)
+	}
+	switch {
+	case o.leader && sv == nil:
+		// Started before services were supervised: the leader is the service.
 		state.Running, state.PID, state.Since = true, rec.PID, rec.Started
 		state.Detail = fmt.Sprintf("running as pid %d since %s", rec.PID, rec.Started.Format(time.RFC3339))
 		return state, nil
+	case sv != nil:
+		state.Restarts = sv.Restarts
+		if o.leader && sv.running() {
+			state.Running, state.PID, state.Since = true, sv.PID, sv.Started
+			state.Detail = fmt.Sprintf("running as pid %d since %s", sv.PID, sv.Started.Format(time.RFC3339))
+			if sv.Restarts > 0 {
+				state.Detail += fmt.Sprintf(", restarted %d time(s), last %s", sv.Restarts, sv.LastExit)
+			}
+			return state, nil
+		}
+		if o.leader && !sv.Done {
+			state.Detail = "not running: " + orText(sv.LastExit, "starting")
+			if !sv.RestartAt.IsZero() {
+				state.Detail += fmt.Sprintf("; restart %d at %s", sv.Restarts, sv.RestartAt.Format(time.RFC3339))
+			}
+			return state, nil
+		}
+		if sv.Done {
+			o.why = sv.LastExit
+		} else {
+			o.why = "its supervisor (pid " + strconv.Itoa(rec.PID) + ") has exited"
+		}
 	}
 	state.Detail = "not running: " + o.why
 	if n := len(o.members); n > 0 {
 		state.Detail += fmt.Sprintf("; %d process(es) of its group remain, such as pid %d; stop the service to end them", n, o.members[0].PID)
 	}
 	return state, nil
+}
+
+func orText(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // Logs returns the last lines of the service's log file.

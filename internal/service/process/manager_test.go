@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/run"
 	"github.com/slipway-dev/slipway/internal/service"
 	"github.com/slipway-dev/slipway/internal/service/procfs"
@@ -24,6 +25,10 @@ import (
 // The test binary doubles as a service and as a short-lived slipway CLI,
 // chosen by SLIPWAY_TEST_HELPER.
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "supervise" {
+		// The manager's supervisor is this executable's `supervise`.
+		os.Exit(Supervise(os.Args[2:]))
+	}
 	switch os.Getenv("SLIPWAY_TEST_HELPER") {
 	case "printenv":
 		for _, kv := range os.Environ() {
@@ -243,9 +248,13 @@ func TestStopKillsWhenTermIsIgnored(t *testing.T) {
 	s.StopTimeout = 300 * time.Millisecond
 	st := f.start(s)
 	f.waitLog(s, "ready")
-	group, err := procfs.Group(st.PID)
-	if err != nil || len(group) < 2 {
-		t.Fatalf("group of %d = %v, %v; want the shell and sleep", st.PID, group, err)
+	ps, err := procfs.ReadStat(st.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	group, err := procfs.Group(ps.PGID)
+	if err != nil || len(group) < 3 {
+		t.Fatalf("group of %d = %v, %v; want the supervisor, the shell and sleep", ps.PGID, group, err)
 	}
 	begin := time.Now()
 	if err := f.m.Stop(ctx(t), s); err != nil {
@@ -280,19 +289,24 @@ func TestStopEndsTheWholeGroup(t *testing.T) {
 	}
 }
 
-func TestLeftoversOfACrashedLeader(t *testing.T) {
+func TestLeftoversOfAKilledSupervisor(t *testing.T) {
 	f := newFixture(t)
 	s := f.spec("orphans", "sleep 60 & echo child=$!; wait")
 	st := f.start(s)
 	child := childPID(t, f.waitLog(s, "child="))
-	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil { // the shell only
+	ps, err := procfs.ReadStat(st.PID)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the shell to die", func() bool { return !alive(st.PID) })
+	supervisor := ps.PGID
+	if err := syscall.Kill(supervisor, syscall.SIGKILL); err != nil { // the supervisor only
+		t.Fatal(err)
+	}
+	waitFor(t, "the supervisor to die", func() bool { return !alive(supervisor) })
 
 	now, err := f.m.Status(ctx(t), s)
-	if err != nil || now.Running || !strings.Contains(now.Detail, "remain") {
-		t.Errorf("Status = %+v, %v; want not running, with leftovers named", now, err)
+	if err != nil || now.Running || !strings.Contains(now.Detail, "remain") || !strings.Contains(now.Detail, "supervisor") {
+		t.Errorf("Status = %+v, %v; want not running, naming the supervisor, with leftovers named", now, err)
 	}
 	if err := f.m.Start(ctx(t), s); !errors.Is(err, service.ErrAlreadyRunning) {
 		t.Errorf("Start with leftovers = %v, want ErrAlreadyRunning", err)
@@ -300,8 +314,57 @@ func TestLeftoversOfACrashedLeader(t *testing.T) {
 	if err := f.m.Stop(ctx(t), s); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	if alive(child) {
-		t.Errorf("leftover child %d survived Stop", child)
+	for _, pid := range []int{st.PID, child} {
+		if alive(pid) {
+			t.Errorf("leftover %d survived Stop", pid)
+		}
+	}
+}
+
+// A service that dies is brought back by its supervisor, with a growing
+// backoff, counted in Status and recorded in the ledger; one that exits
+// cleanly is left alone, as systemd's Restart=on-failure does.
+func TestKilledServiceIsRestarted(t *testing.T) {
+	f := newFixture(t)
+	f.m.Ledger = filepath.Join(t.TempDir(), "state.db")
+	s := f.spec("worker", "echo started; exec sleep 60")
+	st := f.start(s)
+	for i := 1; i <= 2; i++ {
+		if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		prev := st.PID
+		waitFor(t, fmt.Sprintf("restart %d", i), func() bool {
+			var err error
+			st, err = f.m.Status(ctx(t), s)
+			return err == nil && st.Running && st.PID != prev
+		})
+		if st.Restarts != i {
+			t.Fatalf("after kill %d: Restarts = %d (%s)", i, st.Restarts, st.Detail)
+		}
+	}
+	log := f.waitLog(s, "restart 2 in 200ms")
+	if !strings.Contains(log, "killed by signal killed after") || !strings.Contains(log, "restart 1 in 100ms") {
+		t.Errorf("log does not tell the restarts and their backoff:\n%s", log)
+	}
+	db, err := ledger.Open(f.m.Ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	es, err := db.Events(t.Context(), 0)
+	if err != nil || len(es) != 2 || es[0].Kind != ledger.EventRestart || es[0].Service != "worker" || !strings.Contains(es[0].Detail, "restart 2") {
+		t.Fatalf("ledger events = %+v, %v; want the two restarts", es, err)
+	}
+
+	clean := f.spec("oneshot", "sleep 0.5; exit 0")
+	f.start(clean)
+	waitFor(t, "the clean exit", func() bool {
+		st, err := f.m.Status(ctx(t), clean)
+		return err == nil && !st.Running && strings.Contains(st.Detail, "exited with status 0")
+	})
+	if st, _ := f.m.Status(ctx(t), clean); st.Restarts != 0 || !strings.Contains(st.Detail, "not restarted") {
+		t.Errorf("a clean exit: %+v; want it left alone", st)
 	}
 }
 
@@ -348,8 +411,9 @@ func TestServiceOutlivesTheProcessThatStartedIt(t *testing.T) {
 	if err != nil || !got.Running {
 		t.Fatalf("Status after the starting CLI exited = %+v, %v", got, err)
 	}
-	if ps, err := procfs.ReadStat(got.PID); err != nil || ps.PPID == cli.Process.Pid || ps.SID != got.PID {
-		t.Errorf("service stat = %+v, %v; want its own session, not a child of the exited CLI", ps, err)
+	self, _ := procfs.ReadStat(os.Getpid())
+	if ps, err := procfs.ReadStat(got.PID); err != nil || ps.PPID == cli.Process.Pid || ps.SID != ps.PGID || ps.SID == self.SID {
+		t.Errorf("service stat = %+v, %v; want a session of its own (its supervisor's), not a child of the exited CLI", ps, err)
 	}
 	if err := f.m.Stop(ctx(t), s); err != nil {
 		t.Fatalf("Stop: %v", err)
@@ -653,5 +717,36 @@ func TestWaitExit(t *testing.T) {
 	time.AfterFunc(100*time.Millisecond, cancel)
 	if err := waitExit(cctx, long.Process.Pid, time.Now().Add(30*time.Second)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("waitExit = %v; want context.Canceled", err)
+	}
+}
+
+// Stop gives every process of a supervised service exactly one SIGTERM, as
+// systemd does: a handler that is not reentrant (many are not) must not
+// get a second one from the supervisor.
+func TestStopSendsOneSIGTERM(t *testing.T) {
+	py := python(t)
+	f := newFixture(t)
+	s := f.spec("once", py+` -u -c "
+import signal, sys, time
+n = 0
+def term(*_):
+    global n
+    n += 1
+    print('SIGTERM', n, flush=True)
+signal.signal(signal.SIGTERM, term)
+print('ready', flush=True)
+while n == 0:
+    time.sleep(0.01)
+time.sleep(0.3)
+sys.exit(0)
+"`)
+	f.start(s)
+	f.waitLog(s, "ready")
+	if err := f.m.Stop(ctx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := f.m.Logs(s, 100)
+	if strings.Count(log, "SIGTERM") != 1 {
+		t.Errorf("the service got %d SIGTERMs, want 1:\n%s", strings.Count(log, "SIGTERM"), log)
 	}
 }
