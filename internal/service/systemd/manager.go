@@ -170,6 +170,9 @@ func (m *Manager) Status(ctx context.Context, s service.Spec) (service.State, er
 		return service.State{}, err
 	}
 	st := service.State{Name: s.Name, Running: p.running()}
+	// Restart=on-failure brought it back this many times since slipway
+	// last started it (systemd resets the count at a start by hand).
+	st.Restarts, _ = strconv.Atoi(p["NRestarts"])
 	if st.Running {
 		st.PID, _ = strconv.Atoi(p["MainPID"])
 		st.Since = parseTime(p["ActiveEnterTimestamp"])
@@ -263,7 +266,7 @@ func (p props) running() bool {
 // show reads a unit's properties.
 func show(ctx context.Context, unitName string) (props, error) {
 	out, err := Systemctl(ctx, "show", "--timestamp=utc",
-		"-p", "LoadState,ActiveState,SubState,Result,MainPID,ActiveEnterTimestamp,ExecMainCode,ExecMainStatus", unitName)
+		"-p", "LoadState,ActiveState,SubState,Result,MainPID,ActiveEnterTimestamp,ExecMainCode,ExecMainStatus,NRestarts", unitName)
 	if err != nil {
 		return nil, err
 	}
