@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -254,5 +255,134 @@ func TestProxyListenHeldRefusesDeploy(t *testing.T) {
 	r := a.slipway("deploy")
 	if r.code != 1 || !strings.Contains(r.stderr, "verify-env") || !strings.Contains(r.stderr, fmt.Sprintf("pid %d", os.Getpid())) {
 		t.Fatalf("deploy with the proxy's address taken: want exit 1 at verify-env naming this process\n%s", r)
+	}
+}
+
+// pacedUsers sends a request with the token to url every gap until stop,
+// and counts the answers that are not 200: what users would see.
+type pacedUsers struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	seen       map[string]int
+	stop       chan struct{}
+	done       chan struct{}
+}
+
+func startUsers(url, token string, gap time.Duration) *pacedUsers {
+	u := &pacedUsers{seen: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	client := &http.Client{Timeout: 10 * time.Second}
+	go func() {
+		defer close(u.done)
+		tick := time.NewTicker(gap)
+		defer tick.Stop()
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for {
+			select {
+			case <-u.stop:
+				return
+			case <-tick.C:
+			}
+			wg.Go(func() {
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := client.Do(req)
+				what := ""
+				if err != nil {
+					what = failureKind(err.Error())
+				} else {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode != 200 {
+						what = fmt.Sprintf("status %d", resp.StatusCode)
+					}
+				}
+				if what == "" {
+					u.ok.Add(1)
+					return
+				}
+				u.failed.Add(1)
+				u.mu.Lock()
+				u.seen[what]++
+				u.mu.Unlock()
+			})
+		}
+	}()
+	return u
+}
+
+func (u *pacedUsers) end() string {
+	close(u.stop)
+	<-u.done
+	return fmt.Sprintf("%d ok, %d failed %v", u.ok.Load(), u.failed.Load(), u.seen)
+}
+
+// backendInstance returns the address the proxy sends the backend's
+// traffic to.
+func (a *app) backendInstance() string {
+	a.t.Helper()
+	r := a.slipway("proxy", "status", "--json")
+	var routes []struct{ Service, Backend string }
+	if err := json.Unmarshal([]byte(r.stdout), &routes); err != nil {
+		a.t.Fatalf("proxy status: %v\n%s", err, r)
+	}
+	for _, rt := range routes {
+		if rt.Service == "backend" {
+			return rt.Backend
+		}
+	}
+	return ""
+}
+
+// TestProxySmokeFailureReachesNoUser: behind the proxy, a release whose
+// /board/tasks answers 500 while /health is fine fails its smoke checks on
+// its own port, before any user reaches it; the instance that served goes
+// on serving untouched. A release that dies after the switch, in the
+// settle window, is switched back to the held instance (no cold start).
+func TestProxySmokeFailureReachesNoUser(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		cfg = strings.Replace(cfg, "  settle: 200ms\n", "  settle: 3s\n", 1)
+		return proxyConfig("2s")(cfg)
+	})
+	good := a.head()
+	a.mustDeploy()
+	serving := a.backendInstance()
+	users := startUsers(fmt.Sprintf("http://127.0.0.1:%d/board/tasks", a.port), a.token, 5*time.Millisecond)
+
+	a.edit("tasks answer 500", "backend/app.py", `            self.send_body(200, {"tasks": tasks})`, `            self.send_body(500, {"error": "broken on purpose"})`)
+	r := a.slipway("deploy")
+	summary := users.end()
+	if r.code != 1 || !strings.Contains(r.stderr, "smoke") {
+		t.Fatalf("deploy of a smoke-failing release: want exit 1 at smoke\n%s", r)
+	}
+	t.Logf("users during the deploy of a smoke-failing release: %s", summary)
+	if users.failed.Load() != 0 || users.ok.Load() < 50 {
+		t.Fatalf("users got errors from a release that failed its smoke checks: %s", summary)
+	}
+	if got := a.backendInstance(); got != serving {
+		t.Fatalf("the proxy sends traffic to %s, want the instance that served, %s", got, serving)
+	}
+	a.assertServing(good)
+
+	// Passes health and smoke, then dies 1 s after its start: found in the
+	// settle window, after the switch; back to the held instance.
+	a.edit("tasks fine again", "backend/app.py", `            self.send_body(500, {"error": "broken on purpose"})`, `            self.send_body(200, {"tasks": tasks})`)
+	a.edit("dies after 1 s", "backend/app.py", "    ThreadingHTTPServer.allow_reuse_address = True",
+		`    threading.Thread(target=lambda: (time.sleep(1), os._exit(1)), daemon=True).start()
+    ThreadingHTTPServer.allow_reuse_address = True`)
+	r = a.slipway("deploy")
+	if r.code != 1 || !strings.Contains(r.stderr, "settle") {
+		t.Fatalf("deploy of a release that dies after the switch: want exit 1 at settle\n%s", r)
+	}
+	if got := a.backendInstance(); got != serving {
+		t.Fatalf("after the settle failure the proxy sends traffic to %s, want the held instance %s (no cold start)", got, serving)
+	}
+	if !strings.Contains(r.stderr, "held since the last switch") {
+		t.Errorf("the rollback did not say it went back to the held instance:\n%s", r)
+	}
+	a.assertServing(good)
+	if a.safeCommit() != good {
+		t.Fatalf("safe = %s", a.safeCommit())
 	}
 }

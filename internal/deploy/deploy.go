@@ -114,6 +114,12 @@ type stepError struct {
 func (s *stepError) Error() string { return s.step + ": " + s.err.Error() }
 func (s *stepError) Unwrap() error { return s.err }
 
+// namedStep is one step of a fixed sequence (a rollback, a repair).
+type namedStep struct {
+	name string
+	fn   func(context.Context) (string, error)
+}
+
 // step runs fn as the named step, recording its start, end and outcome.
 func (a *attempt) step(ctx context.Context, name string, bad bool, fn func(context.Context) (string, error)) error {
 	a.j.start(name)
@@ -237,7 +243,7 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	v := a.vars()
 	if err := a.step(ctx, "restart", true, func(ctx context.Context) (string, error) {
 		a.started = true
-		return e.restartAll(ctx, v, a.cred)
+		return e.startAll(ctx, v, a.cred)
 	}); err != nil {
 		return a.fail(ctx, err)
 	}
@@ -253,6 +259,15 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 			return a.fail(ctx, err)
 		}
 	}
+	if e.usesProxy() {
+		// Only now, proven on its own port, does the release take traffic;
+		// the instance that served stays up through the settle window.
+		if err := a.step(ctx, "traffic", false, func(ctx context.Context) (string, error) {
+			return e.switchTraffic(ctx, v)
+		}); err != nil {
+			return a.fail(ctx, err)
+		}
+	}
 	if err := a.step(ctx, "settle", true, func(ctx context.Context) (string, error) {
 		return e.settle(ctx, v, a.cred)
 	}); err != nil {
@@ -262,6 +277,12 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 		return "SAFE_COMMIT=" + short(target), e.Layout.WriteSafeCommit(target)
 	}); err != nil {
 		return a.fail(ctx, err)
+	}
+	if e.usesProxy() {
+		// The deploy stands whatever happens here; a failure is recorded.
+		_ = a.step(ctx, "drain", false, func(ctx context.Context) (string, error) {
+			return e.retire(ctx, v, a.cred)
+		})
 	}
 	if s := e.Cfg.Snapshot; s != nil && s.PostDeploy {
 		// The deploy stands whatever happens here; a failure is recorded.
@@ -545,10 +566,7 @@ func (a *attempt) repair(ctx context.Context, why string) (Result, error) {
 	e := a.e
 	a.rel = a.safeRel
 	v := vars{rel: a.safeRel, previous: a.safe, deployID: a.res.DeployID}
-	steps := []struct {
-		name string
-		fn   func(context.Context) (string, error)
-	}{
+	steps := []namedStep{
 		{"restart", func(ctx context.Context) (string, error) { return e.restartAll(ctx, v, a.cred) }},
 		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, a.cred) }},
 		{"smoke", func(ctx context.Context) (string, error) {
@@ -577,17 +595,22 @@ func (a *attempt) repair(ctx context.Context, why string) (Result, error) {
 	return a.res, nil
 }
 
-// restartAll stops each service's old instance and starts the release's;
-// a proxied service is switched without a gap (switchInstance).
-func (e *Engine) restartAll(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
+// startAll is the restart step: each service in restart mode is stopped
+// and started on the release; each proxied service gets an instance of the
+// release, healthy on its own port, that takes no traffic yet (startInstance).
+func (e *Engine) startAll(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
+	e.starting = map[string]service.Spec{}
 	var done []string
 	for _, name := range e.Cfg.ServiceNames() {
 		s := e.Cfg.Services[name]
 		spec := e.spec(s, v, cred)
 		if s.Proxy != nil {
-			msg, err := e.switchInstance(ctx, s, spec, v.rel.Name)
+			inst, toSwitch, msg, err := e.startInstance(ctx, s, spec, v.rel.Name)
 			if err != nil {
 				return "", err
+			}
+			if toSwitch {
+				e.starting[name] = inst
 			}
 			done = append(done, msg)
 			continue
@@ -601,6 +624,29 @@ func (e *Engine) restartAll(ctx context.Context, v vars, cred *syscall.Credentia
 		done = append(done, spec.Name)
 	}
 	return strings.Join(done, ", "), nil
+}
+
+// restartAll puts every service on the release at once: startAll, the
+// traffic switch, and the old instances retired without a hold (for a
+// rollback, a recovery, a repair).
+func (e *Engine) restartAll(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
+	msg, err := e.startAll(ctx, v, cred)
+	if err != nil {
+		return "", err
+	}
+	if !e.usesProxy() {
+		return msg, nil
+	}
+	if t, err := e.switchTraffic(ctx, v); err != nil {
+		return "", err
+	} else if t != "" {
+		msg += "; " + t
+	}
+	r, err := e.retire(ctx, v, cred)
+	if err != nil {
+		return "", err
+	}
+	return msg + "; " + r, nil
 }
 
 // stopAll stops every service.
@@ -645,7 +691,7 @@ func (e *Engine) waitHealthy(ctx context.Context, v vars, cred *syscall.Credenti
 		return "services running (no health check configured)", e.alive(ctx, v, cred)
 	}
 	t0 := time.Now()
-	err := checkWait(ctx, h, func() error { return e.alive(ctx, v, cred) })
+	err := e.checkWait(ctx, h, func() error { return e.alive(ctx, v, cred) })
 	if err != nil {
 		return "", err
 	}
@@ -658,7 +704,7 @@ func (e *Engine) healthyNow(ctx context.Context, v vars) (string, error) {
 		return "", err
 	}
 	if h := e.Cfg.Health; h != nil {
-		if err := checkOnce(ctx, h); err != nil {
+		if err := e.checkOnce(ctx, h); err != nil {
 			return "", err
 		}
 	}

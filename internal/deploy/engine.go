@@ -32,6 +32,11 @@ type Engine struct {
 	OnRecover func(Recovered)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// starting are the instances of proxied services that startAll readied
+	// and that do not take traffic yet, by service: the health and smoke
+	// checks go to them, and switchTraffic sends them the traffic.
+	starting map[string]service.Spec
 }
 
 // New wires an engine for cfg with the given ledger and service manager.

@@ -122,14 +122,19 @@ func chownShared(sharedDir string, paths []string, cred *syscall.Credential) err
 }
 
 // specs returns the services of a release as the service manager sees them;
-// a proxied service is the instance the proxy sends its traffic to.
+// a proxied service is the instance the proxy sends its traffic to, or the
+// one startAll readied for it.
 func (e *Engine) specs(v vars, cred *syscall.Credential) []service.Spec {
 	var out []service.Spec
 	for _, name := range e.Cfg.ServiceNames() {
 		s := e.Cfg.Services[name]
 		spec := e.spec(s, v, cred)
 		if s.Proxy != nil {
-			spec, _, _ = e.activeInstance(context.Background(), spec)
+			if inst, ok := e.starting[name]; ok {
+				spec = inst // readied, not serving yet: the one being checked
+			} else {
+				spec, _, _ = e.activeInstance(context.Background(), spec)
+			}
 		}
 		out = append(out, spec)
 	}

@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/check"
@@ -140,65 +142,146 @@ func (e *Engine) proxyListenFree(ctx context.Context) error {
 // activeInstance returns the spec of the instance the proxy sends s's
 // traffic to, and false when it sends it nowhere yet.
 func (e *Engine) activeInstance(ctx context.Context, base service.Spec) (service.Spec, string, bool) {
-	c := proxy.NewClient(e.Layout.ProxySocket())
-	r, ok, err := c.Route(ctx, base.Name)
-	if err != nil || !ok || r.Backend == "" {
+	r, ok, err := proxy.NewClient(e.Layout.ProxySocket()).Route(ctx, base.Name)
+	if err != nil || !ok {
 		return base, "", false
 	}
-	_, p, err := net.SplitHostPort(r.Backend)
-	port, _ := strconv.Atoi(p)
-	if err != nil || port == 0 {
-		return base, "", false
-	}
-	return instance(base, e.Cfg.App, port), r.Release, true
+	inst, ok := e.instanceAt(base, r.Backend)
+	return inst, r.Release, ok
 }
 
-// switchInstance is the zero-downtime restart of a proxied service: start
-// the release's instance on a port of its own, wait until it is healthy,
-// switch the proxy to it, let the old instance drain, stop it. An instance
-// that never becomes healthy is stopped and the old one keeps serving.
-func (e *Engine) switchInstance(ctx context.Context, s *config.Service, base service.Spec, release string) (string, error) {
+// instanceAt is the spec of base's instance at addr (host:port).
+func (e *Engine) instanceAt(base service.Spec, addr string) (service.Spec, bool) {
+	_, p, err := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
+	if err != nil || port == 0 {
+		return base, false
+	}
+	return instance(base, e.Cfg.App, port), true
+}
+
+// running reports whether inst runs.
+func (e *Engine) running(ctx context.Context, inst service.Spec) bool {
+	st, err := e.Services.Status(ctx, inst)
+	return err == nil && st.Running
+}
+
+// startInstance readies an instance of release for proxied service s,
+// without sending it traffic: the one serving already (then nothing is to
+// switch), the instance held since the last switch when it runs release (a
+// switch back is instant), or a new one started on a free port and healthy
+// there. A new instance that never becomes healthy is stopped, and the old
+// one keeps serving.
+func (e *Engine) startInstance(ctx context.Context, s *config.Service, base service.Spec, release string) (inst service.Spec, toSwitch bool, msg string, err error) {
 	c, err := e.proxyClient(ctx)
 	if err != nil {
-		return "", err
+		return base, false, "", err
 	}
 	if err := c.Ensure(ctx, s.Name, s.Proxy.Listen, e.proxyHealthPath(s)); err != nil {
-		return "", err
+		return base, false, "", err
 	}
-	old, oldRelease, hasOld := e.activeInstance(ctx, base)
-	if hasOld && oldRelease == release {
-		if st, err := e.Services.Status(ctx, old); err == nil && st.Running {
-			return fmt.Sprintf("%s: %s already serves this release", s.Name, old.Name), nil
+	r, _, err := c.Route(ctx, s.Name)
+	if err != nil {
+		return base, false, "", err
+	}
+	if act, ok := e.instanceAt(base, r.Backend); ok && r.Release == release && e.running(ctx, act) {
+		return act, false, fmt.Sprintf("%s: %s already serves this release", s.Name, act.Name), nil
+	}
+	if held, ok := e.instanceAt(base, r.Previous); ok && r.PreviousRelease == release && e.running(ctx, held) {
+		if err := e.waitInstance(ctx, s, held); err == nil {
+			return held, true, fmt.Sprintf("%s: %s, held since the last switch, is healthy", s.Name, held.Name), nil
 		}
 	}
 	port, err := freePort()
 	if err != nil {
-		return "", err
+		return base, false, "", err
 	}
 	next := instance(base, e.Cfg.App, port)
 	if err := e.Services.Start(ctx, next); err != nil {
-		return "", err
+		return base, false, "", err
 	}
 	if err := e.waitInstance(ctx, s, next); err != nil {
 		_ = e.Services.Stop(context.WithoutCancel(ctx), next)
-		return "", fmt.Errorf("%s: the new instance on port %d did not become healthy, the old one keeps serving: %w", s.Name, port, err)
+		return base, false, "", fmt.Errorf("%s: the new instance on port %d did not become healthy, the old one keeps serving: %w", s.Name, port, err)
 	}
-	res, err := c.Switch(ctx, s.Name, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), release, s.Proxy.DrainTimeout.D())
-	if err != nil {
-		_ = e.Services.Stop(context.WithoutCancel(ctx), next)
-		return "", err
-	}
-	msg := fmt.Sprintf("%s: traffic -> %s", s.Name, next.Name)
-	if hasOld {
-		if err := e.Services.Stop(ctx, old); err != nil {
-			return "", fmt.Errorf("stop the old instance %s: %w", old.Name, err)
+	return next, true, fmt.Sprintf("%s: %s started, healthy on its own port", s.Name, next.Name), nil
+}
+
+// switchTraffic sends each proxied service's traffic to the instance
+// startAll readied. The instance that served stays up, held, until
+// retire. After an error the proxy is asked what serves: a switch that
+// took effect is not undone because its answer was lost.
+func (e *Engine) switchTraffic(ctx context.Context, v vars) (string, error) {
+	c := proxy.NewClient(e.Layout.ProxySocket())
+	var done []string
+	for _, name := range e.Cfg.ServiceNames() {
+		inst, ok := e.starting[name]
+		if !ok {
+			continue
 		}
-		msg += fmt.Sprintf(", %s drained", old.Name)
-		if res.Left > 0 {
-			msg += fmt.Sprintf(" (%d requests still open at drain_timeout)", res.Left)
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inst.Port))
+		res, err := c.Switch(ctx, name, addr, v.rel.Name)
+		if err != nil {
+			if r, ok, rerr := c.Route(context.WithoutCancel(ctx), name); rerr != nil || !ok || r.Backend != addr {
+				return strings.Join(done, "; "), fmt.Errorf("switch %s to %s: %w", name, inst.Name, err)
+			}
+		}
+		delete(e.starting, name)
+		msg := fmt.Sprintf("%s: traffic -> %s", name, inst.Name)
+		if res.Previous != "" {
+			msg += fmt.Sprintf(" (the instance on %s held until the release is safe)", res.Previous)
+		}
+		done = append(done, msg)
+	}
+	return strings.Join(done, "; "), nil
+}
+
+// retire drains the instance each proxied service held since its last
+// switch, stops it, and stops any other instance that does not serve (a
+// crash between a start and a switch leaves one). The drain is bounded by
+// drain_timeout alone: a cancelled deploy does not cut it short.
+func (e *Engine) retire(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
+	ctx = context.WithoutCancel(ctx)
+	c := proxy.NewClient(e.Layout.ProxySocket())
+	var done []string
+	var errs []error
+	for _, name := range e.Cfg.ServiceNames() {
+		s := e.Cfg.Services[name]
+		if s.Proxy == nil {
+			continue
+		}
+		base := e.spec(s, v, cred)
+		r, ok, err := c.Route(ctx, name)
+		if err != nil || !ok {
+			errs = append(errs, err)
+			continue
+		}
+		if held, ok := e.instanceAt(base, r.Previous); ok {
+			left, err := c.Drain(ctx, name, r.Previous, s.Proxy.DrainTimeout.D())
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			msg := held.Name + " drained"
+			if left > 0 {
+				msg += fmt.Sprintf(" (%d requests still open at drain_timeout)", left)
+			}
+			done = append(done, msg)
+		}
+		keep := 0
+		if act, ok := e.instanceAt(base, r.Backend); ok {
+			keep = act.Port
+		}
+		stopped, err := e.stopStrays(ctx, base, keep)
+		errs = append(errs, err)
+		if len(stopped) > 0 {
+			done = append(done, "stopped "+strings.Join(stopped, ", "))
 		}
 	}
-	return msg, e.stopStrays(ctx, base, port)
+	if len(done) == 0 {
+		done = append(done, "no instance to retire")
+	}
+	return strings.Join(done, "; "), errors.Join(errs...)
 }
 
 // unitLister is a service manager that can list its units (systemd).
@@ -209,7 +292,7 @@ type unitLister interface {
 // stopStrays stops instances of a service that do not serve (a crash
 // between a start and a switch leaves one behind). The process manager
 // knows them by their pid files, systemd by their template's name.
-func (e *Engine) stopStrays(ctx context.Context, base service.Spec, keep int) error {
+func (e *Engine) stopStrays(ctx context.Context, base service.Spec, keep int) ([]string, error) {
 	ports := map[int]bool{}
 	pids, _ := filepath.Glob(filepath.Join(e.Layout.RunDir(), base.Name+".*.pid"))
 	for _, p := range pids {
@@ -228,15 +311,24 @@ func (e *Engine) stopStrays(ctx context.Context, base service.Spec, keep int) er
 			}
 		}
 	}
+	var stopped []string
 	for port := range ports {
 		if port == keep {
 			continue
 		}
-		if err := e.Services.Stop(ctx, instance(base, e.Cfg.App, port)); err != nil {
-			errs = append(errs, err)
+		inst := instance(base, e.Cfg.App, port)
+		if !e.running(ctx, inst) {
+			_ = e.Services.Stop(ctx, inst) // its pid file, or a failed unit
+			continue
 		}
+		if err := e.Services.Stop(ctx, inst); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		stopped = append(stopped, inst.Name)
 	}
-	return errors.Join(errs...)
+	sort.Strings(stopped)
+	return stopped, errors.Join(errs...)
 }
 
 // proxyHealthPath is what the proxy and the switch check on an instance:

@@ -49,13 +49,14 @@ func (e *Engine) restore(ctx context.Context, to release.Release, from vars, cre
 		return "", err
 	}
 	v := vars{rel: to, previous: from.rel.Commit, deployID: from.deployID}
-	if _, err := e.restartAll(ctx, v, cred); err != nil {
+	done, err := e.restartAll(ctx, v, cred)
+	if err != nil {
 		return "", err
 	}
 	if _, err := e.waitHealthy(ctx, v, cred); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("current -> releases/%s (%s), services restarted, healthy", to.Name, short(to.Commit)), nil
+	return fmt.Sprintf("current -> releases/%s (%s), services restarted (%s), healthy", to.Name, short(to.Commit), done), nil
 }
 
 // pruneAll prunes releases, then snapshots.

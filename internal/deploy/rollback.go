@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/slipway-dev/slipway/internal/ledger"
@@ -77,14 +78,11 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 		}
 	}
 	v := a.vars()
-	steps := []struct {
-		name string
-		fn   func(context.Context) (string, error)
-	}{
+	steps := []namedStep{
 		{"switch", func(context.Context) (string, error) {
 			return "current -> releases/" + target.Name, e.Layout.Switch(target.Name)
 		}},
-		{"restart", func(ctx context.Context) (string, error) { return e.restartAll(ctx, v, a.cred) }},
+		{"restart", func(ctx context.Context) (string, error) { return e.startAll(ctx, v, a.cred) }},
 		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, a.cred) }},
 		// A rollback proves itself as a deploy does: after a migration the
 		// old code may no longer fit the data.
@@ -94,10 +92,14 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 			}
 			return e.smoke(ctx, v, a.j.Output(), a.cred)
 		}},
+		{"traffic", func(ctx context.Context) (string, error) { return e.switchTraffic(ctx, v) }},
 		{"settle", func(ctx context.Context) (string, error) { return e.settle(ctx, v, a.cred) }},
 		{"mark-safe", func(context.Context) (string, error) {
 			return "SAFE_COMMIT=" + short(target.Commit), e.Layout.WriteSafeCommit(target.Commit)
 		}},
+	}
+	if !e.usesProxy() {
+		steps = slices.DeleteFunc(steps, func(s namedStep) bool { return s.name == "traffic" })
 	}
 	for _, s := range steps {
 		if err := a.step(ctx, s.name, false, s.fn); err != nil {
@@ -105,6 +107,9 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 			a.switched, a.safeRel = true, live
 			return a.fail(ctx, err)
 		}
+	}
+	if e.usesProxy() {
+		_ = a.step(ctx, "drain", false, func(ctx context.Context) (string, error) { return e.retire(ctx, v, a.cred) })
 	}
 	a.res.Outcome = ledger.Succeeded
 	a.res.Message = fmt.Sprintf("rolled back to %s (%s)", short(target.Commit), target.Version)

@@ -56,7 +56,7 @@ func (e *Engine) settle(ctx context.Context, v vars, cred *syscall.Credential) (
 			}
 		}
 		if h := e.Cfg.Health; h != nil {
-			if err := checkOnce(ctx, h); err != nil {
+			if err := e.checkOnce(ctx, h); err != nil {
 				return "", fmt.Errorf("%s into the settle window: health check: %w", into, err)
 			}
 		}

@@ -16,7 +16,8 @@ import (
 //
 //	GET  /v1/routes                     every route
 //	PUT  /v1/routes/{service}           {listen, health}: make the route exist
-//	POST /v1/routes/{service}/switch    {backend, release, drain_timeout}
+//	POST /v1/routes/{service}/switch    {backend, release}
+//	POST /v1/routes/{service}/drain     {backend, timeout}
 //	POST /v1/routes/{service}/pause     {limit}
 //	POST /v1/routes/{service}/resume
 //
@@ -32,10 +33,7 @@ func (s *Server) controlMux() http.Handler {
 		reply(w, struct{}{}, s.Ensure(r.PathValue("service"), body.Listen, body.Health))
 	})
 	mux.HandleFunc("POST /v1/routes/{service}/switch", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Backend, Release string
-			DrainTimeout     time.Duration `json:"drain_timeout"`
-		}
+		var body struct{ Backend, Release string }
 		if !decode(w, r, &body) {
 			return
 		}
@@ -43,8 +41,19 @@ func (s *Server) controlMux() http.Handler {
 			http.Error(w, "backend: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		res, err := s.Switch(r.Context(), r.PathValue("service"), body.Backend, body.Release, body.DrainTimeout)
+		res, err := s.Switch(r.PathValue("service"), body.Backend, body.Release)
 		reply(w, res, err)
+	})
+	mux.HandleFunc("POST /v1/routes/{service}/drain", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Backend string
+			Timeout time.Duration
+		}
+		if !decode(w, r, &body) {
+			return
+		}
+		left, err := s.Drain(r.PathValue("service"), body.Backend, body.Timeout)
+		reply(w, map[string]int64{"left": left}, err)
 	})
 	mux.HandleFunc("POST /v1/routes/{service}/pause", func(w http.ResponseWriter, r *http.Request) {
 		var body struct{ Limit time.Duration }
@@ -100,7 +109,17 @@ func NewClient(sock string) *Client {
 	}}}
 }
 
+// callTimeout bounds every control call but a drain: a wedged proxy must
+// not hang status or a stop.
+const callTimeout = 10 * time.Second
+
 func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	return c.callWithin(ctx, callTimeout, method, path, in, out)
+}
+
+func (c *Client) callWithin(ctx context.Context, timeout time.Duration, method, path string, in, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	var body io.Reader
 	if in != nil {
 		b, _ := json.Marshal(in)
@@ -154,12 +173,22 @@ func (c *Client) Ensure(ctx context.Context, service, listen, health string) err
 	return c.call(ctx, http.MethodPut, "/v1/routes/"+service, map[string]string{"listen": listen, "health": health}, nil)
 }
 
-// Switch moves the route to backend and waits for the old one to drain.
-func (c *Client) Switch(ctx context.Context, service, backend, release string, drainTimeout time.Duration) (SwitchResult, error) {
+// Switch moves the route to backend; the instance that served becomes the
+// route's previous one.
+func (c *Client) Switch(ctx context.Context, service, backend, release string) (SwitchResult, error) {
 	var res SwitchResult
 	err := c.call(ctx, http.MethodPost, "/v1/routes/"+service+"/switch",
-		map[string]any{"backend": backend, "release": release, "drain_timeout": drainTimeout}, &res)
+		map[string]any{"backend": backend, "release": release}, &res)
 	return res, err
+}
+
+// Drain waits until the route's previous instance backend has no request
+// in flight (up to timeout), and returns how many were left.
+func (c *Client) Drain(ctx context.Context, service, backend string, timeout time.Duration) (int64, error) {
+	var res struct{ Left int64 }
+	err := c.callWithin(ctx, timeout+callTimeout, http.MethodPost, "/v1/routes/"+service+"/drain",
+		map[string]any{"backend": backend, "timeout": timeout}, &res)
+	return res.Left, err
 }
 
 // Pause holds the route's requests for up to limit.

@@ -122,13 +122,39 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	code, body, err := fetch(url)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return code, body
+}
+
+// fetch is get for goroutines, which must not call t.Fatal.
+func fetch(url string) (int, string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
 	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// switchTo switches web to in and drains the instance before it.
+func switchTo(t *testing.T, s *Server, in *instance, release string, drain time.Duration) int64 {
+	t.Helper()
+	res, err := s.Switch("web", in.addr, release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Previous == "" {
+		return 0
+	}
+	left, err := s.Drain("web", res.Previous, drain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return left
 }
 
 // TestSwitchUnderLoad switches between two instances 20 times while
@@ -137,10 +163,7 @@ func get(t *testing.T, url string) (int, string) {
 func TestSwitchUnderLoad(t *testing.T) {
 	s, listen := newProxy(t)
 	a, b := startInstance(t, "v1"), startInstance(t, "v2")
-	ctx := context.Background()
-	if _, err := s.Switch(ctx, "web", a.addr, "r1", time.Second); err != nil {
-		t.Fatal(err)
-	}
+	switchTo(t, s, a, "r1", time.Second)
 	var ok, failed atomic.Int64
 	var bad sync.Map
 	stop := make(chan struct{})
@@ -176,12 +199,8 @@ func TestSwitchUnderLoad(t *testing.T) {
 		if i%2 == 1 {
 			next = a
 		}
-		res, err := s.Switch(ctx, "web", next.addr, next.name, 2*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Left != 0 {
-			t.Errorf("switch %d: %d requests left on the old instance", i, res.Left)
+		if left := switchTo(t, s, next, next.name, 2*time.Second); left != 0 {
+			t.Errorf("switch %d: %d requests left on the old instance", i, left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -195,28 +214,80 @@ func TestSwitchUnderLoad(t *testing.T) {
 }
 
 // TestDrain: a request in flight on the old instance finishes, and the
-// switch waits for it.
+// drain waits for it; then the old instance is forgotten.
 func TestDrain(t *testing.T) {
 	s, listen := newProxy(t)
 	a, b := startInstance(t, "v1"), startInstance(t, "v2")
-	ctx := context.Background()
-	_, _ = s.Switch(ctx, "web", a.addr, "r1", time.Second)
-	got := make(chan string)
-	go func() { _, body := get(t, "http://"+listen+"/slow"); got <- body }()
+	switchTo(t, s, a, "r1", time.Second)
+	got := make(chan string, 1)
+	go func() {
+		_, body, err := fetch("http://" + listen + "/slow")
+		if err != nil {
+			body = err.Error()
+		}
+		got <- body
+	}()
 	waitUntil(t, "request in flight", func() bool { return s.Routes()[0].InFlight == 1 })
-	start := time.Now()
-	res, err := s.Switch(ctx, "web", b.addr, "r2", 5*time.Second)
+	res, err := s.Switch("web", b.addr, "r2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Left != 0 || res.Previous != a.addr || res.PreviousRelease != "r1" || time.Since(start) < 100*time.Millisecond {
-		t.Fatalf("switch did not wait for the drain: %+v after %s", res, time.Since(start))
+	if res.Previous != a.addr || res.PreviousRelease != "r1" {
+		t.Fatalf("switch: %+v", res)
+	}
+	if r := s.Routes()[0]; r.Previous != a.addr || r.PreviousRelease != "r1" {
+		t.Fatalf("route after the switch: %+v; want the old instance held as previous", r)
+	}
+	start := time.Now()
+	left, err := s.Drain("web", a.addr, 5*time.Second)
+	if err != nil || left != 0 || time.Since(start) < 100*time.Millisecond {
+		t.Fatalf("drain: %d left, %v, after %s; want it to wait for the request", left, err, time.Since(start))
 	}
 	if body := <-got; body != "v1" {
 		t.Fatalf("the in-flight request got %q", body)
 	}
 	if _, body := get(t, "http://"+listen+"/version"); body != "v2" {
 		t.Fatalf("after the switch: %q", body)
+	}
+	if r := s.Routes()[0]; r.Previous != "" {
+		t.Fatalf("route after the drain: %+v; want the old instance forgotten", r)
+	}
+	if _, err := s.Drain("web", b.addr, time.Second); err == nil {
+		t.Fatal("drained the instance that serves")
+	}
+}
+
+// TestSwitchBack: until it is drained, the previous instance is one switch
+// away, with its requests; a switch that cannot be persisted changes
+// nothing.
+func TestSwitchBack(t *testing.T) {
+	s, listen := newProxy(t)
+	a, b := startInstance(t, "v1"), startInstance(t, "v2")
+	switchTo(t, s, a, "r1", time.Second)
+	if _, err := s.Switch("web", b.addr, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(t, "http://"+listen+"/version"); body != "v2" {
+		t.Fatalf("after the switch: %q", body)
+	}
+	res, err := s.Switch("web", a.addr, "r1")
+	if err != nil || res.Previous != b.addr {
+		t.Fatalf("switch back: %+v, %v", res, err)
+	}
+	if _, body := get(t, "http://"+listen+"/version"); body != "v1" {
+		t.Fatalf("after the switch back: %q", body)
+	}
+	if r := s.Routes()[0]; r.Previous != b.addr || r.Release != "r1" {
+		t.Fatalf("route: %+v", r)
+	}
+
+	// The state file's directory is gone: the switch fails, traffic stays.
+	s.StatePath = filepath.Join(t.TempDir(), "gone", "proxy.json")
+	if _, err := s.Switch("web", b.addr, "r2"); err == nil {
+		t.Fatal("a switch that could not be persisted succeeded")
+	}
+	if _, body := get(t, "http://"+listen+"/version"); body != "v1" {
+		t.Fatalf("after a failed switch: %q, want the instance that served", body)
 	}
 }
 
@@ -225,8 +296,7 @@ func TestDrain(t *testing.T) {
 func TestStreamsSurviveTheSwitch(t *testing.T) {
 	s, listen := newProxy(t)
 	a, b := startInstance(t, "v1"), startInstance(t, "v2")
-	ctx := context.Background()
-	_, _ = s.Switch(ctx, "web", a.addr, "r1", time.Second)
+	switchTo(t, s, a, "r1", time.Second)
 
 	resp, err := http.Get("http://" + listen + "/events")
 	if err != nil {
@@ -249,12 +319,8 @@ func TestStreamsSurviveTheSwitch(t *testing.T) {
 	for line, _ := ws.ReadString('\n'); line != "\r\n"; line, _ = ws.ReadString('\n') {
 	}
 
-	res, err := s.Switch(ctx, "web", b.addr, "r2", 700*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Left != 2 {
-		t.Fatalf("left on the old instance at the drain timeout: %d, want the 2 streams", res.Left)
+	if left := switchTo(t, s, b, "r2", 700*time.Millisecond); left != 2 {
+		t.Fatalf("left on the old instance at the drain timeout: %d, want the 2 streams", left)
 	}
 	// Both still work after the switch (until the old instance is stopped).
 	for range 3 {
@@ -279,7 +345,7 @@ func TestStreamsSurviveTheSwitch(t *testing.T) {
 func TestHeadersLimitsAndPause(t *testing.T) {
 	s, listen := newProxy(t)
 	a := startInstance(t, "v1")
-	_, _ = s.Switch(context.Background(), "web", a.addr, "r1", time.Second)
+	switchTo(t, s, a, "r1", time.Second)
 	req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/headers", nil)
 	req.Host = "app.example.com"
 	resp, err := http.DefaultClient.Do(req)
@@ -309,8 +375,8 @@ func TestHeadersLimitsAndPause(t *testing.T) {
 	if err := s.Pause("web", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan time.Time)
-	go func() { get(t, "http://"+listen+"/version"); got <- time.Now() }()
+	got := make(chan time.Time, 1)
+	go func() { _, _, _ = fetch("http://" + listen + "/version"); got <- time.Now() }()
 	time.Sleep(200 * time.Millisecond)
 	resumed := time.Now()
 	if err := s.Resume("web"); err != nil {
@@ -324,7 +390,7 @@ func TestHeadersLimitsAndPause(t *testing.T) {
 func TestHealthChecksAfterTheSwitch(t *testing.T) {
 	s, _ := newProxy(t)
 	a := startInstance(t, "v1")
-	_, _ = s.Switch(context.Background(), "web", a.addr, "r1", time.Second)
+	switchTo(t, s, a, "r1", time.Second)
 	a.sick.Store(true)
 	waitUntil(t, "unhealthy reported", func() bool { r := s.Routes()[0]; return !r.Healthy && strings.Contains(r.Problem, "500") })
 	a.sick.Store(false)
@@ -347,7 +413,7 @@ func TestRestore(t *testing.T) {
 	if err := first.Ensure("web", listen, "/health"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := first.Switch(context.Background(), "web", a.addr, "r1", time.Second); err != nil {
+	if _, err := first.Switch("web", a.addr, "r1"); err != nil {
 		t.Fatal(err)
 	}
 	cancel()

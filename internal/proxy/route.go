@@ -59,7 +59,10 @@ type route struct {
 	log     *slog.Logger
 
 	active atomic.Pointer[backend]
-	gate   gate
+	// previous served before the last switch, until drained (guarded by
+	// the Server's mu).
+	previous *backend
+	gate     gate
 	srv    *http.Server
 	ln     net.Listener
 
@@ -116,14 +119,14 @@ func requestID() string {
 
 // drain waits until b has no request in flight, up to timeout; it reports
 // how many were left.
-func drain(ctx context.Context, b *backend, timeout time.Duration) int64 {
+func drain(b *backend, timeout time.Duration) int64 {
 	deadline := time.Now().Add(timeout)
 	for {
 		n := b.inflight.Load()
-		if n == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+		if n == 0 || time.Now().After(deadline) {
 			return n
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

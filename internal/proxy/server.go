@@ -47,6 +47,10 @@ type RouteState struct {
 	Health  string `json:"health,omitempty"`
 	Backend string `json:"backend,omitempty"` // host:port of the active instance
 	Release string `json:"release,omitempty"` // the release it runs
+	// Previous is the instance that served before the last switch, kept
+	// until it is drained: a switch back to it is instant.
+	Previous        string `json:"previous,omitempty"`
+	PreviousRelease string `json:"previous_release,omitempty"`
 	// Reported only:
 	Healthy  bool      `json:"healthy"`
 	Checked  time.Time `json:"checked,omitzero"`
@@ -103,6 +107,9 @@ func (s *Server) Restore() error {
 		if r.Backend != "" {
 			rt.active.Store(newBackend(r.Backend, r.Release, s.transport, s.Log))
 		}
+		if r.Previous != "" {
+			rt.previous = newBackend(r.Previous, r.PreviousRelease, s.transport, s.Log)
+		}
 		s.Log.Info("route restored", "service", r.Service, "listen", r.Listen, "backend", r.Backend)
 	}
 	return nil
@@ -156,36 +163,92 @@ func (s *Server) Ensure(service, listen, health string) error {
 type SwitchResult struct {
 	Previous        string `json:"previous,omitempty"`
 	PreviousRelease string `json:"previous_release,omitempty"`
-	// Left is how many requests the previous instance still had when the
-	// drain timeout passed (0: drained).
-	Left int64 `json:"left"`
 }
 
-// Switch sends the route's traffic to addr from now on, persists it, and
-// waits for the previous instance to drain.
-func (s *Server) Switch(ctx context.Context, service, addr, release string, drainTimeout time.Duration) (SwitchResult, error) {
+// Switch sends the route's traffic to addr from now on. The new state is
+// persisted first: a switch that returns an error changed nothing. The
+// instance that served until now becomes the route's previous one, which
+// keeps its in-flight requests and can be switched back to at once until
+// it is drained (Drain).
+func (s *Server) Switch(service, addr, release string) (SwitchResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt := s.routes[service]
+	if rt == nil {
+		return SwitchResult{}, fmt.Errorf("no route for service %s", service)
+	}
+	old := rt.active.Load()
+	if old != nil && old.addr == addr {
+		return SwitchResult{Previous: prevAddr(rt.previous), PreviousRelease: prevRelease(rt.previous)}, nil
+	}
+	next := newBackend(addr, release, s.transport, s.Log)
+	if p := rt.previous; p != nil && p.addr == addr {
+		next = p // back to the held instance, with its requests
+		next.release = release
+	}
+	prev := rt.previous
+	rt.previous = old
+	if err := s.persistWith(service, next); err != nil {
+		rt.previous = prev
+		return SwitchResult{}, fmt.Errorf("persist the switch (nothing switched): %w", err)
+	}
+	rt.active.Store(next)
+	rt.mu.Lock()
+	rt.healthy, rt.problem, rt.checked = true, "", time.Now()
+	rt.mu.Unlock()
+	var res SwitchResult
+	if old != nil {
+		res.Previous, res.PreviousRelease = old.addr, old.release
+	}
+	s.Log.Info("switched", "service", service, "backend", addr, "release", release, "previous", res.Previous)
+	return res, nil
+}
+
+func prevAddr(b *backend) string {
+	if b == nil {
+		return ""
+	}
+	return b.addr
+}
+
+func prevRelease(b *backend) string {
+	if b == nil {
+		return ""
+	}
+	return b.release
+}
+
+// Drain waits until the route's previous instance, addr, has no request in
+// flight, up to timeout, then forgets it: it is about to be stopped. The
+// wait is the proxy's own: a caller that goes away does not cut it short.
+// It reports how many requests were still open at the timeout.
+func (s *Server) Drain(service, addr string, timeout time.Duration) (int64, error) {
 	s.mu.Lock()
 	rt := s.routes[service]
 	if rt == nil {
 		s.mu.Unlock()
-		return SwitchResult{}, fmt.Errorf("no route for service %s", service)
+		return 0, fmt.Errorf("no route for service %s", service)
 	}
-	old := rt.active.Swap(newBackend(addr, release, s.transport, s.Log))
-	rt.mu.Lock()
-	rt.healthy, rt.problem, rt.checked = true, "", time.Now()
-	rt.mu.Unlock()
-	err := s.persist()
+	if a := rt.active.Load(); a != nil && a.addr == addr {
+		s.mu.Unlock()
+		return 0, fmt.Errorf("%s serves service %s: switch away from it first", addr, service)
+	}
+	b := rt.previous
 	s.mu.Unlock()
-	if err != nil {
-		return SwitchResult{}, err
+	if b == nil || b.addr != addr {
+		return 0, nil // not known here: nothing in flight through us
 	}
-	var res SwitchResult
-	if old != nil && old.addr != addr {
-		res.Previous, res.PreviousRelease = old.addr, old.release
-		res.Left = drain(ctx, old, drainTimeout)
+	left := drain(b, timeout)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rt.previous == b {
+		rt.previous = nil
+		if err := s.persist(); err != nil {
+			return left, err
+		}
 	}
-	s.Log.Info("switched", "service", service, "backend", addr, "release", release, "previous", res.Previous, "left", res.Left)
-	return res, nil
+	s.Log.Info("drained", "service", service, "backend", addr, "left", left)
+	return left, nil
 }
 
 // Pause holds the route's new requests for up to limit; Resume lets them go.
@@ -219,6 +282,7 @@ func (s *Server) Routes() []RouteState {
 		if b := rt.active.Load(); b != nil {
 			r.Backend, r.Release, r.InFlight = b.addr, b.release, b.inflight.Load()
 		}
+		r.Previous, r.PreviousRelease = prevAddr(rt.previous), prevRelease(rt.previous)
 		rt.mu.Lock()
 		r.Healthy, r.Checked, r.Problem = rt.healthy, rt.checked, rt.problem
 		rt.mu.Unlock()
@@ -232,13 +296,22 @@ func (s *Server) Routes() []RouteState {
 }
 
 // persist writes the routes; the caller holds s.mu.
-func (s *Server) persist() error {
+func (s *Server) persist() error { return s.persistWith("", nil) }
+
+// persistWith writes the routes as they will be once service's traffic
+// goes to next.
+func (s *Server) persistWith(service string, next *backend) error {
 	var st state
 	for _, rt := range s.routes {
 		r := RouteState{Service: rt.service, Listen: rt.listen, Health: rt.health}
-		if b := rt.active.Load(); b != nil {
+		b := rt.active.Load()
+		if rt.service == service {
+			b = next
+		}
+		if b != nil {
 			r.Backend, r.Release = b.addr, b.release
 		}
+		r.Previous, r.PreviousRelease = prevAddr(rt.previous), prevRelease(rt.previous)
 		st.Routes = append(st.Routes, r)
 	}
 	sort.Slice(st.Routes, func(i, j int) bool { return st.Routes[i].Service < st.Routes[j].Service })
