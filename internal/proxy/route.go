@@ -63,8 +63,8 @@ type route struct {
 	// the Server's mu).
 	previous *backend
 	gate     gate
-	srv    *http.Server
-	ln     net.Listener
+	srv      *http.Server
+	ln       net.Listener
 
 	mu      sync.Mutex
 	healthy bool
