@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -233,16 +234,32 @@ func boundaries(steps ...string) []string {
 
 // TestCrashPoints kills slipway with SIGKILL at every step boundary of a
 // deploy, of the rollback of a failed deploy, of `slipway rollback` and of
-// `slipway snapshot restore`, one after the other on one host, and checks
-// after each recovery that the host is whole (assertWhole) and that
-// SAFE_COMMIT never names a commit that did not pass every check.
+// `slipway snapshot restore`, one after the other on one host, in restart
+// mode and with the backend behind the proxy, and checks after each
+// recovery that the host is whole (assertWhole) and that SAFE_COMMIT never
+// names a commit that did not pass every check.
 func TestCrashPoints(t *testing.T) {
 	t.Parallel()
+	t.Run("restart mode", func(t *testing.T) { t.Parallel(); crashPoints(t, false) })
+	t.Run("proxy mode", func(t *testing.T) { t.Parallel(); crashPoints(t, true) })
+}
+
+func crashPoints(t *testing.T, proxied bool) {
 	a := newApp(t, "python-api", func(cfg string) string {
 		// A broken commit's health fails within 3 s, not the example's 20.
 		cfg = strings.Replace(cfg, "  timeout: 20s\n  interval: 200ms\n", "  timeout: 3s\n  interval: 200ms\n", 1)
+		if proxied {
+			cfg = proxyConfig("1s")(cfg)
+		}
 		return withSnapshots("  data: [data]\n  post_deploy: true\n")(cfg)
 	})
+	steps := deploySteps
+	rollbackSteps := []string{"switch", "restart", "health", "smoke", "settle"}
+	if proxied {
+		steps = slices.Insert(slices.Clone(deploySteps), slices.Index(deploySteps, "settle"), "traffic")
+		steps = slices.Insert(steps, slices.Index(steps, "mark-safe")+1, "drain")
+		rollbackSteps = []string{"switch", "restart", "health", "smoke", "traffic", "settle"}
+	}
 	a.mustDeploy()
 	safe := a.assertWhole(t)
 	n := 0
@@ -254,7 +271,7 @@ func TestCrashPoints(t *testing.T) {
 	t.Run("deploy", func(t *testing.T) {
 		a := a.with(t)
 		stood := false
-		for _, point := range boundaries(deploySteps...) {
+		for _, point := range boundaries(steps...) {
 			stood = stood || point == "after:mark-safe"
 			sha := next()
 			t0 := time.Now()
@@ -292,7 +309,7 @@ func TestCrashPoints(t *testing.T) {
 
 	t.Run("rollback", func(t *testing.T) {
 		a := a.with(t)
-		for _, point := range boundaries("switch", "restart", "health", "smoke", "settle") {
+		for _, point := range boundaries(rollbackSteps...) {
 			from := next()
 			a.mustDeploy()
 			a.runKilled(point, "rollback")

@@ -100,6 +100,15 @@ func (e *Engine) recover(ctx context.Context) error {
 		actions, fixErr = e.recoverLive(ctx, interrupted, safeRel, curRel, cred)
 		r.Actions = append(r.Actions, actions...)
 	}
+	if len(done) > 0 && len(interrupted) == 0 && e.usesProxy() {
+		// Killed between mark-safe and the drain: the instance that served
+		// before is still held.
+		if detail, err := e.retire(ctx, vars{rel: curRel}, cred); err != nil {
+			r.Actions = append(r.Actions, "could not retire the instance held since the switch: "+err.Error())
+		} else {
+			r.Actions = append(r.Actions, "retired the instance held since the switch: "+detail)
+		}
+	}
 
 	good, err := e.goodReleases(ctx)
 	if err != nil {
