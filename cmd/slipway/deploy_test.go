@@ -313,6 +313,11 @@ func TestRollback(t *testing.T) {
 	if r := a.slipway("rollback", "--to", "deadbeef"); r.code == 0 || !strings.Contains(r.stderr, "no kept release") {
 		t.Fatalf("rollback to unknown: %s", r)
 	}
+	// No snapshot: is configured, so no migration ran after one.
+	if r := a.slipway("rollback", "--to", c2[:10], "--restore-data"); r.code != 2 || !strings.Contains(r.stderr, "no data snapshot to restore") {
+		t.Fatalf("--restore-data with nothing to restore: want exit 2\n%s", r)
+	}
+	a.assertServing(c1)
 }
 
 func TestDryRunChangesNothing(t *testing.T) {

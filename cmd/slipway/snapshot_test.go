@@ -236,3 +236,42 @@ func TestSnapshotCLI(t *testing.T) {
 		t.Fatalf("restore of an unknown id: want exit 2\n%s", r)
 	}
 }
+
+// TestRollbackAfterAMigration: a deploy renamed a column and its code
+// reads the new name. A plain rollback would serve the old code on the
+// migrated data: its smoke checks fail, it goes back, and says how to
+// restore the data. With --restore-data it restores the snapshot taken
+// before the migration and proves itself.
+func TestRollbackAfterAMigration(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", withSnapshots("  data: [data]\n"))
+	good := a.head()
+	a.mustDeploy()
+	before := dumpDB(t, filepath.Join(a.root, "shared", "data", "board.db"))
+	a.commit("rename title to name", map[string]string{
+		"backend/migrations/0002_rename.sql": "ALTER TABLE tasks RENAME COLUMN title TO name;\n",
+		"backend/app.py": strings.Replace(readFile(t, filepath.Join(a.src, "backend", "app.py")),
+			`SELECT id, title, done, created_at FROM tasks ORDER BY id`, `SELECT id, name AS title, done, created_at FROM tasks ORDER BY id`, 1),
+	})
+	a.mustDeploy()
+
+	r := a.slipway("rollback")
+	if r.code != 1 || !strings.Contains(r.stderr, "smoke") || !strings.Contains(r.stderr, "--restore-data") {
+		t.Fatalf("rollback over migrated data: want exit 1 at smoke, naming --restore-data\n%s", r)
+	}
+	if code, _ := a.get("/board/tasks", true); code != 200 {
+		t.Fatalf("after the refused rollback /board/tasks answers %d, want the migrated release serving", code)
+	}
+
+	r = a.slipway("rollback", "--to", good[:7], "--restore-data")
+	if r.code != 0 || !strings.Contains(r.stdout, "restored") {
+		t.Fatalf("rollback --restore-data: %s", r)
+	}
+	a.assertServing(good)
+	if code, body := a.get("/board/tasks", true); code != 200 || !strings.Contains(body, "Snapshot the VM") {
+		t.Fatalf("/board/tasks after the rollback: %d %s", code, body)
+	}
+	if after := dumpDB(t, filepath.Join(a.root, "shared", "data", "board.db")); after != before {
+		t.Fatalf("the data is not as before the migration:\n%s\nwant\n%s", after, before)
+	}
+}

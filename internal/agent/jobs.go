@@ -24,7 +24,7 @@ func (a *Agent) Enqueue(ctx context.Context, r api.Request) (int64, error) {
 			return 0, &lock.LockedError{Holder: h}
 		}
 	}
-	j := &job{kind: r.Kind, to: r.To, tip: r.Kind == ledger.KindDeploy && r.Ref == "" && r.Commit == "" && !r.Force,
+	j := &job{kind: r.Kind, to: r.To, restoreData: r.RestoreData, tip: r.Kind == ledger.KindDeploy && r.Ref == "" && r.Commit == "" && !r.Force,
 		opts: deploy.Options{Ref: r.Ref, Commit: r.Commit, Force: r.Force, Trigger: r.Trigger, Actor: r.Actor, Wait: true}}
 	if j.tip {
 		// Join a waiting tip deploy without a ledger row of its own.
@@ -148,7 +148,7 @@ func (a *Agent) runJob(ctx context.Context, j *job) Done {
 	var res deploy.Result
 	var err error
 	if j.kind == ledger.KindRollback {
-		res, err = a.eng.Rollback(ctx, deploy.RollbackOptions{To: j.to, Wait: true, Trigger: j.opts.Trigger, Actor: j.opts.Actor, DeployID: j.id})
+		res, err = a.eng.Rollback(ctx, deploy.RollbackOptions{To: j.to, RestoreData: j.restoreData, Wait: true, Trigger: j.opts.Trigger, Actor: j.opts.Actor, DeployID: j.id})
 	} else {
 		opts := j.opts
 		opts.DeployID = j.id

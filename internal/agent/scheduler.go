@@ -15,6 +15,9 @@ type job struct {
 	kind string // ledger.KindDeploy or ledger.KindRollback
 	opts deploy.Options
 	to   string // rollback target
+	// restoreData: the rollback restores the data snapshot taken before the
+	// migration of the release it leaves.
+	restoreData bool
 	// tip: a deploy of whatever the branch tip is when the job starts.
 	tip bool
 	// queued: it was added while another job ran, so it waited.

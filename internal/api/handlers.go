@@ -150,7 +150,8 @@ func (s *Server) postDeploy(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) postRollback(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		To string `json:"to"`
+		To          string `json:"to"`
+		RestoreData bool   `json:"restore_data"`
 	}
 	if !decode(w, r, &body) {
 		return
@@ -159,7 +160,7 @@ func (s *Server) postRollback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "to must be a hex commit id")
 		return
 	}
-	s.enqueue(w, r, Request{Kind: ledger.KindRollback, To: body.To})
+	s.enqueue(w, r, Request{Kind: ledger.KindRollback, To: body.To, RestoreData: body.RestoreData})
 }
 
 // enqueue accepts the job: 202 with its id, or, with ?follow=1, a stream

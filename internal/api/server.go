@@ -30,7 +30,10 @@ type Request struct {
 	Commit  string
 	Force   bool
 	To      string
-	Trigger string
+	// RestoreData (a rollback) restores the pre-deploy data snapshot of the
+	// release it leaves, when that release ran a migration.
+	RestoreData bool
+	Trigger     string
 	Actor   string
 }
 

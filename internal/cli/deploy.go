@@ -93,6 +93,9 @@ func report(g *globals, sum deploy.Summary, err error, asJSON bool) error {
 	if sum.Outcome == string(ledger.Skipped) && !strings.HasPrefix(sum.Message, "nothing to do") {
 		fmt.Fprintf(g.stderr, "warning: %s\n", sum.Message)
 	}
+	if sum.Warning != "" {
+		fmt.Fprintf(g.stderr, "warning: %s\n", sum.Warning)
+	}
 	fmt.Fprintln(g.stdout, sum.Message)
 	return nil
 }

@@ -10,9 +10,9 @@ import (
 
 func newRollbackCmd(g *globals) *cobra.Command {
 	var to string
-	var wait, asJSON bool
+	var wait, asJSON, restoreData bool
 	cmd := &cobra.Command{
-		Use:   "rollback [--to SHA]",
+		Use:   "rollback [--to SHA] [--restore-data]",
 		Short: "Go back to the previous good release (or the named one) without rebuilding",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -26,11 +26,11 @@ func newRollbackCmd(g *globals) *cobra.Command {
 			var sum deploy.Summary
 			if c := dialAgent(a.cfg.Root); c != nil {
 				fmt.Fprintf(g.stderr, "rolling back %s through the running agent\n", a.cfg.App)
-				sum, err = c.follow(ctx, "/rollback", map[string]any{"to": to}, p.Event)
+				sum, err = c.follow(ctx, "/rollback", map[string]any{"to": to, "restore_data": restoreData}, p.Event)
 			} else {
 				a.engine.Observe = p.Event
 				var res deploy.Result
-				res, err = a.engine.Rollback(ctx, deploy.RollbackOptions{To: to, Wait: wait, Actor: actor()})
+				res, err = a.engine.Rollback(ctx, deploy.RollbackOptions{To: to, RestoreData: restoreData, Wait: wait, Actor: actor()})
 				sum = resultJSON(res, err)
 			}
 			p.stopSpinner()
@@ -40,5 +40,6 @@ func newRollbackCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&to, "to", "", "roll back to this commit's kept release")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for a running deploy instead of exiting 3")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVar(&restoreData, "restore-data", false, "also restore the data snapshot taken before the migration of the release rolled away from")
 	return cmd
 }

@@ -87,6 +87,7 @@ type Result struct {
 	Release  string
 	Version  string
 	Message  string // a human summary of the outcome
+	Warning  string // what the operator should know although it went well
 	Plan     *Plan  // set for a dry run
 }
 

@@ -6,17 +6,67 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/release"
+	"github.com/slipway-dev/slipway/internal/snapshot"
 )
 
 // ErrNoRelease: no kept release matches what rollback was asked for.
 var ErrNoRelease = errors.New("no release to roll back to")
 
+// ErrNothingToRestore: --restore-data, but there is no such snapshot.
+var ErrNothingToRestore = errors.New("no data snapshot to restore")
+
+// migrated is the migration that put a release's data where it is: the
+// deploy that made the release live ran migrate after taking snap.
+type migrated struct {
+	deployID int64
+	snap     ledger.Snapshot
+}
+
+// migrationOf finds the migration run by the deploy of rel, with the data
+// snapshot taken just before it; nil when that deploy ran none.
+func (e *Engine) migrationOf(ctx context.Context, rel release.Release) (*migrated, error) {
+	if rel.Name == "" || e.Cfg.Snapshot == nil {
+		return nil, nil
+	}
+	ds, err := e.Ledger.Deploys(ctx, 200)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ds {
+		if d.Kind != ledger.KindDeploy || d.Release != rel.Name || d.Outcome != ledger.Succeeded {
+			continue
+		}
+		steps, err := e.Ledger.Steps(ctx, d.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(steps, func(s ledger.Step) bool { return s.Name == "migrate" && s.Outcome == ledger.Succeeded }) {
+			return nil, nil
+		}
+		snaps, err := e.Ledger.Snapshots(ctx, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range snaps {
+			if s.DeployID == d.ID && s.Provider == "data" && s.Label == snapshot.LabelPreDeploy {
+				return &migrated{deployID: d.ID, snap: s}, nil
+			}
+		}
+		return nil, nil
+	}
+	return nil, nil
+}
+
 // RollbackOptions selects what one rollback does.
 type RollbackOptions struct {
 	To       string // a commit id (prefix); "" = the previous good release
+	// RestoreData restores the pre-deploy data snapshot of the release
+	// rolled away from, when its deploy ran a migration after it.
+	RestoreData bool
 	Wait     bool   // wait for the lock instead of exiting 3
 	Trigger  string // manual, api
 	Actor    string
@@ -43,6 +93,13 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 	target, err := e.rollbackTarget(ctx, to, live)
 	if err != nil {
 		return Result{}, err
+	}
+	mig, err := e.migrationOf(ctx, live)
+	if err != nil {
+		return Result{}, err
+	}
+	if opts.RestoreData && mig == nil {
+		return Result{}, fmt.Errorf("--restore-data: %w: the deploy of the live release %s ran no migration after a data snapshot", ErrNothingToRestore, orNone(live.Name))
 	}
 	id := opts.DeployID
 	if id != 0 {
@@ -77,6 +134,13 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 			return a.fail(ctx, &stepError{step: "switch", err: err})
 		}
 	}
+	if mig != nil && opts.RestoreData {
+		a.preData = mig.snap
+		if err := a.step(ctx, "restore-data", false, a.restoreData); err != nil {
+			a.switched, a.safeRel = true, live // its services go back up
+			return a.fail(ctx, err)
+		}
+	}
 	v := a.vars()
 	steps := []namedStep{
 		{"switch", func(context.Context) (string, error) {
@@ -105,7 +169,13 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 		if err := a.step(ctx, s.name, false, s.fn); err != nil {
 			// Back to where we were, if that was healthy.
 			a.switched, a.safeRel = true, live
-			return a.fail(ctx, err)
+			res, err := a.fail(ctx, err)
+			var f *Failure
+			if mig != nil && !opts.RestoreData && errors.As(err, &f) {
+				f.Next = fmt.Sprintf("the data is as the migration of deploy %d left it, which the release before may not read: "+
+					"`slipway rollback --to %s --restore-data` restores data snapshot %s first; %s", mig.deployID, short(target.Commit), mig.snap.CommitID, f.Next)
+			}
+			return res, err
 		}
 	}
 	if e.usesProxy() {
@@ -113,6 +183,15 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 	}
 	a.res.Outcome = ledger.Succeeded
 	a.res.Message = fmt.Sprintf("rolled back to %s (%s)", short(target.Commit), target.Version)
+	switch {
+	case mig != nil && opts.RestoreData:
+		a.res.Message += fmt.Sprintf("; data snapshot %s (taken before deploy %d's migration) restored", mig.snap.CommitID, mig.deployID)
+	case mig != nil:
+		a.res.Warning = fmt.Sprintf("the release rolled away from ran a migration (deploy %d) after data snapshot %s was taken at %s: "+
+			"the data is still as that migration left it. `slipway rollback --to %s --restore-data` would restore the snapshot, "+
+			"losing every write to %v since then",
+			mig.deployID, mig.snap.CommitID, mig.snap.Created.Format(time.RFC3339), short(target.Commit), e.Cfg.Snapshot.Data)
+	}
 	return a.res, e.Ledger.FinishDeploy(context.WithoutCancel(ctx), id, ledger.Succeeded, "", false, e.now())
 }
 

@@ -13,6 +13,7 @@ type Summary struct {
 	Release    string `json:"release,omitempty"`
 	Version    string `json:"version,omitempty"`
 	Message    string `json:"message,omitempty"`
+	Warning    string `json:"warning,omitempty"`
 	Error      string `json:"error,omitempty"`
 	FailedStep string `json:"failed_step,omitempty"`
 	RolledBack bool   `json:"rolled_back,omitempty"`
@@ -27,7 +28,7 @@ type Summary struct {
 // code the caller maps err to.
 func Summarize(r Result, err error, code int) Summary {
 	s := Summary{ID: r.DeployID, Kind: r.Kind, Outcome: string(r.Outcome), Commit: r.Commit, Previous: r.Previous,
-		Release: r.Release, Version: r.Version, Message: r.Message, Plan: r.Plan, ExitCode: code}
+		Release: r.Release, Version: r.Version, Message: r.Message, Warning: r.Warning, Plan: r.Plan, ExitCode: code}
 	if r.Plan != nil {
 		s.Outcome = "dry-run"
 	}
