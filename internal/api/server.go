@@ -25,16 +25,16 @@ const MaxBody = 1 << 20
 
 // Request asks the agent for a deploy or a rollback.
 type Request struct {
-	Kind    string // ledger.KindDeploy or ledger.KindRollback
-	Ref     string
-	Commit  string
-	Force   bool
-	To      string
+	Kind   string // ledger.KindDeploy or ledger.KindRollback
+	Ref    string
+	Commit string
+	Force  bool
+	To     string
 	// RestoreData (a rollback) restores the pre-deploy data snapshot of the
 	// release it leaves, when that release ran a migration.
 	RestoreData bool
 	Trigger     string
-	Actor   string
+	Actor       string
 }
 
 // Backend is what the API needs of the agent.

@@ -63,14 +63,14 @@ func (e *Engine) migrationOf(ctx context.Context, rel release.Release) (*migrate
 
 // RollbackOptions selects what one rollback does.
 type RollbackOptions struct {
-	To       string // a commit id (prefix); "" = the previous good release
+	To string // a commit id (prefix); "" = the previous good release
 	// RestoreData restores the pre-deploy data snapshot of the release
 	// rolled away from, when its deploy ran a migration after it.
 	RestoreData bool
-	Wait     bool   // wait for the lock instead of exiting 3
-	Trigger  string // manual, api
-	Actor    string
-	DeployID int64 // adopt a ledger row the agent queued (0: a new row)
+	Wait        bool   // wait for the lock instead of exiting 3
+	Trigger     string // manual, api
+	Actor       string
+	DeployID    int64 // adopt a ledger row the agent queued (0: a new row)
 }
 
 // Rollback makes an earlier good release live again without rebuilding:
