@@ -635,3 +635,30 @@ func TestAgentBacksOffWhenTheRemoteIsDown(t *testing.T) {
 		t.Fatalf("status: %d %s", code, body)
 	}
 }
+
+// TestAgentBringsBackADownRelease: nothing new to deploy, and the live
+// release goes down for good (its worker's supervisor killed too): the
+// agent's next poll restarts it and proves it healthy.
+func TestAgentBringsBackADownRelease(t *testing.T) {
+	t.Parallel()
+	g := newAgentApp(t, "1s", nil)
+	g.start(t)
+	g.waitServing(t, g.head())
+	waitFor(t, 30*time.Second, "the first deploy to finish", func() bool { return g.safeCommit() == g.head() })
+	b, err := os.ReadFile(filepath.Join(g.root, "run", "worker.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct{ PGID int }
+	_ = json.Unmarshal(b, &rec)
+	if err := syscall.Kill(-rec.PGID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the agent to restart the worker", func() bool {
+		d := g.lastDeploy()
+		return d.Outcome == "skipped" && strings.Contains(d.Error, "restarted it, healthy")
+	})
+	if st, r := g.status(); !st.Healthy {
+		t.Fatalf("status after the agent's repair: %s", r)
+	}
+}
