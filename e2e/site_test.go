@@ -62,7 +62,9 @@ var slipwayBin = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "slipway")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/slipway")
+	// With the crash tests' failpoints (a no-op unless SLIPWAY_FAILPOINT
+	// names one: see internal/failpoint).
+	cmd := exec.Command("go", "build", "-tags", "failpoints", "-o", bin, "../cmd/slipway")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)

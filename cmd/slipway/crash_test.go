@@ -13,17 +13,11 @@ import (
 	"time"
 )
 
-// slowMigrate is a migrate command that, when the commit has a SLOW file,
-// leaves two Python processes behind that would write into the shared data
-// 4 s later: one in the command's process group, one in a session of its
-// own (setsid). Each writes its pid into data/ first.
-const slowMigrate = `if [ -f ../SLOW ]; then
-  setsid python3 -c 'import os, time; open("../data/setsid.pid", "w").write(str(os.getpid())); time.sleep(4); open("../data/orphan-setsid", "w").write("x")' &
-  python3 -c 'import os, time; open("../data/group.pid", "w").write(str(os.getpid())); time.sleep(4); open("../data/orphan-group", "w").write("x")' &
-  sleep 60
-fi
-exec .venv/bin/python migrate.py
-`
+// slowMigrate is testdata/crash/slow-migrate.sh: a migrate command that
+// leaves processes behind, in and out of its process group.
+func slowMigrate(t *testing.T) string {
+	return readFile(t, filepath.Join("..", "..", "testdata", "crash", "slow-migrate.sh"))
+}
 
 func withSlowMigrate(cfg string) string {
 	return strings.Replace(cfg, "  run: .venv/bin/python migrate.py\n", "  run: sh slow-migrate.sh\n", 1)
@@ -55,7 +49,7 @@ func readPID(t *testing.T, path string) int {
 func TestKill9DuringMigrateEndsItsProcesses(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, "python-api", withSlowMigrate)
-	good := a.commit("slow migrate script", map[string]string{"backend/slow-migrate.sh": slowMigrate})
+	good := a.commit("slow migrate script", map[string]string{"backend/slow-migrate.sh": slowMigrate(t)})
 	a.mustDeploy()
 	a.commit("slow", map[string]string{"SLOW": "1\n"})
 

@@ -172,3 +172,28 @@ func BenchmarkProxyThroughput(b *testing.B) {
 		b.ReportMetric(rps, "req/s")
 	})
 }
+
+// BenchmarkProxySmokeFailure: behind the proxy, under users paced at 200
+// requests/s to /board/tasks, deploys of a release whose /board/tasks
+// answers 500 while /health is fine (figure: 0 users get an error from
+// it; each deploy fails at smoke and the old instance keeps serving).
+func BenchmarkProxySmokeFailure(b *testing.B) {
+	a := newApp(b, "python-api", proxyConfig("2s"))
+	a.mustDeploy()
+	users := startUsers(fmt.Sprintf("http://127.0.0.1:%d/board/tasks", a.port), a.token, 5*time.Millisecond)
+	good, broken := `            self.send_body(200, {"tasks": tasks})`, `            self.send_body(500, {"error": "broken on purpose"})`
+	i := 0
+	for b.Loop() {
+		i++
+		a.edit("tasks answer 500, "+itoa(i), "backend/app.py", good, broken)
+		if r := a.slipway("deploy"); r.code != 1 {
+			b.Fatalf("deploy of a smoke-failing release: %s", r)
+		}
+		a.edit("tasks fine, "+itoa(i), "backend/app.py", broken, good)
+		a.mustDeploy()
+	}
+	summary := users.end()
+	b.Logf("users: %s", summary)
+	b.ReportMetric(float64(users.failed.Load()), "user-errors")
+	b.ReportMetric(float64(users.ok.Load()+users.failed.Load()), "requests")
+}
