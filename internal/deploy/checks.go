@@ -36,15 +36,12 @@ func (e *Engine) checkOnce(ctx context.Context, h *config.Health) error {
 // the Host header the request had: a release proves itself before any
 // user reaches it. Other checks go where they are aimed.
 func (e *Engine) retarget(r check.Request) check.Request {
-	if len(e.starting) == 0 {
-		return r
-	}
 	u, err := url.Parse(r.URL)
 	if err != nil || u.Scheme != "http" {
 		return r
 	}
 	for _, name := range e.Cfg.ServiceNames() {
-		inst, ok := e.starting[name]
+		inst, ok := e.readied(name)
 		if !ok || !aimsAt(u, e.Cfg.Services[name].Proxy.Listen) {
 			continue
 		}
@@ -125,7 +122,7 @@ func (e *Engine) smoke(ctx context.Context, v vars, out io.Writer, cred *syscall
 func (e *Engine) instanceEnv() []string {
 	var env []string
 	for _, name := range e.Cfg.ServiceNames() {
-		if inst, ok := e.starting[name]; ok {
+		if inst, ok := e.readied(name); ok {
 			key := strings.Map(func(r rune) rune {
 				if r >= 'a' && r <= 'z' {
 					return r - 'a' + 'A'

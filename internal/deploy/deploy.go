@@ -599,7 +599,7 @@ func (a *attempt) repair(ctx context.Context, why string) (Result, error) {
 // and started on the release; each proxied service gets an instance of the
 // release, healthy on its own port, that takes no traffic yet (startInstance).
 func (e *Engine) startAll(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
-	e.starting = map[string]service.Spec{}
+	e.setReadied("", service.Spec{}, false)
 	var done []string
 	for _, name := range e.Cfg.ServiceNames() {
 		s := e.Cfg.Services[name]
@@ -610,7 +610,7 @@ func (e *Engine) startAll(ctx context.Context, v vars, cred *syscall.Credential)
 				return "", err
 			}
 			if toSwitch {
-				e.starting[name] = inst
+				e.setReadied(name, inst, true)
 			}
 			done = append(done, msg)
 			continue

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/config"
@@ -36,7 +37,35 @@ type Engine struct {
 	// starting are the instances of proxied services that startAll readied
 	// and that do not take traffic yet, by service: the health and smoke
 	// checks go to them, and switchTraffic sends them the traffic.
-	starting map[string]service.Spec
+	// The agent reads it (status) while a deploy writes it: startingMu.
+	starting   map[string]service.Spec
+	startingMu sync.Mutex
+}
+
+// readied returns the instance startAll readied for service name.
+func (e *Engine) readied(name string) (service.Spec, bool) {
+	e.startingMu.Lock()
+	defer e.startingMu.Unlock()
+	inst, ok := e.starting[name]
+	return inst, ok
+}
+
+// setReadied records (ok) or forgets (!ok) the readied instance of name;
+// an empty name forgets them all.
+func (e *Engine) setReadied(name string, inst service.Spec, ok bool) {
+	e.startingMu.Lock()
+	defer e.startingMu.Unlock()
+	switch {
+	case name == "":
+		e.starting = nil
+	case ok:
+		if e.starting == nil {
+			e.starting = map[string]service.Spec{}
+		}
+		e.starting[name] = inst
+	default:
+		delete(e.starting, name)
+	}
 }
 
 // New wires an engine for cfg with the given ledger and service manager.

@@ -130,7 +130,7 @@ func (e *Engine) specs(v vars, cred *syscall.Credential) []service.Spec {
 		s := e.Cfg.Services[name]
 		spec := e.spec(s, v, cred)
 		if s.Proxy != nil {
-			if inst, ok := e.starting[name]; ok {
+			if inst, ok := e.readied(name); ok {
 				spec = inst // readied, not serving yet: the one being checked
 			} else {
 				spec, _, _ = e.activeInstance(context.Background(), spec)

@@ -215,7 +215,7 @@ func (e *Engine) switchTraffic(ctx context.Context, v vars) (string, error) {
 	c := proxy.NewClient(e.Layout.ProxySocket())
 	var done []string
 	for _, name := range e.Cfg.ServiceNames() {
-		inst, ok := e.starting[name]
+		inst, ok := e.readied(name)
 		if !ok {
 			continue
 		}
@@ -226,7 +226,7 @@ func (e *Engine) switchTraffic(ctx context.Context, v vars) (string, error) {
 				return strings.Join(done, "; "), fmt.Errorf("switch %s to %s: %w", name, inst.Name, err)
 			}
 		}
-		delete(e.starting, name)
+		e.setReadied(name, service.Spec{}, false)
 		msg := fmt.Sprintf("%s: traffic -> %s", name, inst.Name)
 		if res.Previous != "" {
 			msg += fmt.Sprintf(" (the instance on %s held until the release is safe)", res.Previous)
