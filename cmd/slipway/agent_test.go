@@ -645,15 +645,7 @@ func TestAgentBringsBackADownRelease(t *testing.T) {
 	g.start(t)
 	g.waitServing(t, g.head())
 	waitFor(t, 30*time.Second, "the first deploy to finish", func() bool { return g.safeCommit() == g.head() })
-	b, err := os.ReadFile(filepath.Join(g.root, "run", "worker.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec struct{ PGID int }
-	_ = json.Unmarshal(b, &rec)
-	if err := syscall.Kill(-rec.PGID, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	g.killGroup("worker")
 	waitFor(t, 30*time.Second, "the agent to restart the worker", func() bool {
 		d := g.lastDeploy()
 		return d.Outcome == "skipped" && strings.Contains(d.Error, "restarted it, healthy")

@@ -120,15 +120,7 @@ func TestKilledServiceComesBack(t *testing.T) {
 	}
 
 	// Down for good: the worker's whole group, supervisor included.
-	b, err := os.ReadFile(filepath.Join(a.root, "run", "worker.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec struct{ PGID int }
-	_ = json.Unmarshal(b, &rec)
-	if err := syscall.Kill(-rec.PGID, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	a.killGroup("worker")
 	waitFor(t, 10*time.Second, "the worker to be down", func() bool {
 		st, _ := a.status()
 		_, _, ok := st.service("worker")
@@ -143,5 +135,22 @@ func TestKilledServiceComesBack(t *testing.T) {
 	}
 	if st, r := a.status(); r.code != 0 || !st.Healthy {
 		t.Fatalf("status after the repair: %s", r)
+	}
+}
+
+// killGroup kills a service's whole process group, its supervisor
+// included, with SIGKILL: the service is down for good.
+func (a *app) killGroup(service string) {
+	a.t.Helper()
+	b, err := os.ReadFile(filepath.Join(a.root, "run", service+".pid"))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	var rec struct{ PGID int }
+	if err := json.Unmarshal(b, &rec); err != nil || rec.PGID <= 0 {
+		a.t.Fatalf("pid file of %s: %v %s", service, err, b)
+	}
+	if err := syscall.Kill(-rec.PGID, syscall.SIGKILL); err != nil {
+		a.t.Fatal(err)
 	}
 }
