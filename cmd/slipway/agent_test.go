@@ -645,7 +645,23 @@ func TestAgentBringsBackADownRelease(t *testing.T) {
 	g.start(t)
 	g.waitServing(t, g.head())
 	waitFor(t, 30*time.Second, "the first deploy to finish", func() bool { return g.safeCommit() == g.head() })
+	// Killed alone, the worker is brought back by its supervisor, and
+	// /metrics counts it.
+	st, _ := g.status()
+	pid, _, _ := st.service("worker")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the restart in /metrics", func() bool {
+		_, body := g.api("GET", "/metrics", "", true)
+		return strings.Contains(body, `slipway_service_restarts_total{app="board",service="worker"} 1`) &&
+			strings.Contains(body, `slipway_service_up{app="board",service="worker"} 1`)
+	})
 	g.killGroup("worker")
+	waitFor(t, 10*time.Second, "the worker down in /metrics, or already back", func() bool {
+		_, body := g.api("GET", "/metrics", "", true)
+		return strings.Contains(body, `slipway_service_up{app="board",service="worker"} 0`) || strings.Contains(g.lastDeploy().Error, "restarted it")
+	})
 	waitFor(t, 30*time.Second, "the agent to restart the worker", func() bool {
 		d := g.lastDeploy()
 		return d.Outcome == "skipped" && strings.Contains(d.Error, "restarted it, healthy")

@@ -386,3 +386,37 @@ func TestProxySmokeFailureReachesNoUser(t *testing.T) {
 		t.Fatalf("safe = %s", a.safeCommit())
 	}
 }
+
+// TestDownProxyIsBroughtBack: the tip is marked bad and then the proxy is
+// killed (with its supervisor): status exits 4 and names the proxy down;
+// `slipway deploy` skips the bad tip but brings the proxy back, healthy.
+func TestDownProxyIsBroughtBack(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		// The broken commit's health fails within 3 s, not the example's 20.
+		cfg = strings.Replace(cfg, "  timeout: 20s\n  interval: 200ms\n", "  timeout: 3s\n  interval: 200ms\n", 1)
+		return proxyConfig("1s")(cfg)
+	})
+	good := a.head()
+	a.mustDeploy()
+	a.edit("health says 500", "backend/app.py",
+		`self.send_body(200, {"status": "ok", "version": APP_VERSION})`,
+		`self.send_body(500, {"status": "broken", "version": APP_VERSION})`)
+	if r := a.slipway("deploy"); r.code != 1 {
+		t.Fatalf("deploy of a broken commit: %s", r)
+	}
+	a.killGroup("slipway-proxy")
+	waitFor(t, 10*time.Second, "the site down", func() bool { return a.serving() == "" })
+	r := a.slipway("status", "--offline")
+	if r.code != 4 || !strings.Contains(r.stdout, "slipway-proxy DOWN") {
+		t.Fatalf("status with the proxy down: want exit 4 naming it\n%s", r)
+	}
+	r = a.mustDeploy()
+	if !strings.Contains(r.stderr, "marked bad") || !strings.Contains(r.stderr, "restarted it, healthy") {
+		t.Fatalf("deploy with a bad tip and the proxy down: want it brought back\n%s", r)
+	}
+	a.assertServing(good)
+	if r := a.slipway("status", "--offline"); r.code != 0 {
+		t.Fatalf("status after: %s", r)
+	}
+}
