@@ -160,7 +160,7 @@ func githubHeaders(event string, body []byte, secret string) map[string]string {
 
 func payload(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "testdata", "webhooks", "github", name))
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "webhooks", "github", name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-// Package api is the agent's HTTP API (SPEC §6): JSON over HTTP, every
+// Package api is the agent's HTTP API (docs/agent.md): JSON over HTTP, every
 // route but /health and the webhooks behind a bearer token, request bodies
 // limited, timeouts set. The same handler serves the agent's unix socket,
 // where the socket's 0600 mode is the authentication.

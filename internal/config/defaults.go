@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The defaults SPEC §3 documents.
+// The defaults docs/config.md documents.
 const (
 	DefaultBranch       = "main"
 	DefaultKeepReleases = 5

@@ -1,4 +1,4 @@
-// Package config loads and validates slipway.yml (SPEC §3) and writes the
+// Package config loads and validates slipway.yml (docs/config.md) and writes the
 // commented template of slipway init.
 //
 // Load works on the YAML syntax tree (goccy/go-yaml), so that every problem

@@ -144,7 +144,7 @@ func Template(d Detected) string {
 		repo = "."
 	}
 	w := &yamlWriter{}
-	w.note(0, "slipway.yml: how slipway deploys "+app+" (reference: SPEC §3, docs/config.md).")
+	w.note(0, "slipway.yml: how slipway deploys "+app+" (reference: docs/config.md).")
 	w.note(0, "Written by `slipway init`; check the lines marked TODO, then run `slipway check`.")
 	w.blank()
 	w.line(0, "app: "+quote(app), "required: the app's name ([a-z][a-z0-9-]*); names units and the default root")

@@ -327,7 +327,7 @@ smoke:
 	}
 }
 
-// TestLoadSpecExample loads the example of SPEC §3, as written there.
+// TestLoadSpecExample loads testdata/spec.yml, a config that uses every key.
 func TestLoadSpecExample(t *testing.T) {
 	t.Setenv("VERS_AUTH_TOKEN", "")
 	t.Setenv("INFRA_VM_ID", "")

@@ -21,7 +21,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/snapshot"
 )
 
-// Deploy runs one deploy (SPEC §4). The error, when not nil, is a
+// Deploy runs one deploy (the steps of docs/deploy.md). The error, when not nil, is a
 // *Failure (test it with errors.Is against ErrFailed, ErrRollbackFailed,
 // ErrInterrupted), a *lock.LockedError, or a plain error from before the
 // deploy began.

@@ -1,4 +1,4 @@
-// Package deploy is the engine: one deploy as the steps of SPEC §4, the
+// Package deploy is the engine: one deploy as the steps of docs/deploy.md, the
 // rollback that undoes a failed switch, and the recovery of a deploy that a
 // crash interrupted. It depends on small interfaces; the packages that talk
 // to git, the service manager and SQLite implement them.
@@ -120,7 +120,7 @@ type Result struct {
 	Plan     *Plan  // set for a dry run
 }
 
-// Sentinel errors the CLI maps to exit codes (SPEC §5).
+// Sentinel errors the CLI maps to exit codes (docs/deploy.md).
 var (
 	// ErrFailed: the deploy failed; the host is on its safe release (exit 1).
 	ErrFailed = errors.New("deploy failed")

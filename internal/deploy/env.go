@@ -16,7 +16,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/service"
 )
 
-// vars are the SLIPWAY_* values of one deploy (SPEC §3).
+// vars are the SLIPWAY_* values of one deploy (docs/deploy.md).
 type vars struct {
 	rel      release.Release
 	previous string

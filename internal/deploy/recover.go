@@ -26,7 +26,7 @@ const interruptionsBeforeBad = 2
 // recover repairs what a crash left behind. It runs under the deploy lock:
 // a deploy still marked running is one whose process died. That deploy is
 // marked interrupted, its half-built release removed, and current and the
-// services are brought back to the safe release, healthy (SPEC §4).
+// services are brought back to the safe release, healthy (docs/deploy.md, crash recovery).
 func (e *Engine) recover(ctx context.Context) error {
 	// What the killed slipway's commands left running goes first: an
 	// orphaned migration must not write into the data recovered below.

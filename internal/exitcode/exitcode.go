@@ -1,4 +1,4 @@
-// Package exitcode maps errors to slipway's documented exit codes (SPEC §5),
+// Package exitcode maps errors to slipway's documented exit codes (docs/deploy.md),
 // in this one place, for the CLI and for results the agent reports.
 package exitcode
 

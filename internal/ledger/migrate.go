@@ -59,7 +59,7 @@ CREATE INDEX deploys_by_outcome ON deploys(outcome, id);
 	{
 		name: "create snapshots and vms",
 		// snapshots is the restore-point ledger the runbook kept by hand
-		// (SPEC §6 /commits); vms the hosts an agent knows (/registry/vms).
+		// (the API's /commits); vms the hosts an agent knows (/registry/vms).
 		sql: `
 CREATE TABLE snapshots (
 	id        INTEGER PRIMARY KEY AUTOINCREMENT,

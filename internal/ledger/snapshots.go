@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Snapshot is one restore point in the ledger (SPEC §6 /commits). CommitID
+// Snapshot is one restore point in the ledger (the API's /commits, docs/agent.md). CommitID
 // is the snapshot's own id (the runbook's name for a VM snapshot); Commit
 // is the app's commit it belongs to.
 type Snapshot struct {

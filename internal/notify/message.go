@@ -168,7 +168,7 @@ func span(prefix string, d time.Duration) string {
 	return prefix + d.String()
 }
 
-// steps are the deploy's step names (SPEC §4) and the rollback's: a deploy
+// steps are the deploy's step names (docs/deploy.md) and the rollback's: a deploy
 // failure reads "<step>: <cause>".
 var steps = map[string]bool{
 	"lock": true, "resolve": true, "plan": true, "prepare": true, "build": true,

@@ -1,4 +1,4 @@
-// Package notify tells people about deploys (SPEC §3 `notify:`): a JSON POST
+// Package notify tells people about deploys (`notify:` in docs/config.md): a JSON POST
 // of a Message to each configured URL on success, failure and rollback.
 //
 // Sending never fails a deploy: undelivered notifications are logged, with

@@ -1,4 +1,4 @@
-// Package release owns the files on the host (SPEC §2): the layout under
+// Package release owns the files on the host (docs/config.md, `root`): the layout under
 // the root, immutable release trees, the atomic switch of `current`, the
 // safe commit, reuse of dependency directories, and pruning.
 package release

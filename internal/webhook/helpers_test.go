@@ -18,7 +18,7 @@ import (
 
 // githubPayloads holds real GitHub payloads (octokit/webhooks), in the shared
 // checkout that CI clones beside this repository.
-const githubPayloads = "../../../shared/testdata/webhooks/github"
+const githubPayloads = "../../testdata/webhooks/github"
 
 var testSecret = []byte("correct horse battery staple")
 
