@@ -569,12 +569,7 @@ func (a *attempt) repair(ctx context.Context, why string) (Result, error) {
 	steps := []namedStep{
 		{"restart", func(ctx context.Context) (string, error) { return e.restartAll(ctx, v, a.cred) }},
 		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, a.cred) }},
-		{"smoke", func(ctx context.Context) (string, error) {
-			if len(e.Cfg.Smoke) == 0 {
-				return "no smoke checks configured", nil
-			}
-			return e.smoke(ctx, v, a.j.Output(), a.cred)
-		}},
+		{"smoke", func(ctx context.Context) (string, error) { return e.smoke(ctx, v, a.j.Output(), a.cred) }},
 		{"settle", func(ctx context.Context) (string, error) { return e.settle(ctx, v, a.cred) }},
 	}
 	for _, s := range steps {

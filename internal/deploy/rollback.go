@@ -150,12 +150,7 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, a.cred) }},
 		// A rollback proves itself as a deploy does: after a migration the
 		// old code may no longer fit the data.
-		{"smoke", func(ctx context.Context) (string, error) {
-			if len(e.Cfg.Smoke) == 0 {
-				return "no smoke checks configured", nil
-			}
-			return e.smoke(ctx, v, a.j.Output(), a.cred)
-		}},
+		{"smoke", func(ctx context.Context) (string, error) { return e.smoke(ctx, v, a.j.Output(), a.cred) }},
 		{"traffic", func(ctx context.Context) (string, error) { return e.switchTraffic(ctx, v) }},
 		{"settle", func(ctx context.Context) (string, error) { return e.settle(ctx, v, a.cred) }},
 		{"mark-safe", func(context.Context) (string, error) {

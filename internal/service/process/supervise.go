@@ -207,14 +207,14 @@ func (sv *supervisor) run(grace time.Duration) int {
 			case <-time.After(grace):
 				sv.tell("ok")
 			case <-stop:
-				return sv.stopped(pid, exited)
+				return sv.stopped(exited)
 			}
 		}
 		var ps *os.ProcessState
 		select {
 		case ps = <-exited:
 		case <-stop:
-			return sv.stopped(pid, exited)
+			return sv.stopped(exited)
 		}
 		// A stop signals the whole group, so the service may have seen it
 		// before we did: give it a moment to reach us before we call the
@@ -269,7 +269,7 @@ func (sv *supervisor) done(code int) int {
 
 // stopped passes a stop on to the whole group once (Stop signals the
 // supervisor alone), then waits for the service.
-func (sv *supervisor) stopped(_ int, exited <-chan *os.ProcessState) int {
+func (sv *supervisor) stopped(exited <-chan *os.ProcessState) int {
 	_ = syscall.Kill(-os.Getpid(), syscall.SIGTERM) // ours comes back, and is ignored
 	<-exited
 	return sv.done(0)
