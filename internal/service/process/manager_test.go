@@ -352,7 +352,12 @@ func TestKilledServiceIsRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = db.Close() }()
-	es, err := db.Events(t.Context(), 0)
+	// Each restart is recorded as it happens, in the background.
+	var es []ledger.Event
+	waitFor(t, "the second restart in the ledger", func() bool {
+		es, err = db.Events(t.Context(), 0)
+		return err != nil || len(es) >= 2
+	})
 	if err != nil || len(es) != 2 || es[0].Kind != ledger.EventRestart || es[0].Service != "worker" || !strings.Contains(es[0].Detail, "restart 2") {
 		t.Fatalf("ledger events = %+v, %v; want the two restarts", es, err)
 	}
