@@ -212,7 +212,7 @@ func (a *app) recoverAfter(t *testing.T, point string, passed bool) deployRow {
 
 // deploySteps are a deploy's steps, in order; from mark-safe on, the
 // deploy stands.
-var deploySteps = []string{"lock", "resolve", "plan", "prepare", "build:venv", "build:compile", "verify-env",
+var deploySteps = []string{"lock", "resolve", "plan", "verify-env", "prepare", "build:venv", "build:compile",
 	"snapshot", "migrate", "stamp", "switch", "restart", "health", "smoke", "settle", "mark-safe", "post-snapshot", "prune"}
 
 // boundaries are the points between steps: before the first, and after

@@ -31,7 +31,7 @@ func TestFirstDeployThenNoopThenNewCommit(t *testing.T) {
 	if code, body := a.get("/board/tasks", true); code != 200 || !strings.Contains(body, "tasks") {
 		t.Fatalf("/board/tasks with token = %d %s", code, body)
 	}
-	for _, step := range []string{"resolve", "plan", "prepare", "build:venv", "verify-env", "migrate", "stamp", "switch", "restart", "health", "smoke", "mark-safe"} {
+	for _, step := range []string{"resolve", "plan", "verify-env", "prepare", "build:venv", "migrate", "stamp", "switch", "restart", "health", "smoke", "mark-safe"} {
 		if !strings.Contains(r.stderr, " "+step+" ") {
 			t.Errorf("no step line for %s in:\n%s", step, r.stderr)
 		}
@@ -213,8 +213,15 @@ func TestMissingRequiredEnvRefusedBeforeSwitch(t *testing.T) {
 		t.Fatalf("current switched")
 	}
 	a.assertServing(good)
-	if d := a.lastDeploy(); d.Bad {
+	d := a.lastDeploy()
+	if d.Bad {
 		t.Fatalf("a host problem marked the commit bad: %+v", d)
+	}
+	// It fails fast: before anything is exported or built.
+	for _, s := range a.steps(d.ID) {
+		if s.Name == "prepare" || strings.HasPrefix(s.Name, "build:") {
+			t.Fatalf("step %s ran before the missing variable was reported", s.Name)
+		}
 	}
 }
 

@@ -67,8 +67,10 @@ type agentState struct {
 	Running     int64     `json:"running_deploy,omitempty"`
 	Waiting     int64     `json:"waiting_deploy,omitempty"`
 	badLogged   string
-	inflight    string    // the commit the running deploy targets
-	lastPush    time.Time // when the last webhook push arrived
+	// stoppedLogged is the tip last held because services are stopped.
+	stoppedLogged string
+	inflight      string    // the commit the running deploy targets
+	lastPush      time.Time // when the last webhook push arrived
 	// repairWait is the pause before the next repair of a live release
 	// that stays down, nextRepair when it may come.
 	repairWait time.Duration
@@ -343,6 +345,16 @@ func (a *Agent) check(ctx context.Context, trigger string) error {
 		a.mu.Unlock()
 		if first {
 			a.log.Warn("branch tip failed before; not retrying it (push a fix, or deploy it with --force)", "commit", tip)
+		}
+		return nil
+	}
+	if stopped := a.eng.Stopped(); len(stopped) > 0 {
+		a.mu.Lock()
+		first := a.state.stoppedLogged != tip
+		a.state.stoppedLogged = tip
+		a.mu.Unlock()
+		if first {
+			a.log.Warn("services are stopped (`slipway stop`); holding the new tip until `slipway start`", "commit", tip, "stopped", stopped)
 		}
 		return nil
 	}

@@ -104,11 +104,16 @@ func printPlan(g *globals, p *deploy.Plan) {
 	fmt.Fprintf(g.stdout, "target:  %s %s\n", p.Target, p.Subject)
 	fmt.Fprintf(g.stdout, "live:    %s\n", orDash(p.Live))
 	fmt.Fprintf(g.stdout, "safe:    %s\n", orDash(p.Safe))
-	if p.Action != "deploy" {
+	if len(p.Steps) == 0 {
 		fmt.Fprintf(g.stdout, "plan:    %s\n", p.Reason)
 		return
 	}
-	fmt.Fprintln(g.stdout, "plan:")
+	if p.Action != "deploy" {
+		// A reconfigure or a rebuild of the live commit.
+		fmt.Fprintf(g.stdout, "plan:    %s: %s\n", p.Action, p.Reason)
+	} else {
+		fmt.Fprintln(g.stdout, "plan:")
+	}
 	for _, s := range p.Steps {
 		fmt.Fprintf(g.stdout, "  %-16s %s\n", s.Name, s.Detail)
 	}

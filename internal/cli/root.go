@@ -51,6 +51,7 @@ func NewRoot() *cobra.Command {
 		newStatusCmd(g), newHistoryCmd(g), newLogsCmd(g), newLockCmd(g), newVersionCmd(g), newAgentCmd(g),
 		newInstallCmd(g), newUninstallCmd(g), newSnapshotCmd(g), newProxyCmd(g), newSuperviseCmd(),
 	)
+	root.AddCommand(newOperateCmds(g)...)
 	return root
 }
 

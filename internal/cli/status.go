@@ -96,6 +96,8 @@ func printStatus(w io.Writer, s agentStatus) {
 				state += fmt.Sprintf(", restarted %d time(s)", sv.Restarts)
 			}
 		case s.Current == nil:
+		case sv.Stopped:
+			state = "stopped by `slipway stop` (`slipway start " + sv.Name + "` starts it)"
 		case sv.Detail != "":
 			state = "DOWN (" + sv.Detail + ")"
 		default:

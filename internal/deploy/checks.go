@@ -88,6 +88,9 @@ func (e *Engine) smoke(ctx context.Context, v vars, out io.Writer, cred *syscall
 	if len(e.Cfg.Smoke) == 0 {
 		return "no smoke checks configured", nil
 	}
+	if why := e.checksSkipped(); why != "" {
+		return "smoke checks " + why, nil
+	}
 	for i, c := range e.Cfg.Smoke {
 		name := c.Name
 		if name == "" {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -53,6 +54,7 @@ type attempt struct {
 	rel      release.Release // the new release
 	cred     *syscall.Credential
 	switched bool
+	traffic  bool            // an operation's traffic step ran (operate.go)
 	started  bool            // services of the new release were (re)started
 	migrated bool            // the migrate step started: the data may have changed
 	preData  ledger.Snapshot // the pre-deploy data snapshot (ID 0: none)
@@ -65,6 +67,11 @@ func (e *Engine) DeployLocked(ctx context.Context, opts Options) (Result, error)
 }
 
 func (e *Engine) deployLocked(ctx context.Context, opts Options, lockWait time.Duration) (Result, error) {
+	// A stopped app is not brought back by a deploy: a webhook must not
+	// undo an operator's `slipway stop`.
+	if err := e.refuseStopped(); err != nil {
+		return Result{}, err
+	}
 	a := &attempt{e: e, opts: opts}
 	var err error
 	if a.safe, err = e.Layout.SafeCommit(); err != nil {
@@ -167,11 +174,21 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 			return plan.skip + "; the live release is down (" + plan.repair + "): restarting it", nil
 		case plan.skip != "":
 			return plan.skip, nil
+		case plan.change != nil:
+			kind := ledger.KindReconfigure
+			if plan.change.rebuild {
+				kind = ledger.KindRebuild
+			}
+			a.res.Kind = kind
+			return plan.change.String() + ": " + plan.change.action(), e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: a.res.DeployID, Kind: kind})
 		}
 		return "deploy " + short(target) + " over " + orNone(short(a.live.Commit)), nil
 	})
 	if err != nil {
 		return a.fail(ctx, err)
+	}
+	if plan.change != nil && !plan.change.rebuild {
+		return a.reconfigure(ctx, plan.change)
 	}
 	if plan.skip != "" {
 		a.res.Outcome = ledger.Skipped
@@ -186,12 +203,20 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 			}
 			a.res.Outcome = ledger.Skipped
 			a.res.Message = plan.skip + "; the live release " + short(a.safe) + " was down (" + plan.repair + "): restarted it, healthy"
+			if !plan.failedChange {
+				_ = e.recordApplied(a.safe)
+			}
 		}
 		return a.res, e.Ledger.FinishDeploy(context.WithoutCancel(ctx), a.res.DeployID, ledger.Skipped, a.res.Message, false, e.now())
 	}
 
 	if a.cred, err = e.credential(); err != nil {
 		return a.fail(ctx, &stepError{step: "prepare", err: err})
+	}
+	// What the host must provide is checked first: a missing token is
+	// reported in milliseconds, not after the build.
+	if err := a.step(ctx, "verify-env", false, a.verifyEnv); err != nil {
+		return a.fail(ctx, err)
 	}
 	if err := a.step(ctx, "prepare", false, a.prepare); err != nil {
 		return a.fail(ctx, err)
@@ -201,9 +226,6 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 		if err := a.step(ctx, "build:"+b.Name, true, func(ctx context.Context) (string, error) { return a.build(ctx, b) }); err != nil {
 			return a.fail(ctx, err)
 		}
-	}
-	if err := a.step(ctx, "verify-env", false, a.verifyEnv); err != nil {
-		return a.fail(ctx, err)
 	}
 	if e.Cfg.Snapshot != nil {
 		if err := a.step(ctx, "snapshot", false, a.snapshot); err != nil {
@@ -274,7 +296,10 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 		return a.fail(ctx, err)
 	}
 	if err := a.step(ctx, "mark-safe", false, func(context.Context) (string, error) {
-		return "SAFE_COMMIT=" + short(target), e.Layout.WriteSafeCommit(target)
+		if err := e.Layout.WriteSafeCommit(target); err != nil {
+			return "", err
+		}
+		return "SAFE_COMMIT=" + short(target) + e.noteApplied(target), nil
 	}); err != nil {
 		return a.fail(ctx, err)
 	}
@@ -295,6 +320,9 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 
 	a.res.Outcome = ledger.Succeeded
 	a.res.Message = fmt.Sprintf("deployed %s (%s)", short(target), a.rel.Version)
+	if a.res.Kind == ledger.KindRebuild {
+		a.res.Message = fmt.Sprintf("rebuilt %s into %s (%s): the config's build part had changed", short(target), a.rel.Name, a.rel.Version)
+	}
 	if err := e.Ledger.FinishDeploy(context.WithoutCancel(ctx), a.res.DeployID, ledger.Succeeded, "", false, e.now()); err != nil {
 		return a.res, err
 	}
@@ -506,6 +534,12 @@ func (e *Engine) resolve(ctx context.Context, opts Options) (string, string, err
 type decision struct {
 	skip   string // why the target is not deployed ("" to deploy it)
 	repair string // set when the live safe release is down: why, and it is restarted
+	// change is set when the target is live and safe but the config
+	// changed since it started: it is rebuilt or reconfigured.
+	change *configChange
+	// failedChange: the config differs from what the live release runs
+	// with by a change that failed before (it is not applied again).
+	failedChange bool
 }
 
 // planSkip decides whether the target needs no deploy, and whether the
@@ -529,6 +563,14 @@ func (e *Engine) planSkip(ctx context.Context, target string, force bool, safeRe
 		return ""
 	}
 	if safeRel.Commit == target && liveIsSafe {
+		change := e.changedConfig(target)
+		if change != nil && change.failedBy == 0 {
+			return decision{change: change}
+		}
+		if change != nil {
+			return decision{skip: fmt.Sprintf("nothing to do: %s is the safe commit; %s, but that change failed in deploy %d: fix it, or use --force",
+				short(target), change, change.failedBy), repair: down(), failedChange: true}
+		}
 		if why := down(); why != "" {
 			return decision{skip: "nothing to deploy: " + short(target) + " is the safe commit", repair: why}
 		}
@@ -594,9 +636,18 @@ func (a *attempt) repair(ctx context.Context, why string) (Result, error) {
 // and started on the release; each proxied service gets an instance of the
 // release, healthy on its own port, that takes no traffic yet (startInstance).
 func (e *Engine) startAll(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
+	return e.startServices(ctx, v, cred, nil)
+}
+
+// startServices is startAll for the services named in only (nil: all). A
+// service an operator stopped stays stopped.
+func (e *Engine) startServices(ctx context.Context, v vars, cred *syscall.Credential, only []string) (string, error) {
 	e.setReadied("", service.Spec{}, false)
 	var done []string
 	for _, name := range e.Cfg.ServiceNames() {
+		if (only != nil && !slices.Contains(only, name)) || e.isStopped(name) {
+			continue
+		}
 		s := e.Cfg.Services[name]
 		spec := e.spec(s, v, cred)
 		if s.Proxy != nil {
@@ -659,6 +710,9 @@ func (e *Engine) stopAll(ctx context.Context, v vars) error {
 // with the last lines of its output.
 func (e *Engine) alive(ctx context.Context, v vars, cred *syscall.Credential) error {
 	for _, spec := range e.specs(v, cred) {
+		if e.isStopped(baseName(spec.Name)) {
+			continue // stopped by the operator
+		}
 		st, err := e.Services.Status(ctx, spec)
 		if err != nil {
 			return fmt.Errorf("service %s: %w", spec.Name, err)
@@ -685,6 +739,9 @@ func (e *Engine) waitHealthy(ctx context.Context, v vars, cred *syscall.Credenti
 		// No health URL: the settle window is what proves the services up.
 		return "services running (no health check configured)", e.alive(ctx, v, cred)
 	}
+	if why := e.checksSkipped(); why != "" {
+		return "services running; health check " + why, e.alive(ctx, v, cred)
+	}
 	t0 := time.Now()
 	err := e.checkWait(ctx, h, func() error { return e.alive(ctx, v, cred) })
 	if err != nil {
@@ -698,7 +755,7 @@ func (e *Engine) healthyNow(ctx context.Context, v vars) (string, error) {
 	if err := e.alive(ctx, v, nil); err != nil {
 		return "", err
 	}
-	if h := e.Cfg.Health; h != nil {
+	if h := e.Cfg.Health; h != nil && e.checksSkipped() == "" {
 		if err := e.checkOnce(ctx, h); err != nil {
 			return "", err
 		}

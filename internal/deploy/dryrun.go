@@ -45,7 +45,8 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 		live, _ = e.Layout.Open(name)
 	}
 	p := &Plan{Target: target, Subject: e.Mirror.Subject(ctx, target), Live: live.Name, Safe: safe, Action: "deploy"}
-	if d := e.planSkip(ctx, target, opts.Force, safeRel, live); d.skip != "" {
+	d := e.planSkip(ctx, target, opts.Force, safeRel, live)
+	if d.skip != "" {
 		p.Action, p.Reason = "skip", d.skip
 		switch {
 		case d.repair != "":
@@ -56,6 +57,18 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 		return Result{Commit: target, Plan: p, Message: p.Reason}, nil
 	}
 	add := func(name, detail string) { p.Steps = append(p.Steps, PlanStep{name, detail}) }
+	if c := d.change; c != nil {
+		p.Action, p.Reason = c.action(), c.String()
+		if !c.rebuild {
+			p.Reason += ": the live release would be restarted with it and proven, without a rebuild"
+			add("verify-env", fmt.Sprintf("require %v, env files, ports", e.Cfg.RequireEnv))
+			e.planProve(add)
+			add("mark-applied", "record the config as the one "+live.Name+" runs with")
+			return Result{Commit: target, Plan: p, Message: p.Reason}, nil
+		}
+		p.Reason += ": " + short(target) + " would be built again into a new release"
+	}
+	add("verify-env", fmt.Sprintf("require %v, env files, ports", e.Cfg.RequireEnv))
 	add("prepare", fmt.Sprintf("export %s into releases/<time>-%s, link shared %v", short(target), target[:12], e.Cfg.Shared))
 	for _, b := range e.Cfg.Build {
 		detail := fmt.Sprintf("run `%s` in %s", b.Run, dirOr(b.Dir))
@@ -65,7 +78,6 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 		}
 		add("build:"+b.Name, detail)
 	}
-	add("verify-env", fmt.Sprintf("require %v, env files, ports", e.Cfg.RequireEnv))
 	if sn := e.Cfg.Snapshot; sn != nil {
 		var what []string
 		for _, p := range e.Providers() {
@@ -78,13 +90,7 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 	}
 	add("stamp", "write VERSION (APP_VERSION=<time>+"+short(target)+")")
 	add("switch", "current -> the new release")
-	add("restart", strings.Join(e.Cfg.ServiceNames(), ", "))
-	if h := e.Cfg.Health; h != nil {
-		add("health", fmt.Sprintf("%s answers %d within %s", h.URL, h.ExpectStatus, h.Timeout.D()))
-	}
-	if len(e.Cfg.Smoke) > 0 {
-		add("smoke", fmt.Sprintf("%d checks", len(e.Cfg.Smoke)))
-	}
+	e.planProve(add)
 	add("mark-safe", "SAFE_COMMIT="+short(target))
 	if sn := e.Cfg.Snapshot; sn != nil && sn.PostDeploy {
 		add("post-snapshot", "take a post-deploy snapshot")
@@ -115,4 +121,22 @@ func dirOr(d string) string {
 		return "the release root"
 	}
 	return d
+}
+
+// planProve lists the steps that start a release's services and prove
+// them, as the run does them.
+func (e *Engine) planProve(add func(name, detail string)) {
+	add("restart", strings.Join(e.Cfg.ServiceNames(), ", "))
+	if h := e.Cfg.Health; h != nil {
+		add("health", fmt.Sprintf("%s answers %d within %s", h.URL, h.ExpectStatus, h.Timeout.D()))
+	} else {
+		add("health", "every service running (no health check configured)")
+	}
+	if len(e.Cfg.Smoke) > 0 {
+		add("smoke", fmt.Sprintf("%d checks", len(e.Cfg.Smoke)))
+	}
+	if e.usesProxy() {
+		add("traffic", "the proxy sends the traffic to the new instances; the old ones are held")
+	}
+	add("settle", fmt.Sprintf("every service stays up and healthy for %s", e.settleWindow()))
 }

@@ -186,7 +186,7 @@ func (e *Engine) Lock(ctx context.Context, trigger string, wait bool) (*lock.Loc
 	if err := e.Layout.Ensure(); err != nil {
 		return nil, err
 	}
-	l, err := lock.Acquire(ctx, e.Layout.LockFile(), e.holder(trigger), wait, trigger == "rollback" || trigger == "snapshot-restore")
+	l, err := lock.Acquire(ctx, e.Layout.LockFile(), e.holder(trigger), wait, allowedWhenFrozen(trigger))
 	if err != nil {
 		return nil, err
 	}
@@ -195,4 +195,15 @@ func (e *Engine) Lock(ctx context.Context, trigger string, wait bool) (*lock.Loc
 		return nil, err
 	}
 	return l, nil
+}
+
+// allowedWhenFrozen reports whether a command with trigger may run while
+// deploys are frozen: going back, and starting, stopping or restarting
+// what runs, are what an operator in an incident froze deploys for.
+func allowedWhenFrozen(trigger string) bool {
+	switch trigger {
+	case "rollback", "snapshot-restore", ledger.KindRestart, ledger.KindStart, ledger.KindStop:
+		return true
+	}
+	return false
 }

@@ -24,7 +24,8 @@ func (a *attempt) fail(ctx context.Context, err error) (Result, error) {
 		se = &stepError{step: "deploy", err: err}
 	}
 	interrupted := ctx.Err() != nil
-	bad := se.bad && !interrupted
+	// A rebuild's failure is the changed config's fault, not the commit's.
+	bad := se.bad && !interrupted && a.res.Kind != ledger.KindRebuild
 	var held *service.PortHeldError
 	if errors.As(err, &held) {
 		bad = false // the host's fault, not the commit's
@@ -83,6 +84,10 @@ func (a *attempt) fail(ctx context.Context, err error) (Result, error) {
 	if a.rel.Name != "" {
 		_ = a.step(rctx, "prune", false, func(ctx context.Context) (string, error) { return e.pruneAll(ctx, a.rel.Name) })
 	}
+	if a.res.Kind == ledger.KindRebuild && !interrupted {
+		// The rollback restarted the services with the changed config.
+		_ = e.recordFailedConfig(a.res.DeployID, a.switched && !e.onlyProxied())
+	}
 	f.Next = a.nextStep(se, bad, interrupted)
 	a.res.Outcome = outcome
 	a.res.Message = f.Error()
@@ -98,6 +103,8 @@ func (a *attempt) nextStep(se *stepError, bad, interrupted bool) string {
 	switch {
 	case interrupted:
 		return "run `slipway deploy` again when ready; " + logs
+	case a.res.Kind == ledger.KindRebuild:
+		return "the changed build config failed; it is not tried again until it changes: fix slipway.yml and run `slipway deploy`; " + logs
 	case se.step == "verify-env":
 		return "fix the host (env files under " + a.e.Layout.EnvDir() + ", ports), then run `slipway deploy` again; `slipway check` lists what is wrong"
 	case bad:

@@ -70,7 +70,7 @@ func (e *Engine) recover(ctx context.Context) error {
 	var done []ledger.Deploy
 	var interrupted []ledger.Deploy
 	for _, d := range unfinished {
-		putsLive := d.Kind == ledger.KindDeploy || d.Kind == ledger.KindRollback
+		putsLive := d.Kind == ledger.KindDeploy || d.Kind == ledger.KindRollback || d.Kind == ledger.KindRebuild
 		if putsLive && d.Commit != "" && d.Commit == safe && d.Release != "" && d.Release == cur {
 			done = append(done, d)
 		} else {
@@ -118,7 +118,7 @@ func (e *Engine) recover(ctx context.Context) error {
 		r.Deploys = append(r.Deploys, d.ID)
 		// Only a deploy's own, never-proven release goes; a rollback's
 		// target is a kept good release.
-		if d.Kind == ledger.KindDeploy && d.Release != "" && !protected(e, d.Release) && !good[d.Release] {
+		if (d.Kind == ledger.KindDeploy || d.Kind == ledger.KindRebuild) && d.Release != "" && !protected(e, d.Release) && !good[d.Release] {
 			if now, _ := e.Layout.Current(); now != d.Release {
 				if err := e.Layout.Remove(d.Release); err == nil {
 					r.Actions = append(r.Actions, "removed half-built releases/"+d.Release)

@@ -85,6 +85,9 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 		return Result{}, err
 	}
 	defer func() { _ = l.Release() }()
+	if err := e.refuseStopped(); err != nil {
+		return Result{}, err
+	}
 
 	var live release.Release
 	if name, _ := e.Layout.Current(); name != "" {
@@ -154,7 +157,10 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 		{"traffic", func(ctx context.Context) (string, error) { return e.switchTraffic(ctx, v) }},
 		{"settle", func(ctx context.Context) (string, error) { return e.settle(ctx, v, a.cred) }},
 		{"mark-safe", func(context.Context) (string, error) {
-			return "SAFE_COMMIT=" + short(target.Commit), e.Layout.WriteSafeCommit(target.Commit)
+			if err := e.Layout.WriteSafeCommit(target.Commit); err != nil {
+				return "", err
+			}
+			return "SAFE_COMMIT=" + short(target.Commit) + e.noteApplied(target.Commit), nil
 		}},
 	}
 	if !e.usesProxy() {

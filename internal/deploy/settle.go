@@ -55,7 +55,7 @@ func (e *Engine) settle(ctx context.Context, v vars, cred *syscall.Credential) (
 				return "", fmt.Errorf("%s into the settle window: service %s exited and was restarted %d time(s)", into, name, n-base[name])
 			}
 		}
-		if h := e.Cfg.Health; h != nil {
+		if h := e.Cfg.Health; h != nil && e.checksSkipped() == "" {
 			if err := e.checkOnce(ctx, h); err != nil {
 				return "", fmt.Errorf("%s into the settle window: health check: %w", into, err)
 			}

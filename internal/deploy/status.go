@@ -41,6 +41,8 @@ type ServiceStatus struct {
 	// Restarts counts the times the service manager brought it back after
 	// it failed, since the last deploy started it.
 	Restarts int `json:"restarts"`
+	// Stopped: an operator stopped it (`slipway stop`); it is not down.
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 // LockInfo is the deploy lock's state.
@@ -63,7 +65,8 @@ func (e *Engine) serviceStates(ctx context.Context, v vars) []ServiceStatus {
 	var out []ServiceStatus
 	for _, spec := range e.specs(v, nil) {
 		st, err := e.Services.Status(ctx, spec)
-		ss := ServiceStatus{Name: spec.Name, Running: st.Running, PID: st.PID, Since: st.Since, Detail: st.Detail, Restarts: st.Restarts}
+		ss := ServiceStatus{Name: spec.Name, Running: st.Running, PID: st.PID, Since: st.Since, Detail: st.Detail, Restarts: st.Restarts,
+			Stopped: e.isStopped(baseName(spec.Name))}
 		if err != nil {
 			ss.Detail = err.Error()
 		}

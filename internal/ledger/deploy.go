@@ -42,11 +42,32 @@ const (
 	// and restarts the services of the live release, not which release is
 	// live. It never makes a commit good or bad.
 	KindRestore = "restore"
+	// KindRebuild is the live commit deployed again into a new release
+	// because the build part of the config changed: it puts a release
+	// live, but its failure is the config's fault, never the commit's.
+	KindRebuild = "rebuild"
+	// KindReconfigure restarts the live release because the env files or
+	// the services' part of the config changed; KindRestart, KindStart and
+	// KindStop are `slipway restart|start|stop`. None of them changes which
+	// release is live, nor whether a commit is good or bad.
+	KindReconfigure = "reconfigure"
+	KindRestart     = "restart"
+	KindStart       = "start"
+	KindStop        = "stop"
 )
+
+// ValidKind reports whether k is a kind of ledger row.
+func ValidKind(k string) bool {
+	switch k {
+	case KindDeploy, KindRollback, KindRestore, KindRebuild, KindReconfigure, KindRestart, KindStart, KindStop:
+		return true
+	}
+	return false
+}
 
 // putsLive is the SQL condition of the kinds that put a release live: only
 // they count towards a commit being good or bad.
-const putsLive = `kind IN ('deploy', 'rollback')`
+const putsLive = `kind IN ('deploy', 'rollback', 'rebuild')`
 
 // Triggers: what started a deploy.
 const (
@@ -74,7 +95,7 @@ type Deploy struct {
 	// Bad is set when the commit itself was at fault (build, migrate,
 	// health, smoke), so that a later plan skips it.
 	Bad  bool   `json:"bad"`
-	Kind string `json:"kind"` // deploy, rollback or restore
+	Kind string `json:"kind"` // deploy, rollback, restore, rebuild, reconfigure, restart, start, stop
 }
 
 // Duration is how long the deploy took, or 0 while it runs.
@@ -96,7 +117,7 @@ func (db *DB) StartDeploy(ctx context.Context, d Deploy) (int64, error) {
 	if d.Kind == "" {
 		d.Kind = KindDeploy
 	}
-	if d.Kind != KindDeploy && d.Kind != KindRollback && d.Kind != KindRestore {
+	if !ValidKind(d.Kind) {
 		return 0, fmt.Errorf("ledger: start deploy: unknown kind %q", d.Kind)
 	}
 	if d.Started.IsZero() {
@@ -152,17 +173,22 @@ func (db *DB) QueuedDeploys(ctx context.Context) ([]Deploy, error) {
 	return ds, nil
 }
 
-// UpdateDeploy records the commit, previous commit and release of deploy
-// d.ID as they become known. An empty field leaves the stored value as it
+// UpdateDeploy records the commit, previous commit, release and kind of
+// deploy d.ID as they become known (the plan step can turn a deploy into a
+// rebuild or a reconfigure). An empty field leaves the stored value as it
 // was, so callers may pass only what they just learned.
 func (db *DB) UpdateDeploy(ctx context.Context, d Deploy) error {
+	if d.Kind != "" && !ValidKind(d.Kind) {
+		return fmt.Errorf("ledger: update deploy %d: unknown kind %q", d.ID, d.Kind)
+	}
 	res, err := db.sql.ExecContext(ctx, `
 		UPDATE deploys SET
 			commit_sha      = COALESCE(NULLIF(?, ''), commit_sha),
 			previous_commit = COALESCE(NULLIF(?, ''), previous_commit),
-			release_name    = COALESCE(NULLIF(?, ''), release_name)
+			release_name    = COALESCE(NULLIF(?, ''), release_name),
+			kind            = COALESCE(NULLIF(?, ''), kind)
 		WHERE id = ?`,
-		d.Commit, d.PreviousCommit, d.Release, d.ID)
+		d.Commit, d.PreviousCommit, d.Release, d.Kind, d.ID)
 	if err != nil {
 		return fmt.Errorf("ledger: update deploy %d: %w", d.ID, err)
 	}

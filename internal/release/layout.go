@@ -35,6 +35,8 @@ func (l Layout) LockFile() string     { return filepath.Join(l.Root, "run", "dep
 func (l Layout) SafeFile() string     { return filepath.Join(l.Root, "run", "SAFE_COMMIT") }
 func (l Layout) SocketPath() string   { return filepath.Join(l.Root, "run", "slipway.sock") }
 func (l Layout) CommandsDir() string  { return filepath.Join(l.Root, "run", "commands") }
+func (l Layout) AppliedFile() string  { return filepath.Join(l.Root, "run", "applied.json") }
+func (l Layout) StoppedDir() string   { return filepath.Join(l.Root, "run", "stopped") }
 
 // Dir returns the directory of the release called name.
 func (l Layout) Dir(name string) string { return filepath.Join(l.ReleasesDir(), name) }

@@ -1,0 +1,177 @@
+package main_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// stepNames are the names of a ledger row's steps, in order.
+func (a *app) stepNames(id int64) []string {
+	var names []string
+	for _, s := range a.steps(id) {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// servicePIDNow is the pid of the service's own process, from status.
+func (a *app) servicePIDNow(name string) int {
+	a.t.Helper()
+	st, _ := a.status()
+	pid, _, running := st.service(name)
+	if !running {
+		return 0
+	}
+	return pid
+}
+
+// TestConfigChangesTakeEffect: with the same commit, a change to an env
+// file or to the services' part of slipway.yml restarts the live release
+// through its checks without a rebuild (a `reconfigure` row); a change to
+// the build rebuilds (a `rebuild` row); a change whose checks fail is not
+// tried again until it changes, and never marks the commit bad.
+func TestConfigChangesTakeEffect(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	a.mustDeploy()
+	rel := a.current()
+	if r := a.slipway("deploy"); r.code != 0 || !strings.Contains(r.stdout, "nothing to do") {
+		t.Fatalf("unchanged: want nothing to do\n%s", r)
+	}
+
+	// An env file change.
+	before := a.servicePIDNow("backend")
+	a.writeEnv("backend.env", map[string]string{"VERS_AUTH_TOKEN": testToken, "PORT": strconv.Itoa(a.port), "DATA_DIR": "../data", "FEATURE_X": "on"})
+	r := a.slipway("deploy", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "reconfigure") || !strings.Contains(r.stdout, "env:backend") || strings.Contains(r.stdout, "build:") {
+		t.Fatalf("dry run after an env change: want a reconfigure naming env:backend, no build\n%s", r)
+	}
+	r = a.slipway("deploy")
+	if r.code != 0 || !strings.Contains(r.stdout, "reconfigured") {
+		t.Fatalf("deploy after an env change: want reconfigured\n%s", r)
+	}
+	d := a.lastDeploy()
+	if d.Kind != "reconfigure" || d.Outcome != "succeeded" || a.current() != rel {
+		t.Fatalf("want a succeeded reconfigure row on the same release %s: %+v, current %s", rel, d, a.current())
+	}
+	want := []string{"lock", "resolve", "plan", "verify-env", "restart", "health", "smoke", "settle", "mark-applied"}
+	if got := a.stepNames(d.ID); !slices.Equal(got, want) {
+		t.Fatalf("reconfigure steps = %v, want %v", got, want)
+	}
+	after := a.servicePIDNow("backend")
+	if after == 0 || after == before || envOf(after)["FEATURE_X"] != "on" {
+		t.Fatalf("backend was not restarted with the new env: pid %d -> %d, env %v", before, after, envOf(after)["FEATURE_X"])
+	}
+	if r := a.slipway("deploy"); r.code != 0 || !strings.Contains(r.stdout, "nothing to do") {
+		t.Fatalf("applied: want nothing to do\n%s", r)
+	}
+
+	// A smoke check that the live release fails: exit 4 (restarted in
+	// place), the commit is not bad, and the same change is not retried.
+	cfg, err := os.ReadFile(a.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := string(cfg)
+	failing := good + "  - name: teapot\n    url: http://127.0.0.1:" + strconv.Itoa(a.port) + "/health\n    expect_status: 418\n"
+	writeFile(t, a.cfgPath, failing, 0o644)
+	if r := a.slipway("deploy", "--dry-run"); !strings.Contains(r.stdout, "reconfigure") || !strings.Contains(r.stdout, "smoke") {
+		t.Fatalf("dry run after a smoke change: want a reconfigure naming smoke\n%s", r)
+	}
+	r = a.slipway("deploy")
+	if r.code != 4 || !strings.Contains(r.stderr, "teapot") {
+		t.Fatalf("failing reconfigure: want exit 4 naming the check\n%s", r)
+	}
+	failed := a.lastDeploy()
+	if failed.Kind != "reconfigure" || failed.Outcome != "failed" || failed.Bad {
+		t.Fatalf("failed reconfigure row: %+v", failed)
+	}
+	r = a.slipway("deploy")
+	if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "failed in deploy "+strconv.FormatInt(failed.ID, 10)) {
+		t.Fatalf("the failed change again: want a skip naming deploy %d\n%s", failed.ID, r)
+	}
+	writeFile(t, a.cfgPath, good, 0o644)
+	if r := a.slipway("deploy"); r.code != 0 || !strings.Contains(r.stdout, "reconfigured") {
+		t.Fatalf("config fixed: want reconfigured\n%s", r)
+	}
+
+	// A build change: a new release of the same commit.
+	rebuilt := strings.Replace(good, "\nbuild:\n", "\nbuild:\n  - name: extra\n    run: python3 -c pass\n", 1)
+	writeFile(t, a.cfgPath, rebuilt, 0o644)
+	if r := a.slipway("deploy", "--dry-run"); !strings.Contains(r.stdout, "rebuild") || !strings.Contains(r.stdout, "build:extra") {
+		t.Fatalf("dry run after a build change: want a rebuild with build:extra\n%s", r)
+	}
+	r = a.slipway("deploy")
+	if r.code != 0 || !strings.Contains(r.stdout, "rebuilt") {
+		t.Fatalf("deploy after a build change: want rebuilt\n%s", r)
+	}
+	if d := a.lastDeploy(); d.Kind != "rebuild" || d.Outcome != "succeeded" || a.current() == rel || !slices.Contains(a.stepNames(d.ID), "build:extra") {
+		t.Fatalf("want a rebuild into a new release: %+v, current %s (was %s)", d, a.current(), rel)
+	}
+	a.assertServing(a.head())
+}
+
+// TestStopStartRestart: `slipway restart SERVICE` restarts only it, through
+// the checks; `slipway stop` keeps a service stopped through recovery and
+// refuses deploys (exit 3) until `slipway start`.
+func TestStopStartRestart(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	a.mustDeploy()
+
+	backend, worker := a.servicePIDNow("backend"), a.servicePIDNow("worker")
+	r := a.slipway("restart", "worker")
+	if r.code != 0 || !strings.Contains(r.stdout, "restarted worker") {
+		t.Fatalf("restart worker\n%s", r)
+	}
+	d := a.lastDeploy()
+	if d.Kind != "restart" || d.Outcome != "succeeded" {
+		t.Fatalf("restart row: %+v", d)
+	}
+	if got, want := a.stepNames(d.ID), []string{"restart", "health", "smoke", "settle"}; !slices.Equal(got, want) {
+		t.Fatalf("restart steps = %v, want %v", got, want)
+	}
+	if now := a.servicePIDNow("worker"); now == 0 || now == worker {
+		t.Fatalf("worker pid %d -> %d: not restarted", worker, now)
+	}
+	if now := a.servicePIDNow("backend"); now != backend {
+		t.Fatalf("backend pid %d -> %d: restarted too", backend, now)
+	}
+	if r := a.slipway("restart", "nosuch"); r.code != 2 || !strings.Contains(r.stderr, "nosuch") {
+		t.Fatalf("restart of an unknown service: want exit 2\n%s", r)
+	}
+
+	// Stop, killed right after its step: recovery must not start it.
+	a.runKilled("after:stop", "stop", "worker")
+	if r := a.slipway("status", "--offline"); r.code != 0 || !strings.Contains(r.stdout, "stopped by `slipway stop`") {
+		t.Fatalf("status of a stopped worker: want exit 0 saying so\n%s", r)
+	}
+	if a.servicePIDNow("worker") != 0 {
+		t.Fatal("recovery started the stopped worker")
+	}
+	// No supervisor is left that could bring it back.
+	if _, err := os.Stat(filepath.Join(a.root, "run", "worker.pid")); !os.IsNotExist(err) {
+		t.Fatalf("worker.pid still there: %v", err)
+	}
+	a.commit("next", map[string]string{"README": "next\n"})
+	if r := a.slipway("deploy"); r.code != 3 || !strings.Contains(r.stderr, "slipway start") {
+		t.Fatalf("deploy while stopped: want exit 3 naming `slipway start`\n%s", r)
+	}
+	if r := a.slipway("restart"); r.code != 0 || !strings.Contains(r.stdout, "restarted backend") || a.servicePIDNow("worker") != 0 {
+		t.Fatalf("a plain restart must leave the stopped worker alone\n%s", r)
+	}
+
+	r = a.slipway("start", "worker")
+	if r.code != 0 || !strings.Contains(r.stdout, "started worker") || a.servicePIDNow("worker") == 0 {
+		t.Fatalf("start worker\n%s", r)
+	}
+	if d := a.lastDeploy(); d.Kind != "start" || d.Outcome != "succeeded" {
+		t.Fatalf("start row: %+v", d)
+	}
+	a.mustDeploy()
+	a.assertServing(a.head())
+}
