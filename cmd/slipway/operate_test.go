@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -174,4 +175,34 @@ func TestStopStartRestart(t *testing.T) {
 	}
 	a.mustDeploy()
 	a.assertServing(a.head())
+}
+
+// TestUninstallStopsWhatItStarted: under the process manager and without
+// `user:`, `slipway uninstall` stops the services, the proxied instances
+// and the proxy before it removes the layout, so no process and no held
+// port is left behind.
+func TestUninstallStopsWhatItStarted(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", proxyConfig("1s"))
+	a.mustDeploy()
+	if services, _ := a.processesOf(); len(services) < 3 {
+		t.Fatalf("want the backend instance, the worker and the proxy running, got pids %v", services)
+	}
+	r := a.slipway("uninstall")
+	if r.code != 0 || !strings.Contains(r.stdout, "stop slipway-proxy: done") {
+		t.Fatalf("uninstall\n%s", r)
+	}
+	if services, _ := a.processesOf(); len(services) != 0 {
+		t.Fatalf("processes of the app left after uninstall: %v", services)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(a.port))
+	if err != nil {
+		t.Fatalf("the proxy's port is still held after uninstall: %v", err)
+	}
+	_ = l.Close()
+	for _, gone := range []string{"releases", "run", "logs", "current"} {
+		if _, err := os.Lstat(filepath.Join(a.root, gone)); !os.IsNotExist(err) {
+			t.Errorf("%s left after uninstall: %v", gone, err)
+		}
+	}
 }

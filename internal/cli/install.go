@@ -12,7 +12,9 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/agent"
 	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/install"
+	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/lock"
 	"github.com/slipway-dev/slipway/internal/release"
 )
@@ -81,11 +83,15 @@ func newUninstallCmd(g *globals) *cobra.Command {
 				}
 			}
 			start := time.Now()
+			stopped, err := g.stopEverything(cmd.Context(), cfg, o.DryRun)
+			if err != nil {
+				return err
+			}
 			n, err := install.Uninstall(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			return g.installSummary("uninstall", n, o.DryRun, start)
+			return g.installSummary("uninstall", n+stopped, o.DryRun, start)
 		},
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be removed, remove nothing")
@@ -139,4 +145,34 @@ func executable() (string, error) {
 		return "", err
 	}
 	return filepath.EvalSymlinks(p)
+}
+
+// stopEverything stops the app's services and its proxy before uninstall
+// removes the layout that finds them. It returns how many it stopped.
+func (g *globals) stopEverything(ctx context.Context, cfg *config.Config, dryRun bool) (int, error) {
+	layout := release.Layout{Root: cfg.Root}
+	if _, err := os.Stat(layout.StateDB()); err != nil {
+		return 0, nil // no layout: nothing of slipway's runs
+	}
+	if dryRun {
+		fmt.Fprintf(g.stdout, "  would stop every service of %s and its proxy\n", cfg.App)
+		return 0, nil
+	}
+	db, err := ledger.Open(layout.StateDB())
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = db.Close() }()
+	mgr, err := managerFor(cfg, layout)
+	if err != nil {
+		return 0, err
+	}
+	stopped, err := deploy.New(cfg, db, mgr).StopEverything(ctx)
+	for _, s := range stopped {
+		fmt.Fprintf(g.stdout, "  stop %s: done\n", s)
+	}
+	if err != nil {
+		return len(stopped), fmt.Errorf("stop the app's processes (nothing was removed): %w", err)
+	}
+	return len(stopped), nil
 }

@@ -47,3 +47,14 @@ func (c *Config) LookupEnv(key string) (string, bool) {
 	}
 	return "", false
 }
+
+// InEnvFiles reports whether key has a non-empty value in some env file:
+// the only place services and commands get their variables from.
+func (c *Config) InEnvFiles(key string) bool {
+	for name := range c.EnvFiles {
+		if c.EnvFor(name)[key] != "" {
+			return true
+		}
+	}
+	return false
+}

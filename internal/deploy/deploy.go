@@ -406,7 +406,7 @@ func (a *attempt) verifyEnv(ctx context.Context) (string, error) {
 		}
 	}
 	for _, k := range e.Cfg.RequireEnv {
-		if !e.inEnvFile(k) {
+		if !e.Cfg.InEnvFiles(k) {
 			msg := fmt.Sprintf("required variable %s is unset or empty in the env files: set it in an env file under %s", k, e.Layout.EnvDir())
 			if v, ok := os.LookupEnv(k); ok && v != "" {
 				msg += " (it is set in slipway's own environment, but services never inherit that)"
@@ -453,16 +453,6 @@ func (e *Engine) portFree(ctx context.Context, spec service.Spec) error {
 	return &service.PortHeldError{Port: spec.Port, PID: pid, Command: cmdline, Service: spec.Name}
 }
 
-// inEnvFile reports whether key has a non-empty value in some env file:
-// the only place services and commands get their variables from.
-func (e *Engine) inEnvFile(key string) bool {
-	for name := range e.Cfg.EnvFiles {
-		if v := e.Cfg.EnvFor(name)[key]; v != "" {
-			return true
-		}
-	}
-	return false
-}
 
 func sameGroup(pid, leader int) bool {
 	if pid == leader {

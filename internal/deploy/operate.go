@@ -9,6 +9,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/proxy"
+	"github.com/slipway-dev/slipway/internal/release"
 	"github.com/slipway-dev/slipway/internal/service"
 )
 
@@ -310,4 +311,42 @@ func (e *Engine) switchBack(ctx context.Context, v vars, switched bool) (string,
 		return "the instances that served before kept the traffic; " + detail, nil
 	}
 	return strings.Join(done, "; ") + "; " + detail, nil
+}
+
+// StopEverything stops every process slipway started for the app: each
+// service (in restart mode, and every instance of a proxied one) and the
+// proxy. It returns what it stopped (`slipway uninstall`).
+func (e *Engine) StopEverything(ctx context.Context) ([]string, error) {
+	var cur release.Release
+	if name, _ := e.Layout.Current(); name != "" {
+		cur, _ = e.Layout.Open(name)
+	}
+	v := vars{rel: cur}
+	var done []string
+	var errs []error
+	for _, name := range e.Cfg.ServiceNames() {
+		s := e.Cfg.Services[name]
+		spec := e.spec(s, v, nil)
+		if s.Proxy != nil {
+			stopped, err := e.stopStrays(ctx, spec, 0)
+			done, errs = append(done, stopped...), append(errs, err)
+		}
+		// In restart mode; or as it ran before the service went behind
+		// the proxy.
+		if e.running(ctx, spec) {
+			if err := e.Services.Stop(ctx, spec); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s: %w", name, err))
+				continue
+			}
+			done = append(done, name)
+		}
+	}
+	if spec, err := e.proxySpec(); err == nil && (e.running(ctx, spec) || proxy.NewClient(e.Layout.ProxySocket()).Ping(ctx) == nil) {
+		if err := e.Services.Stop(ctx, spec); err != nil {
+			errs = append(errs, fmt.Errorf("stop the proxy: %w", err))
+		} else {
+			done = append(done, ProxyName)
+		}
+	}
+	return done, errors.Join(errs...)
 }

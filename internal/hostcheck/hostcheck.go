@@ -115,7 +115,7 @@ func checkEnv(cfg *config.Config, layout release.Layout) []Finding {
 		info, err := os.Stat(envDir)
 		switch {
 		case err != nil:
-			fs = append(fs, Finding{Fail, "env", envDir + " does not exist", "mkdir -m 0700 " + envDir})
+			fs = append(fs, Finding{Fail, "env", envDir + " does not exist", "install -d -m 0700 " + envDir})
 		case info.Mode().Perm()&0o077 != 0:
 			fs = append(fs, Finding{Fail, "env", fmt.Sprintf("%s has mode %04o; secrets must not be readable by others", envDir, info.Mode().Perm()), "chmod 0700 " + envDir})
 		default:
@@ -142,9 +142,15 @@ func checkEnv(cfg *config.Config, layout release.Layout) []Finding {
 			fs = append(fs, Finding{OK, "env", path + " is 0600 and parses", ""})
 		}
 	}
+	// As verify-env counts them: only the env files, since services
+	// never inherit slipway's own environment.
 	for _, k := range cfg.RequireEnv {
-		if v, ok := cfg.LookupEnv(k); !ok || v == "" {
-			fs = append(fs, Finding{Fail, "env", "required variable " + k + " is unset or empty", "set " + k + " in an env file under " + envDir})
+		if !cfg.InEnvFiles(k) {
+			what := "required variable " + k + " is unset or empty in the env files"
+			if v, ok := os.LookupEnv(k); ok && v != "" {
+				what += " (it is set in slipway's own environment, but services never inherit that)"
+			}
+			fs = append(fs, Finding{Fail, "env", what, "set " + k + " in an env file under " + envDir})
 		} else {
 			fs = append(fs, Finding{OK, "env", k + " is set", ""})
 		}

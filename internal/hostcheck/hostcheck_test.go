@@ -203,7 +203,7 @@ func TestRun(t *testing.T) {
 		{
 			name:  "env dir missing",
 			host:  func(t *testing.T, h host) host { h.port, h.envDir = freePort(t), 0; return h },
-			want:  []want{{Fail, "env", "does not exist", "mkdir -m 0700 "}},
+			want:  []want{{Fail, "env", "does not exist", "install -d -m 0700 "}},
 			fails: 3, // the dir, the file in it, the variable from it
 		},
 		{

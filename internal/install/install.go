@@ -93,13 +93,20 @@ func newInstaller(ctx context.Context, o Options) (*installer, error) {
 	if !o.DryRun && os.Geteuid() != 0 {
 		return nil, errors.New("install and uninstall change the system (users, units under /etc/systemd/system): run them as root, or add --dry-run to see the plan")
 	}
+	return plainInstaller(ctx, o), nil
+}
+
+// plainInstaller is an installer without the checks that only changes to
+// the system need (an uninstall under the process manager needs neither
+// root nor `user:`).
+func plainInstaller(ctx context.Context, o Options) *installer {
 	if o.UnitDir == "" {
 		o.UnitDir = unit.Dir
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	return &installer{Options: o, ctx: ctx, layout: release.Layout{Root: o.Cfg.Root}, uid: -1, gid: -1, rewritten: map[string]bool{}}, nil
+	return &installer{Options: o, ctx: ctx, layout: release.Layout{Root: o.Cfg.Root}, uid: -1, gid: -1, rewritten: map[string]bool{}}
 }
 
 // change reports one item that differs and, unless dry-run, applies it.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/slipway-dev/slipway/internal/config"
 	"github.com/slipway-dev/slipway/internal/fsutil"
 	"github.com/slipway-dev/slipway/internal/unit"
 )
@@ -15,10 +16,21 @@ import (
 // Uninstall stops and removes the app's units and its layout. It keeps
 // shared/ (the app's data), env/ (its secrets) and the ledger unless
 // Options.Purge; the system user stays (files elsewhere may be its).
+//
+// The caller stops the app's processes first (deploy.Engine.StopEverything):
+// a layout removed from under them would leave them running, their ports
+// held, with no pid file to find them by. Under the process manager an
+// uninstall changes nothing outside the root, and needs neither root nor
+// `user:`.
 func Uninstall(ctx context.Context, o Options) (int, error) {
-	in, err := newInstaller(ctx, o)
-	if err != nil {
-		return 0, err
+	var in *installer
+	if o.Cfg.Manager == config.ManagerProcess {
+		in = plainInstaller(ctx, o)
+	} else {
+		var err error
+		if in, err = newInstaller(ctx, o); err != nil {
+			return 0, err
+		}
 	}
 	names := []string{unit.AgentName(in.Cfg.App), unit.TimerName(in.Cfg.App), unit.DeployName(in.Cfg.App)}
 	for _, f := range unit.Services(in.Cfg) {
