@@ -3,11 +3,13 @@ package main_test
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // stepNames are the names of a ledger row's steps, in order.
@@ -204,5 +206,67 @@ func TestUninstallStopsWhatItStarted(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(a.root, gone)); !os.IsNotExist(err) {
 			t.Errorf("%s left after uninstall: %v", gone, err)
 		}
+	}
+}
+
+// TestLogsOfServicesAndARunningDeploy: `slipway logs --service` prints a
+// service's log (its requests, here), `slipway logs -f` follows a running
+// deploy until it ends, and the logs of stopped proxied instances are
+// pruned as releases are.
+func TestLogsOfServicesAndARunningDeploy(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		cfg = strings.Replace(cfg, "keep_releases: 5", "keep_releases: 1", 1)
+		return proxyConfig("1s")(cfg) + "\n" // a migrate that takes a while, below
+	})
+	a.mustDeploy()
+	if code, _ := a.get("/board/tasks", true); code != 200 {
+		t.Fatalf("GET /board/tasks = %d", code)
+	}
+	r := a.slipway("logs", "--service", "backend", "-n", "3")
+	if r.code != 0 || !strings.Contains(r.stdout, "/board/tasks") || strings.Count(r.stdout, "\n") > 3 {
+		t.Fatalf("logs --service backend -n 3: want at most 3 lines with the request\n%s", r)
+	}
+	if r := a.slipway("logs", "--service", "nosuch"); r.code != 2 || !strings.Contains(r.stderr, "nosuch") {
+		t.Fatalf("logs of an unknown service: want exit 2\n%s", r)
+	}
+
+	// A deploy whose migration takes a second, followed while it runs.
+	a.edit("slow migrate", "backend/migrate.py", "import", "import time; time.sleep(1)\nimport")
+	dep := exec.Command(slipwayBin, "-c", a.cfgPath, "deploy")
+	if err := dep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var id int64
+	waitFor(t, 30*time.Second, "the deploy's ledger row", func() bool {
+		rows := a.history()
+		if len(rows) > 0 && rows[0].Outcome == "running" {
+			id = rows[0].ID
+			return true
+		}
+		return false
+	})
+	r = a.slipway("logs", "-f", strconv.FormatInt(id, 10))
+	if err := dep.Wait(); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	if d := a.lastDeploy(); d.ID != id || d.Outcome != "succeeded" {
+		t.Fatalf("the followed deploy: %+v", d)
+	}
+	whole, err := os.ReadFile(filepath.Join(a.root, "logs", "deploys", strconv.FormatInt(id, 10)+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 0 || r.stdout != string(whole) {
+		t.Fatalf("logs -f ended before the deploy, or printed something else than its log\n%s\n--- the log\n%s", r, whole)
+	}
+
+	for i := range 3 {
+		a.commit("change "+strconv.Itoa(i), map[string]string{"README": strconv.Itoa(i) + "\n"})
+		a.mustDeploy()
+	}
+	logs, _ := filepath.Glob(filepath.Join(a.root, "logs", "backend.*.log"))
+	if len(logs) != 2 { // the serving instance's, and keep_releases (1) more
+		t.Fatalf("instance logs after 5 deploys with keep_releases 1: %v", logs)
 	}
 }

@@ -453,7 +453,6 @@ func (e *Engine) portFree(ctx context.Context, spec service.Spec) error {
 	return &service.PortHeldError{Port: spec.Port, PID: pid, Command: cmdline, Service: spec.Name}
 }
 
-
 func sameGroup(pid, leader int) bool {
 	if pid == leader {
 		return true

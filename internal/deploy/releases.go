@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/release"
@@ -66,7 +71,46 @@ func (e *Engine) pruneAll(ctx context.Context, failedNow string) (string, error)
 	if smsg != "" {
 		msg += "; " + smsg
 	}
+	if n := e.pruneInstanceLogs(ctx); n > 0 {
+		msg += fmt.Sprintf("; removed the logs of %d stopped instance(s)", n)
+	}
 	return msg, errors.Join(err, serr)
+}
+
+// pruneInstanceLogs prunes the log files of proxied instances that no
+// longer run (logs/<service>.<port>.log, one per deploy) as releases are:
+// the newest keep_releases stay, for the output of a failed one.
+func (e *Engine) pruneInstanceLogs(ctx context.Context) int {
+	n := 0
+	for _, name := range e.Cfg.ServiceNames() {
+		s := e.Cfg.Services[name]
+		if s.Proxy == nil {
+			continue
+		}
+		base := e.spec(s, vars{}, nil)
+		logs, _ := filepath.Glob(filepath.Join(e.Layout.LogDir(), name+".*.log"))
+		type stopped struct {
+			path string
+			mod  time.Time
+		}
+		var old []stopped
+		for _, p := range logs {
+			port, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), name+"."), ".log"))
+			if err != nil || e.running(ctx, instance(base, e.Cfg.App, port)) {
+				continue
+			}
+			if fi, err := os.Stat(p); err == nil {
+				old = append(old, stopped{p, fi.ModTime()})
+			}
+		}
+		sort.Slice(old, func(i, j int) bool { return old[i].mod.After(old[j].mod) })
+		for i, o := range old {
+			if i >= e.Cfg.KeepReleases && os.Remove(o.path) == nil {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // prune removes releases beyond keep_releases, never current or the safe

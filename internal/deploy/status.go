@@ -2,11 +2,14 @@ package deploy
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/lock"
 	"github.com/slipway-dev/slipway/internal/release"
+	"github.com/slipway-dev/slipway/internal/service"
 )
 
 // Status is what `slipway status` reports.
@@ -125,4 +128,22 @@ func (e *Engine) Status(ctx context.Context, offline bool) (Status, error) {
 		}
 	}
 	return s, nil
+}
+
+// ServiceSpec is how the live release runs service name: for a proxied
+// service, the instance that serves.
+func (e *Engine) ServiceSpec(ctx context.Context, name string) (service.Spec, error) {
+	s := e.Cfg.Services[name]
+	if s == nil {
+		return service.Spec{}, fmt.Errorf("%w %q (the config has: %s)", ErrUnknownService, name, strings.Join(e.Cfg.ServiceNames(), ", "))
+	}
+	var cur release.Release
+	if n, _ := e.Layout.Current(); n != "" {
+		cur, _ = e.Layout.Open(n)
+	}
+	spec := e.spec(s, vars{rel: cur}, nil)
+	if s.Proxy != nil {
+		spec, _, _ = e.activeInstance(ctx, spec)
+	}
+	return spec, nil
 }

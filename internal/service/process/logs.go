@@ -65,3 +65,17 @@ func tail(path string, from int64, n int) (string, error) {
 	}
 	return string(bytes.Join(lines, []byte{'\n'})) + "\n", nil
 }
+
+// TailFile returns the last n lines of the log at path and its size then,
+// from which a follower goes on.
+func TailFile(path string, n int) (string, int64, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	text, err := tail(path, 0, n)
+	return text, fi.Size(), err
+}

@@ -196,7 +196,7 @@ func (m *Manager) Start(ctx context.Context, s service.Spec) error {
 		_ = signalGroup(pid, syscall.SIGKILL)
 		return fmt.Errorf("start %s: %w", s.Name, statErr)
 	}
-	rec := record{PID: pid, PGID: pid, StartTicks: st.StartTicks, Started: time.Now().UTC(), Command: s.Command}
+	rec := record{PID: pid, PGID: pid, StartTicks: st.StartTicks, Started: time.Now().UTC(), Command: s.Command, LogStart: logStart}
 	if err := writeRecord(pidPath, rec); err != nil {
 		_ = signalGroup(pid, syscall.SIGKILL)
 		return fmt.Errorf("start %s: %w", s.Name, err)
@@ -409,7 +409,12 @@ func (m *Manager) Logs(s service.Spec, lines int) (string, error) {
 	if err := checkName(s.Name); err != nil {
 		return "", err
 	}
-	out, err := tail(m.LogPath(s.Name), 0, lines)
+	// Only this run's output: the log holds every earlier run's too.
+	var from int64
+	if rec, err := readRecord(m.pidPath(s.Name)); err == nil && rec != nil {
+		from = rec.LogStart
+	}
+	out, err := tail(m.LogPath(s.Name), from, lines)
 	if err != nil {
 		return "", fmt.Errorf("logs of %s: %w", s.Name, err)
 	}

@@ -755,3 +755,26 @@ sys.exit(0)
 		t.Errorf("the service got %d SIGTERMs, want 1:\n%s", strings.Count(log, "SIGTERM"), log)
 	}
 }
+
+// TestLogsAreThisRunsOwn: the log file holds every run of a service; Logs
+// (the "last output" of a failure) shows only the running one's.
+func TestLogsAreThisRunsOwn(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	first := f.spec("svc", "sh -c 'echo warning from the first run; exec sleep 60'")
+	f.start(first)
+	f.waitLog(first, "warning from the first run")
+	if err := f.m.Stop(ctx(t), first); err != nil {
+		t.Fatal(err)
+	}
+	second := f.spec("svc", "sh -c 'echo the second run; exec sleep 60'")
+	f.start(second)
+	log := f.waitLog(second, "the second run")
+	if strings.Contains(log, "first run") {
+		t.Fatalf("Logs mixed in an earlier run's output:\n%s", log)
+	}
+	whole, err := os.ReadFile(f.m.LogPath("svc"))
+	if err != nil || !strings.Contains(string(whole), "first run") {
+		t.Fatalf("the log file must keep the earlier run: %v\n%s", err, whole)
+	}
+}

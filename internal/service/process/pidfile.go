@@ -21,6 +21,9 @@ type record struct {
 	StartTicks uint64    `json:"start_ticks"`
 	Started    time.Time `json:"started"`
 	Command    string    `json:"command"`
+	// LogStart is the size of the service's log when it was started: its
+	// own output is what follows.
+	LogStart int64 `json:"log_start,omitempty"`
 }
 
 func writeRecord(path string, r record) error {
