@@ -270,3 +270,26 @@ func TestLogsOfServicesAndARunningDeploy(t *testing.T) {
 		t.Fatalf("instance logs after 5 deploys with keep_releases 1: %v", logs)
 	}
 }
+
+// TestExecRunsInTheLiveRelease: `slipway exec` runs a one-off command in
+// the service's directory of the live release, with its env file, and
+// exits with the command's status.
+func TestExecRunsInTheLiveRelease(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	a.mustDeploy()
+	script := "import os, sys; print(os.getcwd()); print(os.environ.get('VERS_AUTH_TOKEN') == '" + testToken + "'); " +
+		"print('SLIPWAY_SERVICE' in os.environ); print(os.path.exists('../data')); sys.exit(3)"
+	r := a.slipway("exec", "--", ".venv/bin/python", "-c", script)
+	want := filepath.Join(a.root, "releases", a.current(), "backend") + "\nTrue\nFalse\nTrue\n"
+	if r.code != 3 || r.stdout != want {
+		t.Fatalf("exec: want exit 3 and\n%s\n%s", want, r)
+	}
+	r = a.slipway("exec", "--service", "worker", "--", "python3", "-c", "import os; print(os.path.basename(os.getcwd()))")
+	if r.code != 0 || r.stdout != "worker\n" {
+		t.Fatalf("exec --service worker\n%s", r)
+	}
+	if r := a.slipway("exec", "--", "no-such-command"); r.code != 2 {
+		t.Fatalf("exec of a missing command: want exit 2\n%s", r)
+	}
+}

@@ -52,6 +52,7 @@ func NewRoot() *cobra.Command {
 		newInstallCmd(g), newUninstallCmd(g), newSnapshotCmd(g), newProxyCmd(g), newSuperviseCmd(),
 	)
 	root.AddCommand(newOperateCmds(g)...)
+	root.AddCommand(newExecCmd(g))
 	return root
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/proxy"
@@ -349,4 +351,52 @@ func (e *Engine) StopEverything(ctx context.Context) ([]string, error) {
 		}
 	}
 	return done, errors.Join(errs...)
+}
+
+// OneOff is how `slipway exec` runs a one-off command for a service.
+type OneOff struct {
+	Service    string
+	Dir        string   // the service's directory in the live release
+	Env        []string // as the service gets it, without the marks that make a process one of its instances
+	Credential *syscall.Credential
+}
+
+// ExecFor prepares a one-off command for service name ("" means the first
+// service that listens, else the first): in the live release, as the app
+// user, with the service's env file.
+func (e *Engine) ExecFor(name string) (OneOff, error) {
+	names := e.Cfg.ServiceNames()
+	if name == "" {
+		for _, n := range names {
+			if s := e.Cfg.Services[n]; s.Port != 0 || s.Proxy != nil {
+				name = n
+				break
+			}
+		}
+		if name == "" && len(names) > 0 {
+			name = names[0]
+		}
+	}
+	s := e.Cfg.Services[name]
+	if s == nil {
+		return OneOff{}, fmt.Errorf("%w %q (the config has: %s)", ErrUnknownService, name, strings.Join(names, ", "))
+	}
+	cur, _ := e.Layout.Current()
+	if cur == "" {
+		return OneOff{}, fmt.Errorf("%w: run `slipway deploy` first", ErrNothingLive)
+	}
+	rel, err := e.Layout.Open(cur)
+	if err != nil {
+		return OneOff{}, err
+	}
+	cred, err := e.credential()
+	if err != nil {
+		return OneOff{}, err
+	}
+	v := vars{rel: rel, previous: rel.Commit}
+	dir := rel.Dir
+	if s.Dir != "" {
+		dir = filepath.Join(rel.Dir, s.Dir)
+	}
+	return OneOff{Service: name, Dir: dir, Env: e.env(s.EnvFile, v), Credential: cred}, nil
 }
