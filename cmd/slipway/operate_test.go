@@ -293,3 +293,49 @@ func TestExecRunsInTheLiveRelease(t *testing.T) {
 		t.Fatalf("exec of a missing command: want exit 2\n%s", r)
 	}
 }
+
+// TestMessagesSayWhatHappened: --version, aligned step columns whatever
+// the build steps' names, `history show ID`, bad commits in history, and
+// `proxy status` with the proxy down.
+func TestMessagesSayWhatHappened(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		return strings.Replace(cfg, "\nbuild:\n", "\nbuild:\n  - name: a-build-step-with-a-rather-long-name\n    run: python3 -c pass\n", 1)
+	})
+	if r := a.slipway("--version"); r.code != 0 || !strings.HasPrefix(r.stdout, "slipway ") {
+		t.Fatalf("--version\n%s", r)
+	}
+	r := a.mustDeploy()
+	col := -1
+	for _, line := range strings.Split(r.stderr, "\n") {
+		if !strings.HasPrefix(line, "  ✓ ") {
+			continue
+		}
+		// The duration column ends at the same place on every line.
+		rest := strings.TrimPrefix(line, "  ✓ ")
+		fields := strings.Fields(rest)
+		end := strings.Index(rest, fields[1]) + len(fields[1])
+		if col >= 0 && end != col {
+			t.Fatalf("step columns do not align:\n%s", r.stderr)
+		}
+		col = end
+	}
+	d := a.lastDeploy()
+	r = a.slipway("history", "show", strconv.FormatInt(d.ID, 10))
+	if r.code != 0 || !strings.Contains(r.stdout, "build:a-build-step-with-a-rather-long-name") || !strings.Contains(r.stdout, "mark-safe") {
+		t.Fatalf("history show\n%s", r)
+	}
+	if r := a.slipway("history", "show", "999"); r.code != 2 {
+		t.Fatalf("history show of a missing id: want exit 2\n%s", r)
+	}
+	a.edit("broken", "backend/app.py", "import", "import no_such_module\nimport")
+	if r := a.slipway("deploy"); r.code != 1 {
+		t.Fatalf("a broken commit: want exit 1\n%s", r)
+	}
+	if r := a.slipway("history"); !strings.Contains(r.stdout, "commit marked bad") {
+		t.Fatalf("history must say which commit is marked bad\n%s", r)
+	}
+	if r := a.slipway("proxy", "status"); r.code != 4 || !strings.Contains(r.stderr, "the proxy is down") {
+		t.Fatalf("proxy status with no proxy: want exit 4 saying it is down\n%s", r)
+	}
+}

@@ -172,7 +172,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}(hs, listeners[i])
 	}
-	a.log.Info("agent ready", "app", a.cfg.App, "api", apiAddr, "socket", sock,
+	a.log.Info("agent ready", "api", apiAddr, "socket", sock,
 		"poll", a.cfg.Triggers.Poll.D().String(), "webhook", a.cfg.Triggers.Webhook != nil)
 	sdnotify.Ready()
 

@@ -4,13 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/git"
-	"github.com/slipway-dev/slipway/internal/ledger"
 )
 
 func newDeployCmd(g *globals) *cobra.Command {
@@ -52,7 +50,7 @@ func runDeploy(cmd *cobra.Command, g *globals, opts deploy.Options, asJSON bool)
 		return err
 	}
 	defer a.close()
-	p := newPrinter(g.stderr)
+	p := newPrinter(g.stderr, a.cfg)
 	ctx := signalContext(cmd)
 	var res deploy.Result
 	var sum deploy.Summary
@@ -90,9 +88,7 @@ func report(g *globals, sum deploy.Summary, err error, asJSON bool) error {
 		printPlan(g, sum.Plan)
 		return nil
 	}
-	if sum.Outcome == string(ledger.Skipped) && !strings.HasPrefix(sum.Message, "nothing to do") {
-		fmt.Fprintf(g.stderr, "warning: %s\n", sum.Message)
-	}
+	// A skip is said once: the plan step's line, and the message below.
 	if sum.Warning != "" {
 		fmt.Fprintf(g.stderr, "warning: %s\n", sum.Warning)
 	}

@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/slipway-dev/slipway/internal/ledger"
 )
 
 func newHistoryCmd(g *globals) *cobra.Command {
@@ -52,8 +56,12 @@ func newHistoryCmd(g *globals) *cobra.Command {
 				if !d.Finished.IsZero() {
 					dur = fmtDuration(d.Finished.Sub(d.Started))
 				}
+				outcome := string(d.Outcome)
+				if d.Bad {
+					outcome += ", commit marked bad" // the error says why
+				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Started.Local().Format(time.DateTime),
-					d.Kind, d.Trigger, orDash(short(d.Commit)), orDash(short(d.PreviousCommit)), d.Outcome, dur, truncate(firstLine(d.Error), 60))
+					d.Kind, d.Trigger, orDash(short(d.Commit)), orDash(short(d.PreviousCommit)), outcome, dur, truncate(firstLine(d.Error), 60))
 			}
 			return tw.Flush()
 		},
@@ -61,6 +69,70 @@ func newHistoryCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	cmd.Flags().IntVarP(&n, "n", "n", 20, "how many rows")
 	cmd.Flags().BoolVar(&events, "events", false, "show the events instead: services the supervisor restarted")
+	cmd.AddCommand(newHistoryShowCmd(g))
+	return cmd
+}
+
+// newHistoryShowCmd is `slipway history show ID`: one row with its steps.
+func newHistoryShowCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ID [--json]",
+		Short: "Show one deploy: what it was, how it ended, and each step with its duration and detail",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || id <= 0 {
+				return usageError{Err: fmt.Errorf("%q is not a deploy id", args[0])}
+			}
+			a, err := g.openApp()
+			if err != nil {
+				return err
+			}
+			defer a.close()
+			ctx := signalContext(cmd)
+			d, err := a.db.Deploy(ctx, id)
+			if errors.Is(err, ledger.ErrNotFound) {
+				return usageError{Err: fmt.Errorf("no deploy %d in the ledger", id)}
+			}
+			if err != nil {
+				return err
+			}
+			steps, err := a.db.Steps(ctx, id)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				printJSON(g, struct {
+					ledger.Deploy
+					Steps []ledger.Step `json:"steps"`
+				}{d, steps})
+				return nil
+			}
+			w := g.stdout
+			fmt.Fprintf(w, "deploy %d: %s by %s (%s), %s\n", d.ID, d.Kind, orDash(d.Actor), d.Trigger, d.Outcome)
+			fmt.Fprintf(w, "commit:   %s (before: %s)\n", orDash(d.Commit), orDash(d.PreviousCommit))
+			fmt.Fprintf(w, "release:  %s\n", orDash(d.Release))
+			fmt.Fprintf(w, "started:  %s", d.Started.Local().Format(time.DateTime))
+			if !d.Finished.IsZero() {
+				fmt.Fprintf(w, ", took %s", fmtDuration(d.Duration()))
+			}
+			fmt.Fprintln(w)
+			if d.Bad {
+				fmt.Fprintln(w, "the commit was marked bad by this deploy")
+			}
+			if d.Error != "" {
+				fmt.Fprintf(w, "error:    %s\n", d.Error)
+			}
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "STEP\tOUTCOME\tDURATION\tDETAIL")
+			for _, s := range steps {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, s.Outcome, fmtDuration(s.Duration), firstLine(s.Detail))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
 }
 

@@ -26,7 +26,7 @@ func newOperateCmds(g *globals) []*cobra.Command {
 					return err
 				}
 				defer a.close()
-				p := newPrinter(g.stderr)
+				p := newPrinter(g.stderr, a.cfg)
 				a.engine.Observe = p.Event
 				res, err := a.engine.Operate(signalContext(cmd), deploy.OperateOptions{Action: action, Services: args, Wait: wait, Actor: actor()})
 				p.stopSpinner()

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slipway-dev/slipway/internal/config"
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/ledger"
 )
@@ -22,10 +23,17 @@ type printer struct {
 	mu   sync.Mutex
 	stop chan struct{}
 	done chan struct{}
+	// width is the step column's: the longest step name the config can
+	// produce, so that every line's columns align.
+	width int
 }
 
-func newPrinter(w io.Writer) *printer {
-	return &printer{w: w, tty: isTTY(w)}
+func newPrinter(w io.Writer, cfg *config.Config) *printer {
+	width := len("post-snapshot")
+	for _, b := range cfg.Build {
+		width = max(width, len("build:"+b.Name))
+	}
+	return &printer{w: w, tty: isTTY(w), width: width}
 }
 
 func isTTY(w io.Writer) bool {
@@ -51,7 +59,7 @@ func (p *printer) Event(ev deploy.Event) {
 	if ev.Outcome == ledger.Failed {
 		detail = "" // the failure is explained in full at the end
 	}
-	line := fmt.Sprintf("  %s %-16s %7s", mark, ev.Step, fmtDuration(ev.Duration))
+	line := fmt.Sprintf("  %s %-*s %7s", mark, p.width, ev.Step, fmtDuration(ev.Duration))
 	if detail != "" {
 		line += "  " + firstLine(detail)
 	}
@@ -70,7 +78,7 @@ func (p *printer) startSpinner(step string) {
 		t0 := time.Now()
 		for i := 0; ; i++ {
 			p.mu.Lock()
-			fmt.Fprintf(p.w, "\r\033[K  %s %-16s %7s", spinFrames[i%len(spinFrames)], step, fmtDuration(time.Since(t0)))
+			fmt.Fprintf(p.w, "\r\033[K  %s %-*s %7s", spinFrames[i%len(spinFrames)], p.width, step, fmtDuration(time.Since(t0)))
 			p.mu.Unlock()
 			select {
 			case <-stop:

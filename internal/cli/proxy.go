@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipway-dev/slipway/internal/exitcode"
 	"github.com/slipway-dev/slipway/internal/proxy"
 	"github.com/slipway-dev/slipway/internal/release"
 	"github.com/slipway-dev/slipway/internal/sdnotify"
@@ -70,7 +71,9 @@ or the slipway-<app>-proxy unit under systemd), so it outlives the agent.`,
 			}
 			rs, err := c.Routes(cmd.Context())
 			if err != nil {
-				return err
+				// Say what that means rather than the dial error alone.
+				fmt.Fprintf(g.stderr, "the proxy is down: it does not answer on %s (%v); `slipway deploy` starts it again, `slipway status` shows what runs\n", c.Sock, err)
+				return exitError(exitcode.RollbackFailed)
 			}
 			if asJSON {
 				printJSON(g, rs)

@@ -21,7 +21,7 @@ func newRollbackCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer a.close()
-			p := newPrinter(g.stderr)
+			p := newPrinter(g.stderr, a.cfg)
 			ctx := signalContext(cmd)
 			var sum deploy.Summary
 			if c := dialAgent(a.cfg.Root); c != nil {

@@ -44,6 +44,8 @@ func NewRoot() *cobra.Command {
 			g.stdout, g.stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
 		},
 	}
+	root.Version = Version
+	root.SetVersionTemplate("slipway {{.Version}}\n")
 	root.PersistentFlags().StringVarP(&g.config, "config", "c", "", "path to slipway.yml (default: $SLIPWAY_CONFIG, ./slipway.yml, /etc/slipway/slipway.yml)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{Err: err} })
 	root.AddCommand(

@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipway-dev/slipway/internal/deploy"
+
 	"github.com/slipway-dev/slipway/internal/ledger"
 )
 
@@ -143,5 +145,5 @@ func sizeOrDash(n int64) string {
 	if n <= 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	return deploy.HumanBytes(n)
 }

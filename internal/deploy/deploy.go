@@ -566,7 +566,12 @@ func (e *Engine) planSkip(ctx context.Context, target string, force bool, safeRe
 		return decision{skip: "nothing to do: " + short(target) + " is the safe commit and is healthy"}
 	}
 	if bad, err := e.Ledger.IsBad(ctx, target); err == nil && bad {
-		d := decision{skip: "skipped: " + short(target) + " failed before and is marked bad; push a fix, or use --force to try it again"}
+		why, _ := e.Ledger.BadBecause(ctx, target)
+		what := "failed before"
+		if strings.Contains(why, "rolled back by deploy") {
+			what = "was rolled back from"
+		}
+		d := decision{skip: "skipped: " + short(target) + " " + what + " and is marked bad (" + firstLine(why) + "); push a fix, or use --force to deploy it again"}
 		d.repair = down()
 		return d
 	}

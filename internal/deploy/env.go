@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/slipway-dev/slipway/internal/config"
@@ -148,7 +150,13 @@ func (e *Engine) spec(s *config.Service, v vars, cred *syscall.Credential) servi
 	}
 	// SLIPWAY_ROOT and SLIPWAY_SERVICE mark the process as this service's,
 	// so that a manager can find it even without its pid file.
-	env := append(e.env(s.EnvFile, v), "SLIPWAY_ROOT="+e.Cfg.Root, "SLIPWAY_SERVICE="+s.Name)
+	env := e.env(s.EnvFile, v)
+	if s.Port != 0 && !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PORT=") }) {
+		// The port the config gives it, unless its env file says: a
+		// service never starts on a PORT it was not told.
+		env = append(env, "PORT="+strconv.Itoa(s.Port))
+	}
+	env = append(env, "SLIPWAY_ROOT="+e.Cfg.Root, "SLIPWAY_SERVICE="+s.Name)
 	return service.Spec{
 		App:         e.Cfg.App,
 		Name:        s.Name,

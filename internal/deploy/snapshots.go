@@ -83,14 +83,15 @@ func describeSnapshots(ss []ledger.Snapshot) string {
 	for _, s := range ss {
 		d := s.Provider + " " + s.CommitID
 		if s.Size > 0 {
-			d += fmt.Sprintf(" (%s)", humanBytes(s.Size))
+			d += fmt.Sprintf(" (%s)", HumanBytes(s.Size))
 		}
 		parts = append(parts, d)
 	}
 	return strings.Join(parts, ", ")
 }
 
-func humanBytes(n int64) string {
+// HumanBytes renders a size in binary units (B, KiB, MiB, GiB).
+func HumanBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))

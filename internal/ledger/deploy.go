@@ -391,3 +391,18 @@ func (db *DB) MarkBad(ctx context.Context, commit, reason string) error {
 	}
 	return nil
 }
+
+// BadBecause returns why commit is marked bad: the error of the newest
+// deploy of it that marked it ("" when it is not marked).
+func (db *DB) BadBecause(ctx context.Context, commit string) (string, error) {
+	var why string
+	err := db.sql.QueryRowContext(ctx, `
+		SELECT error_msg FROM deploys WHERE commit_sha = ? AND bad ORDER BY id DESC LIMIT 1`, commit).Scan(&why)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("ledger: why %s is bad: %w", commit, err)
+	}
+	return why, nil
+}
