@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -339,3 +340,61 @@ func TestMessagesSayWhatHappened(t *testing.T) {
 		t.Fatalf("proxy status with no proxy: want exit 4 saying it is down\n%s", r)
 	}
 }
+
+// TestSwitchingToTheProxyAndBack: a live service put behind the proxy (a
+// config change of the same commit) hands its port over: a new instance
+// is started and proven on its own port, then the old service is stopped
+// and the proxy binds the port the moment it is free. Taking the service
+// out of the proxy again gives the port back to it.
+func TestSwitchingToTheProxyAndBack(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	a.mustDeploy()
+	plain, err := os.ReadFile(a.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := startLoad("http://127.0.0.1:"+strconv.Itoa(a.port)+"/health", 4, 2*time.Millisecond, time.Minute)
+	writeFile(t, a.cfgPath, proxyConfig("1s")(string(plain)), 0o644)
+	r := a.slipway("deploy")
+	got := load.end()
+	m := regexp.MustCompile(`handed over from the service to the proxy in (\d+)ms`).FindStringSubmatch(r.stderr)
+	if r.code != 0 || m == nil {
+		t.Fatalf("deploy into proxy mode: want exit 0 and the handover\n%s", r)
+	}
+	gap, _ := strconv.Atoi(m[1])
+	t.Logf("handover gap %d ms (SIGTERM to the proxy's bind); users: %s", gap, got)
+	if gap > 1000 {
+		t.Errorf("handover took %d ms", gap)
+	}
+	if load.ok.Load() == 0 || load.failed.Load() > 20 {
+		t.Errorf("users during the handover: %s", got)
+	}
+	if d := a.lastDeploy(); d.Kind != "reconfigure" || d.Outcome != "succeeded" {
+		t.Fatalf("handover row: %+v", d)
+	}
+	if code, _ := a.get("/board/tasks", true); code != 200 {
+		t.Fatalf("through the proxy: GET /board/tasks = %d", code)
+	}
+	st, _ := a.status()
+	if _, _, running := st.service(deployProxyName); !running {
+		t.Fatalf("the proxy does not run: %+v", st)
+	}
+
+	// And back to restart mode.
+	writeFile(t, a.cfgPath, string(plain), 0o644)
+	if r := a.slipway("deploy"); r.code != 0 || !strings.Contains(r.stderr, "left the proxy") {
+		t.Fatalf("deploy back to restart mode\n%s", r)
+	}
+	if code, _ := a.get("/board/tasks", true); code != 200 {
+		t.Fatalf("without the proxy: GET /board/tasks = %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(a.root, "run", deployProxyName+".pid")); !os.IsNotExist(err) {
+		t.Fatalf("the proxy still runs with no proxied service: %v", err)
+	}
+	if owner := a.servicePIDNow("backend"); owner == 0 {
+		t.Fatal("backend does not run in restart mode")
+	}
+}
+
+const deployProxyName = "slipway-proxy"

@@ -450,6 +450,9 @@ func (e *Engine) portFree(ctx context.Context, spec service.Spec) error {
 	if st, err := e.Services.Status(ctx, spec); err == nil && st.Running && sameGroup(pid, st.PID) {
 		return nil
 	}
+	if e.proxyHolds(ctx, spec.Name, pid) {
+		return nil // the service leaves the proxy: it gets the port at the restart step
+	}
 	return &service.PortHeldError{Port: spec.Port, PID: pid, Command: cmdline, Service: spec.Name}
 }
 
@@ -637,6 +640,9 @@ func (e *Engine) startAll(ctx context.Context, v vars, cred *syscall.Credential)
 // service an operator stopped stays stopped.
 func (e *Engine) startServices(ctx context.Context, v vars, cred *syscall.Credential, only []string) (string, error) {
 	e.setReadied("", service.Spec{}, false)
+	e.startingMu.Lock()
+	e.handovers = nil
+	e.startingMu.Unlock()
 	var done []string
 	for _, name := range e.Cfg.ServiceNames() {
 		if (only != nil && !slices.Contains(only, name)) || e.isStopped(name) {
@@ -658,8 +664,20 @@ func (e *Engine) startServices(ctx context.Context, v vars, cred *syscall.Creden
 		if err := e.Services.Stop(ctx, spec); err != nil {
 			return "", fmt.Errorf("stop %s: %w", spec.Name, err)
 		}
+		left, err := e.leaveProxy(ctx, spec)
+		if err != nil {
+			return "", err
+		}
 		if err := e.Services.Start(ctx, spec); err != nil {
 			return "", fmt.Errorf("start %s: %w", spec.Name, err)
+		}
+		if left {
+			stopped, err := e.stopStrays(ctx, spec, 0)
+			if err != nil {
+				return "", err
+			}
+			done = append(done, fmt.Sprintf("%s (left the proxy; stopped %s)", spec.Name, strings.Join(stopped, ", ")))
+			continue
 		}
 		done = append(done, spec.Name)
 	}

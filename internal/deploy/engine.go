@@ -40,6 +40,31 @@ type Engine struct {
 	// The agent reads it (status) while a deploy writes it: startingMu.
 	starting   map[string]service.Spec
 	startingMu sync.Mutex
+	// handovers are the services that ran without the proxy and hand
+	// their port to it at the traffic step, as they ran (startingMu).
+	handovers map[string]service.Spec
+}
+
+// handover returns the service that hands its port to the proxy.
+func (e *Engine) handover(name string) (service.Spec, bool) {
+	e.startingMu.Lock()
+	defer e.startingMu.Unlock()
+	s, ok := e.handovers[name]
+	return s, ok
+}
+
+// setHandover records (ok) or forgets (!ok) a handover of name.
+func (e *Engine) setHandover(name string, old service.Spec, ok bool) {
+	e.startingMu.Lock()
+	defer e.startingMu.Unlock()
+	if !ok {
+		delete(e.handovers, name)
+		return
+	}
+	if e.handovers == nil {
+		e.handovers = map[string]service.Spec{}
+	}
+	e.handovers[name] = old
 }
 
 // readied returns the instance startAll readied for service name.

@@ -132,7 +132,14 @@ func (e *Engine) proxyListenFree(ctx context.Context) error {
 		if err != nil || port == 0 {
 			continue
 		}
-		if err := service.CheckPort(service.Spec{Name: s.Name, Port: port}, nil); err != nil {
+		// The service itself, as it ran before it went behind the proxy,
+		// hands the port over at the traffic step.
+		old := e.spec(s, vars{}, nil)
+		ownOld := func(pid int) bool {
+			st, err := e.Services.Status(ctx, old)
+			return err == nil && st.Running && st.PID > 0 && groupOf(pid) == groupOf(st.PID)
+		}
+		if err := service.CheckPort(service.Spec{Name: s.Name, Port: port}, ownOld); err != nil {
 			return fmt.Errorf("proxy.listen %s: %w", s.Proxy.Listen, err)
 		}
 	}
@@ -177,6 +184,16 @@ func (e *Engine) startInstance(ctx context.Context, s *config.Service, base serv
 	if err != nil {
 		return base, false, "", err
 	}
+	if _, ok, err := c.Route(ctx, s.Name); err == nil && !ok && e.running(ctx, base) {
+		// The service runs without the proxy, on the port the proxy is
+		// to listen on: a new instance now, the port at the traffic step.
+		next, err := e.startNew(ctx, s, base)
+		if err != nil {
+			return base, false, "", err
+		}
+		e.setHandover(s.Name, base, true)
+		return next, true, fmt.Sprintf("%s: %s started, healthy on its own port; %s takes over %s from the service at the traffic step", s.Name, next.Name, ProxyName, s.Proxy.Listen), nil
+	}
 	if err := c.Ensure(ctx, s.Name, s.Proxy.Listen, e.proxyHealthPath(s)); err != nil {
 		return base, false, "", err
 	}
@@ -192,19 +209,58 @@ func (e *Engine) startInstance(ctx context.Context, s *config.Service, base serv
 			return held, true, fmt.Sprintf("%s: %s, held since the last switch, is healthy", s.Name, held.Name), nil
 		}
 	}
-	port, err := freePort()
+	next, err := e.startNew(ctx, s, base)
 	if err != nil {
 		return base, false, "", err
 	}
+	return next, true, fmt.Sprintf("%s: %s started, healthy on its own port", s.Name, next.Name), nil
+}
+
+// startNew starts an instance of base on a free port and waits until it is
+// healthy there; one that is not is stopped.
+func (e *Engine) startNew(ctx context.Context, s *config.Service, base service.Spec) (service.Spec, error) {
+	port, err := freePort()
+	if err != nil {
+		return base, err
+	}
 	next := instance(base, e.Cfg.App, port)
 	if err := e.Services.Start(ctx, next); err != nil {
-		return base, false, "", err
+		return base, err
 	}
 	if err := e.waitInstance(ctx, s, next); err != nil {
 		_ = e.Services.Stop(context.WithoutCancel(ctx), next)
-		return base, false, "", fmt.Errorf("%s: the new instance on port %d did not become healthy, the old one keeps serving: %w", s.Name, port, err)
+		return base, fmt.Errorf("%s: the new instance on port %d did not become healthy, the old one keeps serving: %w", s.Name, port, err)
 	}
-	return next, true, fmt.Sprintf("%s: %s started, healthy on its own port", s.Name, next.Name), nil
+	return next, nil
+}
+
+// handOver stops old, the service as it ran without the proxy, and has
+// the proxy take its port the moment it is free, serving inst from its
+// first request. It returns how long the port was in between: from the
+// stop's SIGTERM to the proxy's bind, an upper bound of the time a new
+// connection could be refused.
+func (e *Engine) handOver(ctx context.Context, c *proxy.Client, s *config.Service, old, inst service.Spec, rel string) (time.Duration, error) {
+	ctx = context.WithoutCancel(ctx)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inst.Port))
+	t0 := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.Services.Stop(ctx, old) }()
+	deadline := t0.Add(old.StopTimeout + 5*time.Second)
+	for {
+		err := c.Adopt(ctx, s.Name, s.Proxy.Listen, e.proxyHealthPath(s), addr, rel)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s: the proxy could not take %s from the service within its stop_timeout: %w", s.Name, s.Proxy.Listen, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	gap := time.Since(t0)
+	if err := <-stopped; err != nil {
+		return gap, fmt.Errorf("stop %s: %w", old.Name, err)
+	}
+	return gap, nil
 }
 
 // switchTraffic sends each proxied service's traffic to the instance
@@ -217,6 +273,16 @@ func (e *Engine) switchTraffic(ctx context.Context, v vars) (string, error) {
 	for _, name := range e.Cfg.ServiceNames() {
 		inst, ok := e.readied(name)
 		if !ok {
+			continue
+		}
+		if old, ok := e.handover(name); ok {
+			gap, err := e.handOver(ctx, c, e.Cfg.Services[name], old, inst, v.rel.Name)
+			if err != nil {
+				return strings.Join(done, "; "), err
+			}
+			e.setHandover(name, service.Spec{}, false)
+			e.setReadied(name, service.Spec{}, false)
+			done = append(done, fmt.Sprintf("%s: traffic -> %s; the port was handed over from the service to the proxy in %s", name, inst.Name, gap.Round(time.Millisecond)))
 			continue
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inst.Port))
@@ -405,4 +471,51 @@ func (e *Engine) pauseTraffic(ctx context.Context, limit time.Duration) (func(),
 		paused = append(paused, s.Name)
 	}
 	return resume, nil
+}
+
+// groupOf is pid's process group (-1 when it is gone).
+func groupOf(pid int) int {
+	pg, err := syscall.Getpgid(pid)
+	if err != nil {
+		return -1
+	}
+	return pg
+}
+
+// proxyHolds reports whether pid, holding a port, is slipway's proxy with
+// a route for service: the service was proxied and runs in restart mode
+// now.
+func (e *Engine) proxyHolds(ctx context.Context, service string, pid int) bool {
+	spec, err := e.proxySpec()
+	if err != nil {
+		return false
+	}
+	st, err := e.Services.Status(ctx, spec)
+	if err != nil || !st.Running || groupOf(pid) != groupOf(st.PID) {
+		return false
+	}
+	_, ok, err := proxy.NewClient(e.Layout.ProxySocket()).Route(ctx, service)
+	return err == nil && ok
+}
+
+// leaveProxy closes the proxy's route of a service that runs in restart
+// mode now, so that the service can bind the port; the proxy itself stops
+// when no route is left. It reports whether there was a route.
+func (e *Engine) leaveProxy(ctx context.Context, spec service.Spec) (bool, error) {
+	c := proxy.NewClient(e.Layout.ProxySocket())
+	if c.Ping(ctx) != nil {
+		return false, nil
+	}
+	if _, ok, err := c.Route(ctx, spec.Name); err != nil || !ok {
+		return false, err
+	}
+	if err := c.Remove(ctx, spec.Name); err != nil {
+		return false, fmt.Errorf("%s leaves the proxy: %w", spec.Name, err)
+	}
+	if rs, err := c.Routes(ctx); err == nil && len(rs) == 0 && !e.usesProxy() {
+		if ps, err := e.proxySpec(); err == nil {
+			_ = e.Services.Stop(ctx, ps)
+		}
+	}
+	return true, nil
 }

@@ -15,7 +15,8 @@ import (
 // The control API, JSON over HTTP on the unix socket:
 //
 //	GET  /v1/routes                     every route
-//	PUT  /v1/routes/{service}           {listen, health}: make the route exist
+//	PUT  /v1/routes/{service}           {listen, health[, backend, release]}: make the route exist
+//	DELETE /v1/routes/{service}         close its listener and forget it
 //	POST /v1/routes/{service}/switch    {backend, release}
 //	POST /v1/routes/{service}/drain     {backend, timeout}
 //	POST /v1/routes/{service}/pause     {limit}
@@ -26,11 +27,20 @@ func (s *Server) controlMux() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, _ *http.Request) { reply(w, s.Routes(), nil) })
 	mux.HandleFunc("PUT /v1/routes/{service}", func(w http.ResponseWriter, r *http.Request) {
-		var body struct{ Listen, Health string }
+		var body struct{ Listen, Health, Backend, Release string }
 		if !decode(w, r, &body) {
 			return
 		}
-		reply(w, struct{}{}, s.Ensure(r.PathValue("service"), body.Listen, body.Health))
+		if body.Backend != "" {
+			if _, _, err := net.SplitHostPort(body.Backend); err != nil {
+				http.Error(w, "backend: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		reply(w, struct{}{}, s.EnsureServing(r.PathValue("service"), body.Listen, body.Health, body.Backend, body.Release))
+	})
+	mux.HandleFunc("DELETE /v1/routes/{service}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, struct{}{}, s.Remove(r.PathValue("service")))
 	})
 	mux.HandleFunc("POST /v1/routes/{service}/switch", func(w http.ResponseWriter, r *http.Request) {
 		var body struct{ Backend, Release string }
@@ -171,6 +181,17 @@ func (c *Client) Route(ctx context.Context, service string) (r RouteState, ok bo
 // Ensure makes the route exist.
 func (c *Client) Ensure(ctx context.Context, service, listen, health string) error {
 	return c.call(ctx, http.MethodPut, "/v1/routes/"+service, map[string]string{"listen": listen, "health": health}, nil)
+}
+
+// Adopt makes the route exist, serving backend from its first request when
+// it is new (a handover from a service that ran without the proxy).
+func (c *Client) Adopt(ctx context.Context, service, listen, health, backend, release string) error {
+	return c.call(ctx, http.MethodPut, "/v1/routes/"+service, map[string]string{"listen": listen, "health": health, "backend": backend, "release": release}, nil)
+}
+
+// Remove closes the route's listener and forgets the route.
+func (c *Client) Remove(ctx context.Context, service string) error {
+	return c.call(ctx, http.MethodDelete, "/v1/routes/"+service, nil, nil)
 }
 
 // Switch moves the route to backend; the instance that served becomes the

@@ -135,14 +135,25 @@ func (s *Server) openRoute(service, listen, health string) (*route, error) {
 
 // Ensure makes the route exist with this listener and health path.
 func (s *Server) Ensure(service, listen, health string) error {
+	return s.EnsureServing(service, listen, health, "", "")
+}
+
+// EnsureServing is Ensure that, when it opens the route, sends its traffic
+// to backend (running release) from its first request: the handover of a
+// port from a service that ran without the proxy.
+func (s *Server) EnsureServing(service, listen, health, backend, release string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()
 	rt := s.routes[service]
 	switch {
 	case rt == nil:
-		if _, err := s.openRoute(service, listen, health); err != nil {
+		rt, err := s.openRoute(service, listen, health)
+		if err != nil {
 			return err
+		}
+		if backend != "" {
+			rt.active.Store(newBackend(backend, release, s.transport, s.Log))
 		}
 	case rt.listen != listen:
 		// A new address: serve it first, then close the old listener.
@@ -156,6 +167,24 @@ func (s *Server) Ensure(service, listen, health string) error {
 	default:
 		rt.health = health
 	}
+	return s.persist()
+}
+
+// Remove closes the route's listener, letting its open requests finish,
+// and forgets it (a service that no longer runs behind the proxy).
+func (s *Server) Remove(service string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	rt := s.routes[service]
+	if rt == nil {
+		return nil
+	}
+	delete(s.routes, service)
+	// Close the listener now, so that the port is free when this returns;
+	// the connections already accepted finish in the background.
+	_ = rt.ln.Close()
+	go func() { _ = rt.srv.Shutdown(context.Background()) }()
 	return s.persist()
 }
 
