@@ -4,6 +4,7 @@ package hostcheck
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -75,6 +77,7 @@ func Run(ctx context.Context, cfg *config.Config, ours Owner) []Finding {
 
 	fs = append(fs, checkRoot(cfg.Root)...)
 	fs = append(fs, checkEnv(cfg, layout)...)
+	fs = append(fs, checkShared(cfg, layout)...)
 	fs = append(fs, checkPorts(cfg, ours)...)
 	fs = append(fs, checkDisk(cfg.Root)...)
 
@@ -156,6 +159,41 @@ func checkEnv(cfg *config.Config, layout release.Layout) []Finding {
 		}
 	}
 	return fs
+}
+
+// checkShared checks each shared path as a deploy will use it: a missing
+// one is created by the next deploy; an existing one must be writable by
+// the user the app runs as. When slipway runs as root with `user:`, the
+// deploy gives the shared paths to that user itself.
+func checkShared(cfg *config.Config, layout release.Layout) []Finding {
+	var fs []Finding
+	givenAway := os.Geteuid() == 0 && cfg.User != "" && cfg.User != "root"
+	for _, p := range cfg.Shared {
+		path := filepath.Join(layout.SharedDir(), p)
+		info, err := os.Stat(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			fs = append(fs, Finding{Warn, "shared", path + " does not exist; the next deploy creates it (empty)",
+				"if the app's data is elsewhere, copy it there first: install -d " + path + " && cp -a OLD/. " + path + "/"})
+		case err != nil:
+			fs = append(fs, Finding{Fail, "shared", err.Error(), ""})
+		case givenAway:
+			fs = append(fs, Finding{OK, "shared", path + " exists; deploys give it to " + cfg.User, ""})
+		case unix.Access(path, unix.W_OK) != nil:
+			fs = append(fs, Finding{Fail, "shared", fmt.Sprintf("%s is not writable by the app's user (it is owned by uid %d, mode %04o)", path, ownerOf(info), info.Mode().Perm()),
+				"chown -R $(id -un) " + path})
+		default:
+			fs = append(fs, Finding{OK, "shared", path + " exists and is writable", ""})
+		}
+	}
+	return fs
+}
+
+func ownerOf(info os.FileInfo) int {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return -1
 }
 
 func checkPorts(cfg *config.Config, ours Owner) []Finding {

@@ -201,6 +201,18 @@ func TestRun(t *testing.T) {
 			fails: 2,
 		},
 		{
+			name: "shared path missing, and one present",
+			host: func(t *testing.T, h host) host {
+				h.port, h.extraYML = freePort(t), "shared: [data, uploads]\n"
+				return h
+			},
+			want: []want{
+				{Warn, "shared", "shared/data does not exist; the next deploy creates it", "install -d "},
+				{Warn, "shared", "shared/uploads does not exist", ""},
+			},
+			fails: 0,
+		},
+		{
 			name:  "env dir missing",
 			host:  func(t *testing.T, h host) host { h.port, h.envDir = freePort(t), 0; return h },
 			want:  []want{{Fail, "env", "does not exist", "install -d -m 0700 "}},
