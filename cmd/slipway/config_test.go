@@ -55,4 +55,8 @@ func TestInitWritesAConfigThatLoads(t *testing.T) {
 	if r := runSlipway(t, out, "deploy", "--dry-run"); r.code == 2 {
 		t.Fatalf("init's config does not load: %s", r)
 	}
+	// Its guesses stay visible until the operator checked them.
+	if r := runSlipway(t, out, "check"); !strings.Contains(r.stdout+r.stderr, "still marked TODO") {
+		t.Fatalf("check must warn about init's TODOs: %s", r)
+	}
 }

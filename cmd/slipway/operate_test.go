@@ -329,6 +329,15 @@ func TestMessagesSayWhatHappened(t *testing.T) {
 	if r := a.slipway("history", "show", "999"); r.code != 2 {
 		t.Fatalf("history show of a missing id: want exit 2\n%s", r)
 	}
+	// A commit rolled back from is skipped as such, not as "failed before".
+	a.commit("second", map[string]string{"README": "2\n"})
+	a.mustDeploy()
+	if r := a.slipway("rollback"); r.code != 0 {
+		t.Fatalf("rollback\n%s", r)
+	}
+	if r := a.slipway("deploy"); r.code != 0 || !strings.Contains(r.stdout, "was rolled back from") || strings.Contains(r.stdout, "failed before") {
+		t.Fatalf("deploy after a rollback: want the tip skipped as rolled back from\n%s", r)
+	}
 	a.edit("broken", "backend/app.py", "import", "import no_such_module\nimport")
 	if r := a.slipway("deploy"); r.code != 1 {
 		t.Fatalf("a broken commit: want exit 1\n%s", r)

@@ -53,6 +53,14 @@ func Run(ctx context.Context, cfg *config.Config, ours Owner) []Finding {
 	layout := release.Layout{Root: cfg.Root}
 
 	add(OK, "config", cfg.Path+" is valid", "")
+	if b, err := os.ReadFile(cfg.Path); err == nil {
+		for i, line := range strings.Split(string(b), "\n") {
+			if _, todo, ok := strings.Cut(line, "# TODO"); ok {
+				todo = strings.TrimSpace(strings.TrimPrefix(todo, ":"))
+				add(Warn, "config", fmt.Sprintf("%s:%d: a guess of `slipway init` is still marked TODO: %s", cfg.Path, i+1, todo), "check that line, then remove its TODO")
+			}
+		}
+	}
 	for _, u := range cfg.Unset {
 		add(Fail, "config", fmt.Sprintf("%s: ${%s} is not set", u.Pos, u.Name), "set it in the environment or in an env file under "+layout.EnvDir())
 	}

@@ -201,6 +201,15 @@ func TestRun(t *testing.T) {
 			fails: 2,
 		},
 		{
+			name: "a TODO of slipway init left",
+			host: func(t *testing.T, h host) host {
+				h.port, h.extraYML = freePort(t), "keep_releases: 3   # TODO: how many\n"
+				return h
+			},
+			want:  []want{{Warn, "config", "slipway.yml:13: a guess of `slipway init` is still marked TODO: how many", "remove its TODO"}},
+			fails: 0,
+		},
+		{
 			name: "shared path missing, and one present",
 			host: func(t *testing.T, h host) host {
 				h.port, h.extraYML = freePort(t), "shared: [data, uploads]\n"
