@@ -28,7 +28,7 @@ demo: setup build
 # (deploys under load, latency, throughput), data snapshots
 # of a 1 GiB tree against tar | zstd, then the packages' micro-benchmarks.
 bench: setup
-	$(GO) test -run '^$$' -bench 'Noop|DeployOverhead|Rollback|NodeReuse' -benchtime 7x -timeout 20m ./cmd/slipway/
+	$(GO) test -run '^$$' -bench 'Noop|DeployOverhead|Rollback|NodeReuse|ReconfigureNode' -benchtime 7x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'Agent' -benchtime 2x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'Proxy' -benchtime 1x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'DataSnapshot|DataRestore|TarZstd' -benchtime 1x -timeout 20m ./internal/snapshot/

@@ -187,3 +187,29 @@ func commitDocs(a *app, i int) {
 func commitSource(a *app, i int) {
 	a.commit("source "+itoa(i), map[string]string{"src/version.js": "module.exports = " + itoa(i) + ";\n"})
 }
+
+// BenchmarkReconfigureNode: on the Node example, an env file change
+// applied as a reconfigure (a restart through the checks, no build)
+// against a full deploy of a source change without build.reuse, in one
+// run.
+func BenchmarkReconfigureNode(b *testing.B) {
+	noReuse := func(cfg string) string { return replaceLine(cfg, "    reuse:", "") }
+	a := newApp(b, "node-web", noReuse)
+	a.mustDeploy()
+	var reconf, full []time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		a.writeEnv("web.env", map[string]string{"WEB_AUTH_TOKEN": testToken, "PORT": itoa(a.port), "FEATURE": itoa(i)})
+		d, r := timed(b, a, "deploy")
+		if !strings.Contains(r.stdout, "reconfigured") {
+			b.Fatalf("not a reconfigure: %s", r)
+		}
+		reconf = append(reconf, d)
+		commitSource(a, i)
+		d, _ = timed(b, a, "deploy")
+		full = append(full, d)
+	}
+	b.ReportMetric(ms(median(reconf)), "reconfigure-ms")
+	b.ReportMetric(ms(median(full)), "full-deploy-ms")
+}
