@@ -412,7 +412,7 @@ func TestDownProxyIsBroughtBack(t *testing.T) {
 		t.Fatalf("status with the proxy down: want exit 4 naming it\n%s", r)
 	}
 	r = a.mustDeploy()
-	if !strings.Contains(r.stderr, "marked bad") || !strings.Contains(r.stderr, "restarted it, healthy") {
+	if !strings.Contains(r.stderr, "marked bad") || !strings.Contains(r.stdout, "restarted it, healthy") {
 		t.Fatalf("deploy with a bad tip and the proxy down: want it brought back\n%s", r)
 	}
 	a.assertServing(good)
