@@ -130,7 +130,7 @@ func TestKilledServiceComesBack(t *testing.T) {
 		t.Fatalf("status with the worker down: want exit 4 naming it\n%s", r)
 	}
 	r = a.mustDeploy()
-	if !strings.Contains(r.stderr, "was down") || !strings.Contains(r.stdout, "restarted it, healthy") {
+	if !strings.Contains(r.stdout, "was down") || !strings.Contains(r.stdout, "restarted it, healthy") {
 		t.Fatalf("deploy with nothing new and the worker down: want it restarted\n%s", r)
 	}
 	if st, r := a.status(); r.code != 0 || !st.Healthy {
