@@ -586,10 +586,7 @@ func (e *Engine) planSkip(ctx context.Context, target string, force bool, safeRe
 func (e *Engine) LiveDown(ctx context.Context) string {
 	safe, _ := e.Layout.SafeCommit()
 	safeRel, _ := e.releaseOf(ctx, safe)
-	var live release.Release
-	if name, _ := e.Layout.Current(); name != "" {
-		live, _ = e.Layout.Open(name)
-	}
+	live := e.liveRelease()
 	return e.planSkip(ctx, safe, false, safeRel, live).repair
 }
 

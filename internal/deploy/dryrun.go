@@ -40,10 +40,7 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 		return Result{}, err
 	}
 	safeRel, _ := e.releaseOf(ctx, safe)
-	var live release.Release
-	if name, _ := e.Layout.Current(); name != "" {
-		live, _ = e.Layout.Open(name)
-	}
+	live := e.liveRelease()
 	p := &Plan{Target: target, Subject: e.Mirror.Subject(ctx, target), Live: live.Name, Safe: safe, Action: "deploy"}
 	d := e.planSkip(ctx, target, opts.Force, safeRel, live)
 	if d.skip != "" {

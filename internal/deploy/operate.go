@@ -11,7 +11,6 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/proxy"
-	"github.com/slipway-dev/slipway/internal/release"
 	"github.com/slipway-dev/slipway/internal/service"
 )
 
@@ -41,7 +40,7 @@ func (e *Engine) Operate(ctx context.Context, opts OperateOptions) (Result, erro
 	}
 	for _, n := range opts.Services {
 		if e.Cfg.Services[n] == nil {
-			return Result{}, fmt.Errorf("%w %q (the config has: %s)", ErrUnknownService, n, strings.Join(e.Cfg.ServiceNames(), ", "))
+			return Result{}, e.unknownService(n)
 		}
 	}
 	if opts.Trigger == "" {
@@ -319,10 +318,7 @@ func (e *Engine) switchBack(ctx context.Context, v vars, switched bool) (string,
 // service (in restart mode, and every instance of a proxied one) and the
 // proxy. It returns what it stopped (`slipway uninstall`).
 func (e *Engine) StopEverything(ctx context.Context) ([]string, error) {
-	var cur release.Release
-	if name, _ := e.Layout.Current(); name != "" {
-		cur, _ = e.Layout.Open(name)
-	}
+	cur := e.liveRelease()
 	v := vars{rel: cur}
 	var done []string
 	var errs []error
@@ -379,7 +375,7 @@ func (e *Engine) ExecFor(name string) (OneOff, error) {
 	}
 	s := e.Cfg.Services[name]
 	if s == nil {
-		return OneOff{}, fmt.Errorf("%w %q (the config has: %s)", ErrUnknownService, name, strings.Join(names, ", "))
+		return OneOff{}, e.unknownService(name)
 	}
 	cur, _ := e.Layout.Current()
 	if cur == "" {

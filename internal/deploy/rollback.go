@@ -89,10 +89,7 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 		return Result{}, err
 	}
 
-	var live release.Release
-	if name, _ := e.Layout.Current(); name != "" {
-		live, _ = e.Layout.Open(name)
-	}
+	live := e.liveRelease()
 	target, err := e.rollbackTarget(ctx, to, live)
 	if err != nil {
 		return Result{}, err

@@ -57,10 +57,7 @@ type LockInfo struct {
 
 // ServiceStates reports the live release's services.
 func (e *Engine) ServiceStates(ctx context.Context) []ServiceStatus {
-	var cur release.Release
-	if name, _ := e.Layout.Current(); name != "" {
-		cur, _ = e.Layout.Open(name)
-	}
+	cur := e.liveRelease()
 	return e.serviceStates(ctx, vars{rel: cur})
 }
 
@@ -135,15 +132,26 @@ func (e *Engine) Status(ctx context.Context, offline bool) (Status, error) {
 func (e *Engine) ServiceSpec(ctx context.Context, name string) (service.Spec, error) {
 	s := e.Cfg.Services[name]
 	if s == nil {
-		return service.Spec{}, fmt.Errorf("%w %q (the config has: %s)", ErrUnknownService, name, strings.Join(e.Cfg.ServiceNames(), ", "))
+		return service.Spec{}, e.unknownService(name)
 	}
-	var cur release.Release
-	if n, _ := e.Layout.Current(); n != "" {
-		cur, _ = e.Layout.Open(n)
-	}
+	cur := e.liveRelease()
 	spec := e.spec(s, vars{rel: cur}, nil)
 	if s.Proxy != nil {
 		spec, _, _ = e.activeInstance(ctx, spec)
 	}
 	return spec, nil
+}
+
+// liveRelease is the release `current` names (zero when none is).
+func (e *Engine) liveRelease() release.Release {
+	var r release.Release
+	if name, _ := e.Layout.Current(); name != "" {
+		r, _ = e.Layout.Open(name)
+	}
+	return r
+}
+
+// unknownService is the error of a service name the config does not have.
+func (e *Engine) unknownService(name string) error {
+	return fmt.Errorf("%w %q (the config has: %s)", ErrUnknownService, name, strings.Join(e.Cfg.ServiceNames(), ", "))
 }
