@@ -1,37 +1,36 @@
-# slipway: build, test, demo. `make demo` and `make test` do all set-up.
+# slipway: build, test, demo, bench. The demo and the tests are scripts
+# (scripts/demo.sh, scripts/test.sh) that do all set-up, make included;
+# these targets are shorthands for them.
 GO      ?= go
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/slipway-dev/slipway/internal/cli.Version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
 .PHONY: build test demo bench lint setup e2e fuzz
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/slipway ./cmd/slipway
+	./scripts/build.sh
 
 setup:
 	./scripts/setup.sh
 
 # Every test: unit and end-to-end on this machine, then the e2e scenarios
 # on real systemd VMs.
-test: setup
-	$(GO) vet ./...
-	$(GO) vet -tags e2e ./e2e/
-	$(GO) test -race -count=1 -timeout 20m ./...
-	$(MAKE) --no-print-directory e2e
+test:
+	./scripts/test.sh
 
-demo: setup build
+demo:
 	./scripts/demo.sh
 
 # The issues' figures: deploy engine (no-op, overhead, rollback, reuse) and
 # agent (idle cost, forged-webhook flood, push-to-serving), the proxy
 # (deploys under load, latency, throughput), data snapshots
-# of a 1 GiB tree against tar | zstd, then the packages' micro-benchmarks.
+# of a 1 GiB tree against tar | zstd, a fleet rollout over 50 VMs
+# ($$SLIPWAY_FLEET_VMS), then the packages' micro-benchmarks.
 bench: setup
 	$(GO) test -run '^$$' -bench 'Noop|DeployOverhead|Rollback|NodeReuse|ReconfigureNode' -benchtime 7x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'Agent' -benchtime 2x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'Proxy' -benchtime 1x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'DataSnapshot|DataRestore|TarZstd' -benchtime 1x -timeout 20m ./internal/snapshot/
+	SLIPWAY_FLEET_BENCH=1 $(GO) test -tags e2e -count=1 -run TestFleetFigures -v -timeout 30m ./e2e/ | grep -E 'figure|^(--- |ok|FAIL)' 
 	$(GO) test -run '^$$' -bench . -timeout 10m $$($(GO) list ./internal/... | grep -v /internal/snapshot)
 
 fuzz:

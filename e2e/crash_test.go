@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // commandProcesses lists the VM's processes that carry a command's mark
@@ -77,7 +79,7 @@ func TestCrashUnderSystemd(t *testing.T) {
 	s.push()
 	data := "/opt/board/shared/data"
 	pid := strings.TrimSpace(vm.MustSSH(t, "rm -f "+data+"/*.pid; slipway deploy >/dev/null 2>&1 & echo $!"))
-	waitFor(t, time.Minute, "the migration's processes", func() bool {
+	testkit.WaitFor(t, time.Minute, "the migration's processes", func() bool {
 		_, code := vm.Run(t, "test", "-s", data+"/setsid.pid", "-a", "-s", data+"/group.pid")
 		return code == 0
 	})

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // TestBootstrapPython follows the README's bootstrap on a fresh VM, checks
@@ -86,7 +88,7 @@ func TestBootstrapPython(t *testing.T) {
 		}
 	}
 	// The worker writes its heartbeat in shared/ through the hardening.
-	waitFor(t, 10*time.Second, "worker heartbeat", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "worker heartbeat", func() bool {
 		out, _ := vm.Run(t, "cat", "/opt/board/shared/data/worker.heartbeat")
 		return strings.Contains(out, sha[:7])
 	})
@@ -174,10 +176,22 @@ func TestWebhookDeploysPush(t *testing.T) {
 	s.push()
 	// The payload names the commit, but the agent deploys what it finds at
 	// the branch tip itself.
-	body := []byte(`{"ref":"refs/heads/main","after":"` + next + `","deleted":false}`)
+	githubPush(t, "http://"+vm.Addr+":9009/webhook/github", next)
+	s.waitDeployed(next, 60*time.Second)
+	s.assertActive()
+	if !strings.Contains(s.mustSlipway("history"), "webhook") {
+		t.Errorf("ledger does not name the webhook trigger:\n%s", s.mustSlipway("history"))
+	}
+}
+
+// githubPush sends a GitHub push webhook for main, signed with the
+// scenarios' secret, to url; it fails the test unless it is accepted.
+func githubPush(t *testing.T, url, after string) {
+	t.Helper()
+	body := []byte(`{"ref":"refs/heads/main","after":"` + after + `","deleted":false}`)
 	m := hmac.New(sha256.New, []byte(webhookSecret))
 	m.Write(body)
-	req, _ := http.NewRequest(http.MethodPost, "http://"+vm.Addr+":9009/webhook/github", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("e2e-%d", time.Now().UnixNano()))
 	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(m.Sum(nil)))
@@ -188,11 +202,6 @@ func TestWebhookDeploysPush(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		t.Fatalf("webhook: %d", resp.StatusCode)
-	}
-	s.waitDeployed(next, 60*time.Second)
-	s.assertActive()
-	if !strings.Contains(s.mustSlipway("history"), "webhook") {
-		t.Errorf("ledger does not name the webhook trigger:\n%s", s.mustSlipway("history"))
 	}
 }
 
@@ -232,7 +241,7 @@ func TestRebootComesBack(t *testing.T) {
 	sha := s.head()
 	s.mustSlipway("deploy")
 	vm.Reboot(t)
-	waitFor(t, 60*time.Second, "services after reboot", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "services after reboot", func() bool {
 		return strings.HasSuffix(s.serving(), "+"+sha[:7])
 	})
 	s.assertActive()
@@ -245,17 +254,22 @@ func TestRebootComesBack(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, st)
 		}
 	}
-}
 
-func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(300 * time.Millisecond)
+	// A service stopped with `slipway stop` stays stopped across a reboot
+	// (its unit's condition skips it) until `slipway start`.
+	s.mustSlipway("stop", "worker")
+	vm.Reboot(t)
+	testkit.WaitFor(t, 60*time.Second, "the backend after the second reboot", func() bool {
+		return strings.HasSuffix(s.serving(), "+"+sha[:7])
+	})
+	if out, _ := vm.Run(t, "systemctl", "is-active", "board-worker.service"); strings.TrimSpace(out) != "inactive" {
+		t.Fatalf("the stopped worker after a reboot: %s", out)
 	}
+	if out, _ := vm.Run(t, "systemctl", "show", "-p", "ConditionResult", "board-worker.service"); strings.TrimSpace(out) != "ConditionResult=no" {
+		t.Fatalf("the worker was not skipped by its condition: %s", out)
+	}
+	s.mustSlipway("start", "worker")
+	s.assertActive()
 }
 
 // TestProxyUnderSystemd: the Node example behind the proxy under systemd:
@@ -344,11 +358,11 @@ func TestProxyUnderSystemd(t *testing.T) {
 		t.Fatal("the stray instance is still enabled: it would come back at boot")
 	}
 	vm.Reboot(t)
-	waitFor(t, 60*time.Second, "the proxy and its instance after the reboot", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the proxy and its instance after the reboot", func() bool {
 		return strings.HasSuffix(s.serving(), "+"+sha[:7])
 	})
 	// The proxy's health checks (every second) see the instance back too.
-	waitFor(t, 10*time.Second, "proxy status ok", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "proxy status ok", func() bool {
 		st := s.mustSlipway("proxy", "status")
 		return strings.Contains(st, sha[:12]) && regexp.MustCompile(`\sok\s+\d+\s+false`).MatchString(st)
 	})

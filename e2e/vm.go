@@ -6,12 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,9 +104,28 @@ func BootAll(t testing.TB, names ...string) []*VM {
 	return vms
 }
 
-// boot takes a slot, makes the VM's overlay and boots it. The VM's Close is
-// registered as soon as it holds anything.
-func boot(t testing.TB, h *host, name string) (*VM, error) {
+// BootFrom boots a VM as Boot does, its upper directory first filled with
+// a copy of seed (another VM's upper directory, as a snapshot of it): the
+// new VM has the old one's files, with its own name and address. It
+// returns an error rather than failing the test, so that it can run
+// outside the test's goroutine.
+func BootFrom(t testing.TB, name, seed string) (*VM, error) {
+	h := setup(t)
+	return boot(t, h, name, seed)
+}
+
+// SnapshotTo copies the VM's upper directory (what it has written over the
+// base) to dir, as BootFrom takes it. The VM keeps running.
+func (v *VM) SnapshotTo(dir string) error {
+	if out, err := exec.Command("cp", "-a", filepath.Join(v.dir, "upper"), dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("vm %s: snapshot: %v: %s", v.Name, err, out)
+	}
+	return nil
+}
+
+// boot takes a slot, makes the VM's overlay (from seed's files, if set)
+// and boots it. The VM's Close is registered as soon as it holds anything.
+func boot(t testing.TB, h *host, name string, seed ...string) (*VM, error) {
 	if len(name) > maxNameLen || !validName.MatchString(name) {
 		return nil, fmt.Errorf("vm name %q: want 1-%d lower-case letters and digits, starting with a letter", name, maxNameLen)
 	}
@@ -126,6 +147,14 @@ func boot(t testing.TB, h *host, name string) (*VM, error) {
 	v.root = filepath.Join(v.dir, "root")
 	v.Console = filepath.Join(v.dir, "console.log")
 	t.Cleanup(v.Close)
+	if len(seed) == 1 && seed[0] != "" {
+		if err := os.MkdirAll(v.dir, 0o755); err != nil {
+			return nil, err
+		}
+		if out, err := exec.Command("cp", "-a", seed[0], filepath.Join(v.dir, "upper")).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("vm %s: seed from %s: %v: %s", name, seed[0], err, out)
+		}
+	}
 	if err := v.create(); err != nil {
 		return nil, fmt.Errorf("vm %s: %w", name, err)
 	}
@@ -530,5 +559,49 @@ func rmdirCgroup(dir string) error {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Relay makes to's sshd reachable from the VM from, and from nothing
+// else: the host listens on its own address on from's link and relays
+// each connection to to's port 22, as a bastion's network would route it.
+// It returns the port, and the remote addresses of the connections so
+// far. The test's cleanup stops it.
+func Relay(t testing.TB, from, to *VM) (int, func() []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", from.HostAddr+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			seen = append(seen, c.RemoteAddr().(*net.TCPAddr).IP.String())
+			mu.Unlock()
+			go func() {
+				defer func() { _ = c.Close() }()
+				up, err := net.DialTimeout("tcp", to.Addr+":22", 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer func() { _ = up.Close() }()
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+				<-done
+			}()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln.Addr().(*net.TCPAddr).Port, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
 	}
 }

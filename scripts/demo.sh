@@ -3,10 +3,15 @@
 # local git repository, show it serving, then push a broken commit and watch
 # slipway roll it back by itself. Everything lives in a temp dir and is
 # stopped at the end.
+#
+# It does its own set-up on a fresh Debian machine that has Go: the packages
+# it needs (scripts/setup.sh, as root) and the build (scripts/build.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
+export PATH="$PATH:/usr/local/go/bin"
+"$here/scripts/setup.sh"
+"$here/scripts/build.sh"
 slipway="$here/bin/slipway"
-[ -x "$slipway" ] || { echo "build first: make build" >&2; exit 1; }
 
 work="$(mktemp -d /tmp/slipway-demo.XXXXXX)"
 port="${DEMO_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"

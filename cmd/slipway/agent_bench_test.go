@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // The agent's figures (issue: the agent):
@@ -20,15 +22,15 @@ import (
 // newBenchAgent starts an agent for the Python example and deploys it once.
 func newBenchAgent(b *testing.B, poll string) *agentApp {
 	b.Helper()
-	apiPort, hookPort := freePort(b), freePort(b)
+	apiPort, hookPort := testkit.FreePort(b), testkit.FreePort(b)
 	a := newApp(b, "python-api", agentConfig(poll, apiPort, hookPort, "master"))
-	git(b, a.src, "branch", "-m", "master")
+	testkit.Git(b, a.src, "branch", "-m", "master")
 	g := &agentApp{app: a, apiPort: apiPort, hookPort: hookPort}
 	g.start(b)
 	if code, body := g.api("POST", "/deploys", `{}`, true); code != 202 {
 		b.Fatalf("deploy: %d %s", code, body)
 	}
-	waitFor(b, 60*time.Second, "first deploy", func() bool { return strings.HasSuffix(g.serving(), "+"+a.head()[:7]) })
+	testkit.WaitFor(b, 60*time.Second, "first deploy", func() bool { return strings.HasSuffix(g.serving(), "+"+a.head()[:7]) })
 	return g
 }
 
@@ -110,17 +112,26 @@ func BenchmarkAgentForgedFlood(b *testing.B) {
 				}
 			}()
 		}
+		// A probe that fails (an error, a status other than 200) counts
+		// at the client's timeout: the slowest a probe can be.
 		var health []time.Duration
-		hc := &http.Client{Timeout: 2 * time.Second}
+		var failedProbes int
+		const probeTimeout = 2 * time.Second
+		hc := &http.Client{Timeout: probeTimeout}
 		healthURL := fmt.Sprintf("http://127.0.0.1:%d/health", g.apiPort)
 		t0 := time.Now()
 		for ctx.Err() == nil {
 			s := time.Now()
 			resp, err := hc.Get(healthURL)
+			took := time.Since(s)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				failedProbes++
+				took = probeTimeout
+			}
 			if err == nil {
 				_ = resp.Body.Close()
-				health = append(health, time.Since(s))
 			}
+			health = append(health, took)
 			time.Sleep(10 * time.Millisecond)
 		}
 		wg.Wait()
@@ -131,6 +142,7 @@ func BenchmarkAgentForgedFlood(b *testing.B) {
 		}
 		b.ReportMetric(float64(rejected.Load())/elapsed.Seconds(), "rejected/s")
 		b.ReportMetric(float64(percentile(health, 0.99))/float64(time.Millisecond), "health-p99-ms")
+		b.ReportMetric(float64(failedProbes), "health-failed")
 	}
 	if n := g.deploysCount(b); n != before {
 		b.Fatalf("the flood started %d deploys", n-before)
@@ -144,9 +156,9 @@ func BenchmarkAgentForgedFlood(b *testing.B) {
 func BenchmarkAgentPushToServing(b *testing.B) {
 	for _, name := range []string{"python-api", "node-web"} {
 		b.Run(name, func(b *testing.B) {
-			apiPort, hookPort := freePort(b), freePort(b)
+			apiPort, hookPort := testkit.FreePort(b), testkit.FreePort(b)
 			a := newApp(b, name, agentConfig("0", apiPort, hookPort, "master"))
-			git(b, a.src, "branch", "-m", "master")
+			testkit.Git(b, a.src, "branch", "-m", "master")
 			g := &agentApp{app: a, apiPort: apiPort, hookPort: hookPort}
 			g.start(b)
 			if code, body := g.api("POST", "/deploys", `{}`, true); code != 202 {
@@ -163,7 +175,7 @@ func BenchmarkAgentPushToServing(b *testing.B) {
 				if code := g.hook("github", push, githubHeaders("push", push, hookSecret)); code != 202 {
 					b.Fatalf("push: %d", code)
 				}
-				waitFor(b, 60*time.Second, "serving and safe", func() bool {
+				testkit.WaitFor(b, 60*time.Second, "serving and safe", func() bool {
 					return g.safeCommit() == sha && strings.HasSuffix(g.serving(), "+"+sha[:7])
 				})
 				d := time.Since(t0)

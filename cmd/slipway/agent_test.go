@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 const (
@@ -56,14 +58,14 @@ api:
 
 func newAgentApp(t *testing.T, poll string, edit func(string) string) *agentApp {
 	t.Helper()
-	apiPort, hookPort := freePort(t), freePort(t)
+	apiPort, hookPort := testkit.FreePort(t), testkit.FreePort(t)
 	a := newApp(t, "python-api", func(cfg string) string {
 		if edit != nil {
 			cfg = edit(cfg)
 		}
 		return agentConfig(poll, apiPort, hookPort, "master")(cfg)
 	})
-	git(t, a.src, "branch", "-m", "master")
+	testkit.Git(t, a.src, "branch", "-m", "master")
 	return &agentApp{app: a, apiPort: apiPort, hookPort: hookPort}
 }
 
@@ -88,7 +90,7 @@ func (g *agentApp) start(t testing.TB) {
 			_ = cmd.Process.Kill()
 		}
 	})
-	waitFor(t, 20*time.Second, "the agent's API", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the agent's API", func() bool {
 		code, _ := g.api("GET", "/health", "", false)
 		return code == 200
 	})
@@ -183,6 +185,33 @@ func (g *agentApp) deploysCount(t testing.TB) int {
 	return len(ds)
 }
 
+// waitChecks waits until the agent has checked the branch n more times
+// (its status's last_check moved n times).
+func (g *agentApp) waitChecks(t testing.TB, n int) {
+	t.Helper()
+	lastCheck := func() string {
+		_, body := g.api("GET", "/status", "", true)
+		var st struct {
+			Agent struct {
+				LastCheck string `json:"last_check"`
+			} `json:"agent"`
+		}
+		_ = json.Unmarshal([]byte(body), &st)
+		return st.Agent.LastCheck
+	}
+	seen := lastCheck()
+	for i := range n {
+		testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("check %d of %d", i+1, n), func() bool {
+			now := lastCheck()
+			if now != "" && now != seen {
+				seen = now
+				return true
+			}
+			return false
+		})
+	}
+}
+
 func (g *agentApp) waitServing(t testing.TB, sha string) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
@@ -259,7 +288,11 @@ func TestAgentWebhooksDeployTheTip(t *testing.T) {
 	if code := g.hook("github", push, replayed); code != 200 {
 		t.Fatalf("replayed delivery: %d", code)
 	}
-	time.Sleep(time.Second)
+	// The handler decides before it answers, and only an accepted push
+	// wakes the agent: the answer (and the metric) is the event.
+	if _, body := g.api("GET", "/metrics", "", true); !strings.Contains(body, `slipway_webhook_requests_total{app="board",provider="github",result="duplicate"} 1`) {
+		t.Fatalf("the replay is not counted as a duplicate:\n%s", body)
+	}
 	if n := g.deploysCount(t); n != after || after != before+1 {
 		t.Fatalf("deploys: %d before, %d after the one valid push, %d after the replay", before, after, n)
 	}
@@ -281,6 +314,10 @@ func TestAgentAPIAuthAndMetrics(t *testing.T) {
 			t.Errorf("%s %s without token: %d, want 401", r.method, r.path, code)
 		}
 	}
+	// The dashboard's page, signed out: the app's name and no more.
+	if code, body := g.api("GET", "/", "", false); code != 200 || !strings.Contains(body, "Sign in for status") || strings.Contains(body, g.head()[:7]) {
+		t.Errorf("GET / signed out: %d\n%s", code, body)
+	}
 	code, body := g.api("POST", "/deploys", `{}`, true)
 	if code != 202 || !strings.Contains(body, `"id"`) {
 		t.Fatalf("POST /deploys: %d %s", code, body)
@@ -289,7 +326,7 @@ func TestAgentAPIAuthAndMetrics(t *testing.T) {
 	_ = json.Unmarshal([]byte(body), &acc)
 	g.waitServing(t, g.head())
 	// The ledger and the metrics are written right after SAFE_COMMIT.
-	waitFor(t, 10*time.Second, "the deploy recorded", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the deploy recorded", func() bool {
 		_, body := g.api("GET", "/metrics", "", true)
 		return strings.Contains(body, `slipway_deploys_total{app="board",kind="deploy",outcome="succeeded"} 1`)
 	})
@@ -348,7 +385,11 @@ func TestAgentBurstOfPushesCoalesces(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	g.waitServing(t, newest)
-	time.Sleep(2 * time.Second) // anything still queued would show now
+	// Once nothing runs or waits, nothing more can come: the tip is live.
+	testkit.WaitFor(t, 30*time.Second, "the agent's queue to empty", func() bool {
+		_, body := g.api("GET", "/status", "", true)
+		return !strings.Contains(body, `"running_deploy"`) && !strings.Contains(body, `"waiting_deploy"`)
+	})
 	g.waitServing(t, newest)
 	if n := g.deploysCount(t) - before; n > 2 || n < 1 {
 		_, deploys := g.api("GET", "/deploys?limit=5", "", true)
@@ -364,18 +405,30 @@ func TestAgentPollingAndBadCommits(t *testing.T) {
 	good := g.head()
 
 	bad := g.edit("break syntax", "backend/app.py", "def main():", "def main(:")
-	waitFor(t, 60*time.Second, "the bad commit's failed deploy", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the bad commit's failed deploy", func() bool {
 		d := g.lastDeploy()
 		return d.Commit == bad && d.Outcome == "failed"
 	})
 	n := g.deploysCount(t)
-	time.Sleep(3500 * time.Millisecond) // three more ticks
+	g.waitChecks(t, 3) // three more polls, each finding the bad tip
 	if m := g.deploysCount(t); m != n {
 		t.Fatalf("the bad commit was retried: %d deploys, then %d", n, m)
 	}
 	g.assertServing(good)
 	fixed := g.edit("fix syntax", "backend/app.py", "def main(:", "def main():")
 	g.waitServing(t, fixed)
+
+	// The agent's log is JSON, one object a line, each naming the app once.
+	lines := strings.Split(strings.TrimSpace(g.agentLogs()), "\n")
+	for _, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("agent log line is not JSON: %q", line)
+		}
+		if n := strings.Count(line, `"app":`); n != 1 || m["app"] != "board" {
+			t.Fatalf("agent log line names the app %d times: %s", n, line)
+		}
+	}
 }
 
 func TestAgentRefusesToStartWithoutItsSecrets(t *testing.T) {
@@ -400,7 +453,7 @@ func TestAgentRefusesToStartWithoutItsSecrets(t *testing.T) {
 			dir := t.TempDir()
 			g := newAgentApp(t, "0", func(cfg string) string { return cfg })
 			text := tc.edit(readFile(t, g.cfgPath), dir)
-			writeFile(t, g.cfgPath, text, 0o644)
+			testkit.WriteFile(t, g.cfgPath, text, 0o644)
 			cmd := exec.Command(slipwayBin, "-c", g.cfgPath, "agent")
 			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tc.env...)
 			out, err := cmd.CombinedOutput()
@@ -493,6 +546,47 @@ func TestCLIGoesThroughTheAgent(t *testing.T) {
 	}
 }
 
+// TestAgentReadsTheConfigAgain: with an agent running, an edited env file
+// or slipway.yml counts from the next deploy on, as without one; a config
+// that no longer loads is logged, and the agent goes on with the last one
+// that did.
+func TestAgentReadsTheConfigAgain(t *testing.T) {
+	t.Parallel()
+	g := newAgentApp(t, "0", nil)
+	g.start(t)
+	if r := g.slipway("deploy"); r.code != 0 {
+		t.Fatalf("deploy through the agent: %s", r)
+	}
+	g.writeEnv("backend.env", map[string]string{"VERS_AUTH_TOKEN": testToken, "PORT": itoa(g.port), "DATA_DIR": "../data", "FEATURE": "on"})
+	r := g.slipway("deploy")
+	if r.code != 0 || !strings.Contains(r.stderr, "through the running agent") || g.lastDeploy().Kind != "reconfigure" {
+		t.Fatalf("an env file change through the agent: want a reconfigure: %s\n%+v", r, g.lastDeploy())
+	}
+	if env := envOf(g.servicePID("backend")); env["FEATURE"] != "on" {
+		t.Fatalf("the backend runs without the new variable: %v", env)
+	}
+
+	good := readFile(t, g.cfgPath)
+	testkit.WriteFile(t, g.cfgPath, good+"no_such_key: 1\n", 0o644)
+	if code, body := g.api("POST", "/deploys", `{}`, true); code != http.StatusAccepted && code != http.StatusOK {
+		t.Fatalf("POST /deploys = %d %s", code, body)
+	}
+	testkit.WaitFor(t, 30*time.Second, "the agent to log that the config no longer loads", func() bool {
+		return strings.Contains(g.agentLogs(), "the config no longer loads") && strings.Contains(g.agentLogs(), "no_such_key")
+	})
+	edited := strings.Replace(strings.Replace(good, "  interval: 200ms\n", "  interval: 100ms\n", 1), "  poll: 0\n", "  poll: 1h\n", 1)
+	if edited == good {
+		t.Fatal("the config edit changed nothing")
+	}
+	testkit.WriteFile(t, g.cfgPath, edited, 0o644)
+	if r := g.slipway("deploy"); r.code != 0 || g.lastDeploy().Kind != "reconfigure" {
+		t.Fatalf("a health change through the agent: want a reconfigure: %s\n%+v", r, g.lastDeploy())
+	}
+	testkit.WaitFor(t, 10*time.Second, "the agent to say triggers need a restart", func() bool {
+		return strings.Contains(g.agentLogs(), "restart the agent to apply the change of triggers")
+	})
+}
+
 func TestAgentKill9DuringDeployIsRecoveredAtStart(t *testing.T) {
 	t.Parallel()
 	g := newAgentApp(t, "0", func(cfg string) string {
@@ -513,7 +607,7 @@ func TestAgentKill9DuringDeployIsRecoveredAtStart(t *testing.T) {
 	_ = g.cmd.Wait()
 
 	g.start(t)
-	waitFor(t, 30*time.Second, "recovery", func() bool { return g.lastDeploy().Outcome == "interrupted" })
+	testkit.WaitFor(t, 30*time.Second, "recovery", func() bool { return g.lastDeploy().Outcome == "interrupted" })
 	g.assertServing(good)
 	if r := g.slipway("lock", "status"); !strings.Contains(r.stdout, "free") {
 		t.Fatalf("lock: %s", r)
@@ -593,7 +687,7 @@ func TestAgentNotifiesAndBacksOff(t *testing.T) {
 		t.Fatal("deploy")
 	}
 	g.waitServing(t, g.head())
-	waitFor(t, 10*time.Second, "the success notification", func() bool { return len(received()) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the success notification", func() bool { return len(received()) == 1 })
 	if m := received()[0]; m["outcome"] != "succeeded" || m["app"] != "board" || m["commit"] != g.head() || m["text"] == "" {
 		t.Fatalf("notification: %v", m)
 	}
@@ -605,12 +699,15 @@ func TestAgentNotifiesAndBacksOff(t *testing.T) {
 		if code, _ := g.api("POST", "/deploys", `{"commit":"`+bad+`","force":true}`, true); code != 202 {
 			t.Fatal("forced deploy")
 		}
-		waitFor(t, 60*time.Second, "the failed deploy", func() bool {
+		testkit.WaitFor(t, 60*time.Second, "the failed deploy", func() bool {
 			d := g.lastDeploy()
 			return d.Commit == bad && d.Outcome == "rolled-back"
 		})
 	}
-	time.Sleep(time.Second)
+	// The repeat is held back, and says so: that log line is the event.
+	testkit.WaitFor(t, 30*time.Second, "the repeated failure's notification to be held back", func() bool {
+		return strings.Contains(g.agentLogs(), "notification held back")
+	})
 	ms := received()
 	if len(ms) != 2 || ms[1]["outcome"] != "rolled-back" || ms[1]["error"] == "" {
 		t.Fatalf("want one notification of the repeated failure, got %d: %v", len(ms)-1, ms)
@@ -624,9 +721,9 @@ func TestAgentBacksOffWhenTheRemoteIsDown(t *testing.T) {
 	t.Parallel()
 	g := newAgentApp(t, "1s", func(cfg string) string { return cfg })
 	text := replaceLine(readFile(t, g.cfgPath), "repo:", "repo: "+filepath.Join(t.TempDir(), "gone.git"))
-	writeFile(t, g.cfgPath, text, 0o644)
+	testkit.WriteFile(t, g.cfgPath, text, 0o644)
 	g.start(t)
-	time.Sleep(8 * time.Second) // a failed check at ~1 s, the next after 5 s of backoff
+	g.waitChecks(t, 2) // a failed check at ~1 s, the next after 5 s of backoff
 	if n := strings.Count(g.agentLogs(), "cannot reach the remote"); n != 1 {
 		t.Fatalf("the remote error was logged %d times, want once:\n%s", n, g.agentLogs())
 	}
@@ -644,7 +741,7 @@ func TestAgentBringsBackADownRelease(t *testing.T) {
 	g := newAgentApp(t, "1s", nil)
 	g.start(t)
 	g.waitServing(t, g.head())
-	waitFor(t, 30*time.Second, "the first deploy to finish", func() bool { return g.safeCommit() == g.head() })
+	testkit.WaitFor(t, 30*time.Second, "the first deploy to finish", func() bool { return g.safeCommit() == g.head() })
 	// Killed alone, the worker is brought back by its supervisor, and
 	// /metrics counts it.
 	st, _ := g.status()
@@ -652,21 +749,54 @@ func TestAgentBringsBackADownRelease(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the restart in /metrics", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the restart in /metrics", func() bool {
 		_, body := g.api("GET", "/metrics", "", true)
 		return strings.Contains(body, `slipway_service_restarts_total{app="board",service="worker"} 1`) &&
 			strings.Contains(body, `slipway_service_up{app="board",service="worker"} 1`)
 	})
 	g.killGroup("worker")
-	waitFor(t, 10*time.Second, "the worker down in /metrics, or already back", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the worker down in /metrics, or already back", func() bool {
 		_, body := g.api("GET", "/metrics", "", true)
 		return strings.Contains(body, `slipway_service_up{app="board",service="worker"} 0`) || strings.Contains(g.lastDeploy().Error, "restarted it")
 	})
-	waitFor(t, 30*time.Second, "the agent to restart the worker", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the agent to restart the worker", func() bool {
 		d := g.lastDeploy()
 		return d.Outcome == "skipped" && strings.Contains(d.Error, "restarted it, healthy")
 	})
 	if st, r := g.status(); !st.Healthy {
 		t.Fatalf("status after the agent's repair: %s", r)
+	}
+}
+
+// A repair that brought the release back does not hold the next one back:
+// the pause between repairs is for repairs that do not help. The agent
+// polls never here, so no healthy check comes between the two falls.
+func TestAgentRepairsASecondFallAtOnce(t *testing.T) {
+	t.Parallel()
+	g := newAgentApp(t, "0", nil)
+	g.start(t)
+	push := payload(t, "push-branch-master.json")
+	wake := func() {
+		t.Helper()
+		if code := g.hook("github", push, githubHeaders("push", push, hookSecret)); code != 202 {
+			t.Fatalf("signed GitHub push: %d", code)
+		}
+	}
+	wake()
+	g.waitServing(t, g.head())
+	var last int64
+	for fall := 1; fall <= 2; fall++ {
+		g.killGroup("worker")
+		testkit.WaitFor(t, 10*time.Second, "the worker down", func() bool {
+			st, _ := g.status()
+			_, _, running := st.service("worker")
+			return !running
+		})
+		wake()
+		testkit.WaitFor(t, 15*time.Second, fmt.Sprintf("the repair of fall %d", fall), func() bool {
+			d := g.lastDeploy()
+			return d.ID > last && d.Outcome == "skipped" && strings.Contains(d.Error, "restarted it, healthy")
+		})
+		last = g.lastDeploy().ID
 	}
 }

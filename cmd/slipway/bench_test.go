@@ -12,7 +12,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/ledger"
 )
 
-// The issue's figures, measured on the real binary and real apps:
+// slipway's figures, measured on the real binary and real apps:
 //   go test -run '^$' -bench . -benchtime 5x ./cmd/slipway/
 // (or `make bench`). Each reports medians with b.ReportMetric.
 

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // slowMigrate is testdata/crash/slow-migrate.sh: a migrate command that
@@ -58,12 +60,13 @@ func TestKill9DuringMigrateEndsItsProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(a.root, "shared", "data")
-	waitFor(t, 60*time.Second, "the migration's processes", func() bool {
-		_, e1 := os.Stat(filepath.Join(data, "setsid.pid"))
-		_, e2 := os.Stat(filepath.Join(data, "group.pid"))
-		return e1 == nil && e2 == nil
-	})
-	time.Sleep(100 * time.Millisecond) // both pid files written whole
+	// Both pid files there and holding a pid.
+	hasPID := func(name string) bool {
+		b, err := os.ReadFile(filepath.Join(data, name))
+		_, aerr := strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && aerr == nil
+	}
+	testkit.WaitFor(t, 60*time.Second, "the migration's processes", func() bool { return hasPID("setsid.pid") && hasPID("group.pid") })
 	pids := []int{readPID(t, filepath.Join(data, "setsid.pid")), readPID(t, filepath.Join(data, "group.pid"))}
 	t.Cleanup(func() {
 		for _, p := range pids {
@@ -328,7 +331,7 @@ func crashPoints(t *testing.T, proxied bool) {
 		id := strings.Fields(r.stdout)[0]
 		data := filepath.Join(a.root, "shared", "data")
 		for _, point := range append(boundaries("stop", "restore-data", "restart"), "restore:extracting") {
-			writeFile(t, filepath.Join(data, "marker"), point+"\n", 0o644)
+			testkit.WriteFile(t, filepath.Join(data, "marker"), point+"\n", 0o644)
 			a.runKilled(point, "snapshot", "restore", id, "--yes")
 			a.recoverAfter(t, point, false)
 			a.assertWhole(t)

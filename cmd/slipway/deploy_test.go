@@ -1,9 +1,12 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 func TestFirstDeployThenNoopThenNewCommit(t *testing.T) {
@@ -147,6 +152,15 @@ func TestHealthFailureRollsBack(t *testing.T) {
 		}
 		a.assertServing(good)
 	})
+	t.Run("--commit of the bad commit says it is skipped, once", func(t *testing.T) {
+		a := a.with(t)
+		r := a.slipway("deploy", "--commit", bad)
+		out := r.stdout + r.stderr
+		if r.code != 0 || !strings.Contains(r.stdout, "skipped: "+bad[:7]) || strings.Count(out, "not healthy after") != 1 {
+			t.Fatalf("want exit 0, and %s's skip and reason said once: %s", bad[:7], r)
+		}
+		a.assertServing(good)
+	})
 	t.Run("a newer commit is deployed", func(t *testing.T) {
 		a := a.with(t)
 		fixed := a.edit("fix health", "backend/app.py",
@@ -169,7 +183,7 @@ func TestSmokeFailureRollsBack(t *testing.T) {
 	a := newApp(t, "python-api", nil)
 	good := a.head()
 	a.mustDeploy()
-	// The runbook's worst case: the new version serves everyone without auth.
+	// The worst case of a hand-run deploy: the new version serves everyone without auth.
 	a.edit("drop auth", "backend/app.py", "def authorized(header):\n", "def authorized(header):\n    return True\n")
 	r := a.slipway("deploy")
 	if r.code != 1 || !strings.Contains(r.stderr, "anonymous is refused") {
@@ -215,8 +229,8 @@ func TestMissingRequiredEnvRefusedBeforeSwitch(t *testing.T) {
 	}
 	a.assertServing(good)
 	d := a.lastDeploy()
-	if d.Bad {
-		t.Fatalf("a host problem marked the commit bad: %+v", d)
+	if d.Bad || strings.Contains(r.stdout+r.stderr, "push a fix") {
+		t.Fatalf("a host problem marked the commit bad, or blamed it: %+v\n%s", d, r)
 	}
 	// It fails fast: before anything is exported or built.
 	for _, s := range a.steps(d.ID) {
@@ -224,6 +238,38 @@ func TestMissingRequiredEnvRefusedBeforeSwitch(t *testing.T) {
 			t.Fatalf("step %s ran before the missing variable was reported", s.Name)
 		}
 	}
+}
+
+// TestEnvModesEnforcedByDeploy: a deploy refuses secrets that others may
+// read, with the chmod that fixes it, before it builds anything.
+func TestEnvModesEnforcedByDeploy(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	envDir := filepath.Join(a.root, "env")
+	file := filepath.Join(envDir, "backend.env")
+	for _, tc := range []struct {
+		path string
+		mode os.FileMode
+		fix  string
+	}{
+		{file, 0o666, "chmod 0600 " + file},
+		{envDir, 0o755, "chmod 0700 " + envDir},
+	} {
+		if err := os.Chmod(tc.path, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		r := a.slipway("deploy")
+		if r.code != 1 || !strings.Contains(r.stderr, "verify-env") || !strings.Contains(r.stderr, tc.fix) {
+			t.Fatalf("deploy with %s at %04o: want a refusal saying %q: %s", tc.path, tc.mode, tc.fix, r)
+		}
+		if rels, _ := os.ReadDir(filepath.Join(a.root, "releases")); len(rels) != 0 {
+			t.Fatalf("a refused deploy built %d release(s)", len(rels))
+		}
+		if err := os.Chmod(tc.path, map[bool]os.FileMode{true: 0o700, false: 0o600}[tc.path == envDir]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.mustDeploy()
 }
 
 func TestForeignProcessOnPort(t *testing.T) {
@@ -252,7 +298,7 @@ func TestConcurrentDeployExits3(t *testing.T) {
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the first deploy to take the lock", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the first deploy to take the lock", func() bool {
 		b, _ := os.ReadFile(filepath.Join(a.root, "run", "deploy.lock"))
 		return strings.Contains(string(b), `"pid"`)
 	})
@@ -427,7 +473,7 @@ func killDuring(t *testing.T, a *app, step string) {
 // waitStep waits until a deploy's log shows step started and not ended.
 func waitStep(t *testing.T, a *app, step string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "step "+step, func() bool {
+	testkit.WaitFor(t, 60*time.Second, "step "+step, func() bool {
 		logs, _ := filepath.Glob(filepath.Join(a.root, "logs", "deploys", "*.log"))
 		for _, l := range logs {
 			b := readFile(t, l)
@@ -641,5 +687,199 @@ func TestCheckListsFindingsWithFixes(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stdout, want) {
 			t.Fatalf("want exit 1 and %q: %s", want, r)
 		}
+	}
+}
+
+// TestCheckSharedNotWritable: an operator who is not root, with a shared
+// path root made, is told before a deploy that the app cannot write there.
+// It needs root, to make the path and to run check as another user.
+func TestCheckSharedNotWritable(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run check as another user")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux)")
+	}
+	// Everything where the other user can read it: t.TempDir is 0700.
+	base, err := os.MkdirTemp("", "slipway-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "slipway")
+	b, err := os.ReadFile(slipwayBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, bin, string(b), 0o755)
+	root := filepath.Join(base, "root")
+	if err := os.MkdirAll(filepath.Join(root, "shared", "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(base, "slipway.yml")
+	testkit.WriteFile(t, cfg, "app: board\nrepo: "+base+"\nroot: "+root+"\nmanager: process\nshared: [data]\nservices:\n  web:\n    command: ./web\n", 0o644)
+	out, err := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-c", cfg, "check").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("check: want exit 1, got %v\n%s", err, out)
+	}
+	want := "fail  shared  " + filepath.Join(root, "shared", "data") + " is not writable by the app's user (it is owned by uid 0, mode 0755)"
+	if !strings.Contains(string(out), want) || !strings.Contains(string(out), "chown -R $(id -un) ") {
+		t.Fatalf("check must say the shared path is not writable, and how to fix it: want %q in\n%s", want, out)
+	}
+}
+
+// TestFullDisk: a deploy that runs out of disk ends failed with its error,
+// not running, the live release still serving, and leaves no temporary
+// objects in the mirror. The root is a small tmpfs (root needed).
+func TestFullDisk(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to mount a small tmpfs")
+	}
+	// A commit with a file FILL has a build that writes until the disk is full.
+	a := newApp(t, "python-api", func(cfg string) string {
+		return strings.Replace(cfg, "\nmigrate:", "\n  - name: fill\n    run: if [ -f FILL ]; then head -c 300M /dev/zero > fill; fi\n\nmigrate:", 1)
+	})
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", a.root).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", a.root).Run() })
+	a.writeEnv("backend.env", map[string]string{"VERS_AUTH_TOKEN": testToken, "PORT": itoa(a.port), "DATA_DIR": "../data"})
+	a.writeEnv("worker.env", map[string]string{"VERS_AUTH_TOKEN": testToken, "DATA_DIR": "../data"})
+	if err := os.Chmod(filepath.Join(a.root, "env"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	good := a.head()
+	a.mustDeploy()
+
+	noTmpObjects := func() {
+		t.Helper()
+		var left []string
+		_ = filepath.WalkDir(filepath.Join(a.root, "repo.git", "objects"), func(p string, d os.DirEntry, err error) error {
+			if err == nil && (strings.HasPrefix(d.Name(), "tmp_obj_") || strings.HasPrefix(d.Name(), "tmp_pack_") || strings.HasPrefix(d.Name(), "tmp_idx_")) {
+				left = append(left, p)
+			}
+			return nil
+		})
+		if len(left) > 0 {
+			t.Fatalf("temporary objects left in the mirror: %v", left)
+		}
+	}
+	failed := func(what string) {
+		t.Helper()
+		r := a.slipway("deploy")
+		d := a.lastDeploy()
+		if r.code != 1 || d.Outcome != "failed" || !strings.Contains(strings.ToLower(r.stderr+d.Error), "no space left") {
+			t.Fatalf("%s: want exit 1 and a failed row saying so: %+v\n%s", what, d, r)
+		}
+		a.assertServing(good)
+		noTmpObjects()
+	}
+
+	// A build that fills the disk.
+	a.commit("fill the disk", map[string]string{"FILL": "1\n"})
+	failed("a build that fills the disk")
+
+	// A fetch that finds the disk full: a commit with 16 MB that does not
+	// compress, and a disk left with less than that.
+	random := make([]byte, 16<<20)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	a.commit("a big blob", map[string]string{"FILL": "", "blob.bin": string(random)})
+	// Leave 4 MB: room for the ledger, not for the blob.
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(a.root, &fs); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(a.root, "shared", "filler")
+	if free := int64(fs.Bavail) * fs.Bsize; free > 4<<20 {
+		testkit.WriteFile(t, filler, string(make([]byte, free-4<<20)), 0o644)
+	}
+	failed("a fetch on a full disk")
+
+	// With the space back, the same commit deploys.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	a.mustDeploy()
+	a.assertServing(a.head())
+}
+
+// The host's side of a fleet rollout, as `slipway fleet deploy` drives it
+// over ssh: the hold lets only the rollout's deploys through, status says
+// the slipway version, and the report at the end records the fleet and
+// ends the hold of its key (not another's).
+func TestFleetHoldAndReport(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	const key = "fleet-board-7"
+	if r := a.slipway("lock", "hold", "--key", key, "--ttl", "1m", "-m", "fleet rollout 7 by ops", "--wait"); r.code != 0 {
+		t.Fatalf("hold: %s", r)
+	}
+	if r := a.slipway("deploy"); r.code != 3 || !strings.Contains(r.stderr, "fleet rollout 7") {
+		t.Fatalf("a deploy without the key: want exit 3 naming the hold: %s", r)
+	}
+	a.mustDeploy("--hold", key)
+	// Renewed, the hold says what it holds: the fleet's rollout begins so.
+	r := a.slipway("lock", "hold", "--key", key, "--ttl", "1m", "-m", "fleet rollout 7 by ops", "--wait", "--json")
+	var held struct {
+		Key     string `json:"key"`
+		Current *struct{ Commit string }
+		Safe    string `json:"safe_commit"`
+		Slipway string `json:"slipway_version"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &held); err != nil || held.Key != key || held.Current == nil || held.Current.Commit != a.head() || held.Safe != a.head() || held.Slipway == "" {
+		t.Fatalf("hold --json: want the key, the live and safe commit %.7s and the version (%v): %s", a.head(), err, r)
+	}
+	r = a.slipway("status", "--json", "--offline")
+	var st struct {
+		Slipway string `json:"slipway_version"`
+		Lock    *struct {
+			Frozen bool
+			Holder struct{ Key string }
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Slipway == "" || st.Lock == nil || st.Lock.Holder.Key != key {
+		t.Fatalf("status: want slipway_version and the hold of %s (%v): %s", key, err, r)
+	}
+
+	report := func(release string) result {
+		t.Helper()
+		body := fmt.Sprintf(`{"rollout": 7, "commit": %q, "by": "ops", "vms": [{"name": "web-1", "address": "10.0.0.1", "app": "board", "current_commit": %q, "safe_commit": %q, "version": "dev"}]}`,
+			a.head(), a.head(), a.head())
+		cmd := exec.Command(slipwayBin, "-c", a.cfgPath, "registry", "put", "--release", release)
+		cmd.Stdin = strings.NewReader(body)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		res := result{stdout: stdout.String(), stderr: stderr.String()}
+		if ee, ok := err.(*exec.ExitError); ok {
+			res.code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if r := report("fleet-board-6"); r.code != 0 || !strings.Contains(r.stdout, "not held for fleet-board-6") {
+		t.Fatalf("a report with another key: want the hold kept: %s", r)
+	}
+	if r := a.slipway("deploy"); r.code != 3 {
+		t.Fatalf("still held: want exit 3: %s", r)
+	}
+	if r := report(key); r.code != 0 || !strings.Contains(r.stdout, "deploys unfrozen") {
+		t.Fatalf("the report: %s", r)
+	}
+	if r := a.slipway("lock", "status"); !strings.Contains(r.stdout, "free") {
+		t.Fatalf("after the report the lock is free: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(a.root, "run", "fleet.json")); err != nil {
+		t.Fatalf("the fleet record: %v", err)
 	}
 }

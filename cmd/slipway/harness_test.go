@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // The tests drive the real slipway binary, built once, against real git
@@ -79,27 +80,17 @@ type app struct {
 
 const testToken = "test-token-7f3a"
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // newApp copies examples/<name> into a fresh git repository and writes a
 // slipway.yml for it with its own root and port. edit, if set, changes the
 // config text before it is written.
 func newApp(t testing.TB, name string, edit func(string) string) *app {
 	t.Helper()
 	base := t.TempDir()
-	a := &app{t: t, name: name, src: filepath.Join(base, "src"), root: filepath.Join(base, "root"), port: freePort(t), token: testToken}
+	a := &app{t: t, name: name, src: filepath.Join(base, "src"), root: filepath.Join(base, "root"), port: testkit.FreePort(t), token: testToken}
 	copyDir(t, filepath.Join("..", "..", "examples", name), a.src)
-	git(t, a.src, "init", "-q", "-b", "main")
-	git(t, a.src, "add", "-A")
-	git(t, a.src, "commit", "-q", "-m", "initial")
+	testkit.Git(t, a.src, "init", "-q", "-b", "main")
+	testkit.Git(t, a.src, "add", "-A")
+	testkit.Git(t, a.src, "commit", "-q", "-m", "initial")
 
 	cfg, err := os.ReadFile(filepath.Join(a.src, "slipway.yml"))
 	if err != nil {
@@ -117,7 +108,7 @@ func newApp(t testing.TB, name string, edit func(string) string) *app {
 		text = edit(text)
 	}
 	a.cfgPath = filepath.Join(base, "slipway.yml")
-	writeFile(t, a.cfgPath, text, 0o644)
+	testkit.WriteFile(t, a.cfgPath, text, 0o644)
 
 	envDir := filepath.Join(a.root, "env")
 	if err := os.MkdirAll(envDir, 0o700); err != nil {
@@ -146,7 +137,7 @@ func (a *app) writeEnv(file string, vars map[string]string) {
 	for k, v := range vars {
 		fmt.Fprintf(&b, "%s=%s\n", k, v)
 	}
-	writeFile(a.t, filepath.Join(a.root, "env", file), b.String(), 0o600)
+	testkit.WriteFile(a.t, filepath.Join(a.root, "env", file), b.String(), 0o600)
 }
 
 // stopServices kills whatever the test's deploys left running.
@@ -219,17 +210,7 @@ func (a *app) mustDeploy(args ...string) result {
 // commit writes files into the repository and commits them; "" deletes.
 func (a *app) commit(msg string, files map[string]string) string {
 	a.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(a.src, name)
-		if content == "" {
-			_ = os.Remove(p)
-			continue
-		}
-		writeFile(a.t, p, content, 0o644)
-	}
-	git(a.t, a.src, "add", "-A")
-	git(a.t, a.src, "commit", "-q", "-m", msg)
-	return a.head()
+	return testkit.Commit(a.t, a.src, msg, files)
 }
 
 // edit rewrites one file of the repository with a replacement and commits.
@@ -246,15 +227,30 @@ func (a *app) edit(msg, file, old, new string) string {
 }
 
 func (a *app) head() string {
-	return strings.TrimSpace(gitOut(a.t, a.src, "rev-parse", "HEAD"))
+	return strings.TrimSpace(testkit.Git(a.t, a.src, "rev-parse", "HEAD"))
 }
 
 // get requests path from the app; with token it sends the bearer token.
 func (a *app) get(path string, token bool) (int, string) {
 	a.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", a.port, path), nil)
+	return a.request(http.MethodGet, path, "", token)
+}
+
+// post sends body as JSON to path with the app's token.
+func (a *app) post(path, body string) (int, string) {
+	a.t.Helper()
+	return a.request(http.MethodPost, path, body, true)
+}
+
+// request calls the app on its port; a failed call gives status 0 and the error.
+func (a *app) request(method, path, body string, token bool) (int, string) {
+	a.t.Helper()
+	req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", a.port, path), strings.NewReader(body))
 	if token {
 		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Do(req)
@@ -348,36 +344,6 @@ func (a *app) servicePID(name string) int {
 	return pf.PID
 }
 
-func git(t testing.TB, dir string, args ...string) {
-	t.Helper()
-	gitOut(t, dir, args...)
-}
-
-func gitOut(t testing.TB, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return string(out)
-}
-
-func writeFile(t testing.TB, path, content string, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func copyDir(t testing.TB, src, dst string) {
 	t.Helper()
 	err := filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
@@ -419,16 +385,6 @@ func replaceLine(text, prefix, line string) string {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // runIn runs slipway without a config flag in dir.
 func runIn(t testing.TB, dir string, args ...string) result {

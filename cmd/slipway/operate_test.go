@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // stepNames are the names of a ledger row's steps, in order.
@@ -82,7 +84,7 @@ func TestConfigChangesTakeEffect(t *testing.T) {
 	}
 	good := string(cfg)
 	failing := good + "  - name: teapot\n    url: http://127.0.0.1:" + strconv.Itoa(a.port) + "/health\n    expect_status: 418\n"
-	writeFile(t, a.cfgPath, failing, 0o644)
+	testkit.WriteFile(t, a.cfgPath, failing, 0o644)
 	if r := a.slipway("deploy", "--dry-run"); !strings.Contains(r.stdout, "reconfigure") || !strings.Contains(r.stdout, "smoke") {
 		t.Fatalf("dry run after a smoke change: want a reconfigure naming smoke\n%s", r)
 	}
@@ -98,14 +100,14 @@ func TestConfigChangesTakeEffect(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "failed in deploy "+strconv.FormatInt(failed.ID, 10)) {
 		t.Fatalf("the failed change again: want a skip naming deploy %d\n%s", failed.ID, r)
 	}
-	writeFile(t, a.cfgPath, good, 0o644)
+	testkit.WriteFile(t, a.cfgPath, good, 0o644)
 	if r := a.slipway("deploy"); r.code != 0 || !strings.Contains(r.stdout, "reconfigured") {
 		t.Fatalf("config fixed: want reconfigured\n%s", r)
 	}
 
 	// A build change: a new release of the same commit.
 	rebuilt := strings.Replace(good, "\nbuild:\n", "\nbuild:\n  - name: extra\n    run: python3 -c pass\n", 1)
-	writeFile(t, a.cfgPath, rebuilt, 0o644)
+	testkit.WriteFile(t, a.cfgPath, rebuilt, 0o644)
 	if r := a.slipway("deploy", "--dry-run"); !strings.Contains(r.stdout, "rebuild") || !strings.Contains(r.stdout, "build:extra") {
 		t.Fatalf("dry run after a build change: want a rebuild with build:extra\n%s", r)
 	}
@@ -239,7 +241,7 @@ func TestLogsOfServicesAndARunningDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	var id int64
-	waitFor(t, 30*time.Second, "the deploy's ledger row", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the deploy's ledger row", func() bool {
 		rows := a.history()
 		if len(rows) > 0 && rows[0].Outcome == "running" {
 			id = rows[0].ID
@@ -364,7 +366,7 @@ func TestSwitchingToTheProxyAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	load := startLoad("http://127.0.0.1:"+strconv.Itoa(a.port)+"/health", 4, 2*time.Millisecond, time.Minute)
-	writeFile(t, a.cfgPath, proxyConfig("1s")(string(plain)), 0o644)
+	testkit.WriteFile(t, a.cfgPath, proxyConfig("1s")(string(plain)), 0o644)
 	r := a.slipway("deploy")
 	got := load.end()
 	m := regexp.MustCompile(`handed over from the service to the proxy in (\d+)ms`).FindStringSubmatch(r.stderr)
@@ -391,7 +393,7 @@ func TestSwitchingToTheProxyAndBack(t *testing.T) {
 	}
 
 	// And back to restart mode.
-	writeFile(t, a.cfgPath, string(plain), 0o644)
+	testkit.WriteFile(t, a.cfgPath, string(plain), 0o644)
 	if r := a.slipway("deploy"); r.code != 0 || !strings.Contains(r.stderr, "left the proxy") {
 		t.Fatalf("deploy back to restart mode\n%s", r)
 	}

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // proxyConfig puts the Node example's web service behind the proxy on the
@@ -127,7 +129,7 @@ func (a *app) touch(n int) string {
 // started again: not one failed request, every answer a version.
 func TestProxyZeroDowntime(t *testing.T) {
 	t.Parallel()
-	apiPort := freePort(t)
+	apiPort := testkit.FreePort(t)
 	a := newApp(t, "node-web", func(cfg string) string {
 		return proxyConfig("2s")(cfg) + fmt.Sprintf("\napi:\n  listen: 127.0.0.1:%d\n  token_env: API_TOKEN\n", apiPort)
 	})
@@ -164,7 +166,7 @@ func TestProxyZeroDowntime(t *testing.T) {
 		if err := agent.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "agent", func() bool {
+		testkit.WaitFor(t, 20*time.Second, "agent", func() bool {
 			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", apiPort))
 			if err == nil {
 				_ = resp.Body.Close()
@@ -195,7 +197,7 @@ func TestProxyZeroDowntime(t *testing.T) {
 }
 
 // TestRestartModeDropsRequests is the contrast: the same load and deploys
-// without the proxy; the failed requests are reported (not required).
+// without the proxy drop requests: the gap the proxy closes exists.
 func TestRestartModeDropsRequests(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, "node-web", nil)
@@ -205,7 +207,16 @@ func TestRestartModeDropsRequests(t *testing.T) {
 		a.touch(i)
 		a.mustDeploy()
 	}
-	t.Logf("restart mode, 5 deploys: %s", load.end())
+	summary := load.end()
+	t.Logf("restart mode, 5 deploys: %s", summary)
+	// The port is closed from the old process's stop to the new one's
+	// listen: requests then are refused. That is what the proxy is for.
+	if load.failed.Load() == 0 || load.failures["connection refused"] == 0 {
+		t.Fatalf("restart mode dropped no request over 5 deploys, so the proxy tests prove nothing: %s", summary)
+	}
+	if load.ok.Load() == 0 {
+		t.Fatalf("no request succeeded: %s", summary)
+	}
 }
 
 // TestProxyPausesTrafficDuringMigrate: with migrate.pause_traffic, the
@@ -406,7 +417,7 @@ func TestDownProxyIsBroughtBack(t *testing.T) {
 		t.Fatalf("deploy of a broken commit: %s", r)
 	}
 	a.killGroup("slipway-proxy")
-	waitFor(t, 10*time.Second, "the site down", func() bool { return a.serving() == "" })
+	testkit.WaitFor(t, 10*time.Second, "the site down", func() bool { return a.serving() == "" })
 	r := a.slipway("status", "--offline")
 	if r.code != 4 || !strings.Contains(r.stdout, "slipway-proxy DOWN") {
 		t.Fatalf("status with the proxy down: want exit 4 naming it\n%s", r)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/ledger"
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // dieAfter makes the backend of the Python example exit 3 s after it
@@ -107,7 +108,7 @@ func TestKilledServiceComesBack(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the worker to come back", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the worker to come back", func() bool {
 		st, _ := a.status()
 		p, n, ok := st.service("worker")
 		return ok && p != pid && n == 1
@@ -121,7 +122,7 @@ func TestKilledServiceComesBack(t *testing.T) {
 
 	// Down for good: the worker's whole group, supervisor included.
 	a.killGroup("worker")
-	waitFor(t, 10*time.Second, "the worker to be down", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the worker to be down", func() bool {
 		st, _ := a.status()
 		_, _, ok := st.service("worker")
 		return !ok

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/slipway-dev/slipway/internal/lock"
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // withSnapshots adds a snapshot: section to the example's config.
@@ -151,12 +153,12 @@ func TestSnapshotCommandFailureRefusesDeploy(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	script := filepath.Join(dir, "vm-snapshot")
-	writeFile(t, script, "#!/bin/sh\necho 'quota exceeded: 10 of 10 snapshots used' >&2\nexit 3\n", 0o755)
+	testkit.WriteFile(t, script, "#!/bin/sh\necho 'quota exceeded: 10 of 10 snapshots used' >&2\nexit 3\n", 0o755)
 	a := newApp(t, "python-api", nil)
 	good := a.head()
 	a.mustDeploy()
 	cfg := readFile(t, a.cfgPath) + "\nsnapshot:\n  create: " + script + " --vm {{.VMID}}\n  id_pattern: 'snap-[0-9]+'\n  vm_id: vm-7\n"
-	writeFile(t, a.cfgPath, cfg, 0o644)
+	testkit.WriteFile(t, a.cfgPath, cfg, 0o644)
 	next := a.commit("next", map[string]string{"README": "next\n"})
 	r := a.slipway("deploy")
 	if r.code != 1 || !strings.Contains(r.stderr, "quota exceeded") || !strings.Contains(r.stderr, "snapshot") {
@@ -167,7 +169,7 @@ func TestSnapshotCommandFailureRefusesDeploy(t *testing.T) {
 		t.Fatalf("something was switched: safe %s current %s", a.safeCommit(), a.current())
 	}
 	// The commit is not to blame: fixed, the same commit deploys.
-	writeFile(t, script, "#!/bin/sh\necho \"Creating snapshot of $2... done: snap-$$ is ready\"\n", 0o755)
+	testkit.WriteFile(t, script, "#!/bin/sh\necho \"Creating snapshot of $2... done: snap-$$ is ready\"\n", 0o755)
 	a.mustDeploy()
 	a.assertServing(next)
 	var cmdSnap *snapshotRow
@@ -187,13 +189,17 @@ func TestSnapshotCLI(t *testing.T) {
 	a := newApp(t, "python-api", withSnapshots("  data: [data]\n  keep: 2\n"))
 	a.mustDeploy()
 	data := filepath.Join(a.root, "shared", "data")
-	writeFile(t, filepath.Join(data, "notes.txt"), "v1\n", 0o644)
+	testkit.WriteFile(t, filepath.Join(data, "notes.txt"), "v1\n", 0o644)
 	r := a.slipway("snapshot", "create", "--label", "by-hand", "--tag", "before-cleanup")
 	if r.code != 0 {
 		t.Fatalf("snapshot create: %s", r)
 	}
 	id := strings.Fields(r.stdout)[0]
-	writeFile(t, filepath.Join(data, "notes.txt"), "v2\n", 0o644)
+	// A snapshot of a few KiB says so: not "0.0 MB".
+	if l := a.slipway("snapshot", "list"); !regexp.MustCompile(`\b[0-9.]+ (B|KiB)\b`).MatchString(l.stdout) || strings.Contains(l.stdout, "0.0 MB") {
+		t.Fatalf("snapshot list must give the size in a unit that fits it:\n%s", l)
+	}
+	testkit.WriteFile(t, filepath.Join(data, "notes.txt"), "v2\n", 0o644)
 	if r := a.slipway("snapshot", "restore", id); r.code != 0 || !strings.Contains(r.stdout, "healthy") {
 		t.Fatalf("snapshot restore: %s", r)
 	}
@@ -206,7 +212,7 @@ func TestSnapshotCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(data, "notes.txt"), "v3\n", 0o644)
+	testkit.WriteFile(t, filepath.Join(data, "notes.txt"), "v3\n", 0o644)
 	if r := a.slipway("snapshot", "restore", id); r.code != 3 || !strings.Contains(r.stderr, "test deploy") {
 		t.Fatalf("restore while a deploy runs: want exit 3 naming the holder\n%s", r)
 	}
@@ -228,6 +234,16 @@ func TestSnapshotCLI(t *testing.T) {
 	}
 	if n < 2 {
 		t.Fatalf("%d by-hand snapshots kept", n)
+	}
+	// Deleting takes the deploy lock: while it is held, exit 3.
+	if r := a.slipway("lock", "acquire", "-m", "maintenance"); r.code != 0 {
+		t.Fatalf("lock acquire: %s", r)
+	}
+	if r := a.slipway("snapshot", "delete", id); r.code != 3 || !strings.Contains(r.stderr, "maintenance") {
+		t.Fatalf("snapshot delete under the lock: want exit 3\n%s", r)
+	}
+	if r := a.slipway("lock", "release"); r.code != 0 {
+		t.Fatalf("lock release: %s", r)
 	}
 	if r := a.slipway("snapshot", "delete", id); r.code != 0 && r.code != 2 {
 		t.Fatalf("snapshot delete: %s", r)

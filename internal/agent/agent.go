@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +54,23 @@ type Agent struct {
 	// deploy's length. A push that finds no deploy running starts at once.
 	Settle, SettleMax time.Duration
 
+	// Reload, when set, loads the config again and wires an engine for it.
+	// The agent calls it before each check of the branch and each deploy,
+	// so that an edited slipway.yml or env file counts from the next deploy
+	// on, as it does for the CLI. A config that does not load is logged and
+	// the last one that did is kept.
+	Reload func() (*deploy.Engine, error)
+
+	engMu    sync.Mutex // guards eng
+	reloadMu sync.Mutex // one reload at a time; guards the two below
+	// reloadErr is the last reload error logged, settings the config whose
+	// agent settings were last compared (nil: cfg).
+	reloadErr string
+	settings  *config.Config
+
+	// clock is the time the settle of pushes runs on; nil is the real one.
+	clock clock
+
 	checks chan string             // "check the branch now", with the trigger
 	hooks  map[string]http.Handler // webhook handlers by provider, sharing one replay filter
 	mu     sync.Mutex
@@ -71,6 +90,7 @@ type agentState struct {
 	stoppedLogged string
 	inflight      string    // the commit the running deploy targets
 	lastPush      time.Time // when the last webhook push arrived
+	fleetLogged   string    // the tip last logged as left to the fleet
 	// repairWait is the pause before the next repair of a live release
 	// that stays down, nextRepair when it may come.
 	repairWait time.Duration
@@ -90,12 +110,7 @@ func New(cfg *config.Config, eng *deploy.Engine, db *ledger.DB, logger *slog.Log
 	}
 	a := &Agent{
 		cfg: cfg, eng: eng, db: db, log: logger, version: version,
-		broker: events.New(1000),
-		metrics: NewMetrics(cfg.App, func() []deploy.ServiceStatus {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return eng.ServiceStates(ctx)
-		}),
+		broker:       events.New(1000),
 		notifier:     notify.New(urls, logger.With("component", "notify")),
 		sched:        newScheduler(),
 		secrets:      secrets,
@@ -104,7 +119,18 @@ func New(cfg *config.Config, eng *deploy.Engine, db *ledger.DB, logger *slog.Log
 		Settle:       time.Second,
 		SettleMax:    10 * time.Second,
 	}
+	a.metrics = NewMetrics(cfg.App, func() []deploy.ServiceStatus {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return a.engine().ServiceStates(ctx)
+	})
 	a.hooks = a.webhookHandlers()
+	a.wire(eng)
+	return a, nil
+}
+
+// wire connects an engine's events to the agent.
+func (a *Agent) wire(eng *deploy.Engine) {
 	eng.Observe = func(ev deploy.Event) {
 		a.broker.Publish(ev)
 		a.metrics.step(ev)
@@ -112,14 +138,95 @@ func New(cfg *config.Config, eng *deploy.Engine, db *ledger.DB, logger *slog.Log
 	eng.OnRecover = func(r deploy.Recovered) {
 		a.log.Warn("recovered an interrupted deploy", "deploys", r.Deploys, "actions", r.Actions)
 	}
-	return a, nil
+}
+
+// clock is what the agent's settle reads the time from: the real clock,
+// or in tests one that they move.
+type clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+func (a *Agent) now() time.Time { return a.clk().Now() }
+
+func (a *Agent) clk() clock {
+	if a.clock == nil {
+		return realClock{}
+	}
+	return a.clock
+}
+
+// engine returns the engine of the config loaded last.
+func (a *Agent) engine() *deploy.Engine {
+	a.engMu.Lock()
+	defer a.engMu.Unlock()
+	return a.eng
+}
+
+// reload loads the config again (see Reload). What the agent itself was
+// started with (its listeners, secrets, poll interval, notify URLs) stays:
+// a change there is logged, to be applied by restarting the agent.
+func (a *Agent) reload() *deploy.Engine {
+	if a.Reload == nil {
+		return a.engine()
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	eng, err := a.Reload()
+	if err != nil {
+		if msg := err.Error(); msg != a.reloadErr {
+			a.reloadErr = msg
+			a.log.Error("the config no longer loads; going on with the one loaded before", "err", err)
+		}
+		return a.engine()
+	}
+	if a.reloadErr != "" {
+		a.reloadErr = ""
+		a.log.Info("the config loads again")
+	}
+	if a.settings == nil {
+		a.settings = a.cfg
+	}
+	if changed := agentSettingsChanged(a.settings, eng.Cfg); changed != "" {
+		a.log.Warn("restart the agent to apply the change of "+changed, "config", eng.Cfg.Path)
+	}
+	a.settings = eng.Cfg // each change is told once
+	a.wire(eng)
+	a.engMu.Lock()
+	a.eng = eng
+	a.engMu.Unlock()
+	return eng
+}
+
+// agentSettingsChanged names the agent's own settings that differ between
+// two configs ("" when none do).
+func agentSettingsChanged(old, now *config.Config) string {
+	var changed []string
+	if old.Branch != now.Branch {
+		changed = append(changed, "branch") // the webhooks' filter
+	}
+	if !reflect.DeepEqual(old.Triggers, now.Triggers) {
+		changed = append(changed, "triggers")
+	}
+	if !reflect.DeepEqual(old.API, now.API) {
+		changed = append(changed, "api")
+	}
+	if !reflect.DeepEqual(old.Notify, now.Notify) {
+		changed = append(changed, "notify")
+	}
+	return strings.Join(changed, ", ")
 }
 
 // Run serves until ctx ends, then shuts down: listeners close at once, a
 // running deploy gets ShutdownWait to finish.
 func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now()
-	if err := a.eng.TryRecover(ctx); err != nil {
+	if err := a.engine().TryRecover(ctx); err != nil {
 		a.log.Error("recovery at start", "err", err)
 	}
 	if err := a.dropStaleQueue(ctx); err != nil {
@@ -151,7 +258,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if apiAddr == "" {
 		apiAddr = "127.0.0.1:9010"
 	}
-	sock := a.eng.Layout.SocketPath()
+	sock := a.engine().Layout.SocketPath()
 	_ = os.Remove(sock) // a socket left by a killed agent
 	for _, l := range []struct{ network, addr string }{{"tcp", apiAddr}, {"unix", sock}} {
 		if err := listen(l.network, l.addr, handler); err != nil {
@@ -165,12 +272,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	// Every goroutine Run starts is joined before it returns.
+	var wg sync.WaitGroup
 	for i, hs := range servers {
-		go func(hs *http.Server, l net.Listener) {
-			if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				a.log.Error("server", "addr", l.Addr().String(), "err", err)
+		wg.Go(func() {
+			if err := hs.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("server", "addr", listeners[i].Addr().String(), "err", err)
 			}
-		}(hs, listeners[i])
+		})
 	}
 	a.log.Info("agent ready", "api", apiAddr, "socket", sock,
 		"poll", a.cfg.Triggers.Poll.D().String(), "webhook", a.cfg.Triggers.Webhook != nil)
@@ -183,16 +292,24 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer close(workerDone)
 		a.worker(ctx, jobsCtx)
 	}()
-	go a.poll(ctx)
+	wg.Go(func() { a.poll(ctx) })
 
 	<-ctx.Done()
 	a.log.Info("shutting down")
 	sdnotify.Stopping()
+	// The listeners close at once; requests in flight get serverShutdown,
+	// then their connections are closed (a feed's stream never ends).
+	var shut sync.WaitGroup
 	for _, hs := range servers {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = hs.Shutdown(sctx)
-		cancel()
+		shut.Go(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), serverShutdown)
+			defer cancel()
+			if hs.Shutdown(sctx) != nil {
+				_ = hs.Close()
+			}
+		})
 	}
+	shut.Wait()
 	select {
 	case <-workerDone:
 	case <-time.After(a.ShutdownWait):
@@ -200,9 +317,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		cancelJobs()
 		<-workerDone
 	}
+	wg.Wait()
 	_ = os.Remove(sock)
 	return nil
 }
+
+// serverShutdown is how long the agent's HTTP servers wait for requests in
+// flight when it stops.
+const serverShutdown = 2 * time.Second
 
 func closeAll(ls []net.Listener) {
 	for _, l := range ls {
@@ -216,7 +338,7 @@ func (a *Agent) apiServer() *api.Server {
 	srv.Ledger = a.db
 	srv.Broker = a.broker
 	srv.Metrics = promHandler(a.metrics)
-	srv.LogDir = a.eng.Layout.DeployLogDir()
+	srv.LogDir = a.engine().Layout.DeployLogDir()
 	srv.Version = a.version
 	srv.Started = time.Now()
 	srv.Webhooks = a.hooks
@@ -234,7 +356,7 @@ func (a *Agent) webhookHandlers() map[string]http.Handler {
 		hs[string(p)] = webhook.NewHandler(p, a.secrets.Webhook, a.cfg.Branch, replay,
 			func(webhook.Event) {
 				a.mu.Lock()
-				a.state.lastPush = time.Now()
+				a.state.lastPush = a.now()
 				a.mu.Unlock()
 				a.wake("webhook")
 			},
@@ -311,7 +433,8 @@ func (a *Agent) poll(ctx context.Context) {
 func (a *Agent) check(ctx context.Context, trigger string) error {
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	tip, err := a.eng.Mirror.RemoteTip(tctx, a.cfg.Branch)
+	eng := a.reload()
+	tip, err := eng.Mirror.RemoteTip(tctx, eng.Cfg.Branch)
 	a.mu.Lock()
 	a.state.LastCheck = time.Now()
 	if err != nil {
@@ -323,7 +446,7 @@ func (a *Agent) check(ctx context.Context, trigger string) error {
 	inflight := a.state.inflight
 	a.mu.Unlock()
 
-	safe, err := a.eng.Layout.SafeCommit()
+	safe, err := eng.Layout.SafeCommit()
 	if err != nil {
 		return err
 	}
@@ -331,6 +454,19 @@ func (a *Agent) check(ctx context.Context, trigger string) error {
 		return nil
 	}
 	if tip == safe {
+		return a.repairIfDown(ctx, trigger)
+	}
+	if fr := eng.Fleet(); fr != nil {
+		// The fleet deploys this host, in its batches: a tip deployed
+		// here alone would leave it on another commit than the rest.
+		a.mu.Lock()
+		first := a.state.fleetLogged != tip
+		a.state.fleetLogged = tip
+		a.mu.Unlock()
+		if first {
+			a.log.Warn("this host is in a fleet: `slipway fleet deploy` deploys new tips, not the agent (`slipway registry leave` ends that)",
+				"commit", tip, "fleet", fr.String())
+		}
 		return a.repairIfDown(ctx, trigger)
 	}
 	if bad, err := a.db.IsBad(ctx, tip); err != nil {
@@ -348,7 +484,7 @@ func (a *Agent) check(ctx context.Context, trigger string) error {
 		}
 		return nil
 	}
-	if stopped := a.eng.Stopped(); len(stopped) > 0 {
+	if stopped := eng.Stopped(); len(stopped) > 0 {
 		a.mu.Lock()
 		first := a.state.stoppedLogged != tip
 		a.state.stoppedLogged = tip
@@ -358,7 +494,7 @@ func (a *Agent) check(ctx context.Context, trigger string) error {
 		}
 		return nil
 	}
-	if h, _, err := lock.Status(a.eng.Layout.LockFile()); err == nil && h.Frozen {
+	if h, _, err := lock.Status(eng.Layout.LockFile()); err == nil && h.Frozen {
 		a.mu.Lock()
 		first := a.state.Frozen == ""
 		a.state.Frozen = h.Message
@@ -381,7 +517,7 @@ func (a *Agent) check(ctx context.Context, trigger string) error {
 // to repairMaxWait), so a release that cannot come back is not restarted
 // in a loop.
 func (a *Agent) repairIfDown(ctx context.Context, trigger string) error {
-	why := a.eng.LiveDown(ctx)
+	why := a.engine().LiveDown(ctx)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if why == "" {
@@ -424,9 +560,9 @@ func (a *Agent) dropStaleQueue(ctx context.Context) error {
 func (a *Agent) register(ctx context.Context) {
 	host, _ := os.Hostname()
 	vm := ledger.VM{Name: host, Address: a.cfg.API.Listen, App: a.cfg.App}
-	vm.SafeCommit, _ = a.eng.Layout.SafeCommit()
-	if name, _ := a.eng.Layout.Current(); name != "" {
-		if r, err := a.eng.Layout.Open(name); err == nil {
+	vm.SafeCommit, _ = a.engine().Layout.SafeCommit()
+	if name, _ := a.engine().Layout.Current(); name != "" {
+		if r, err := a.engine().Layout.Open(name); err == nil {
 			vm.CurrentCommit, vm.Version = r.Commit, r.Version
 		}
 	}

@@ -20,7 +20,7 @@ import (
 // recorded as skipped. A manual freeze refuses deploys at once.
 func (a *Agent) Enqueue(ctx context.Context, r api.Request) (int64, error) {
 	if r.Kind != ledger.KindRollback {
-		if h, _, err := lock.Status(a.eng.Layout.LockFile()); err == nil && h.Frozen {
+		if h, _, err := lock.Status(a.engine().Layout.LockFile()); err == nil && h.Frozen {
 			return 0, &lock.LockedError{Holder: h}
 		}
 	}
@@ -64,7 +64,7 @@ func (a *Agent) Wait(ctx context.Context, id int64) (deploy.Summary, bool) {
 
 // Status is `slipway status --json` plus the agent's state (api.Backend).
 func (a *Agent) Status(ctx context.Context) (any, error) {
-	st, err := a.eng.Status(ctx, true)
+	st, err := a.engine().Status(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -122,13 +122,17 @@ func (a *Agent) worker(ctx, jobsCtx context.Context) {
 // returns at once when there is no such deploy, or when a rollback or
 // another request comes first.
 func (a *Agent) settle(ctx context.Context) {
-	limit := time.After(a.SettleMax)
+	clk := a.clk()
+	var limit <-chan time.Time // from the first wait on
 	for a.sched.waitingTip() {
 		a.mu.Lock()
-		quiet := time.Since(a.state.lastPush)
+		quiet := clk.Now().Sub(a.state.lastPush)
 		a.mu.Unlock()
 		if quiet >= a.Settle {
 			return
+		}
+		if limit == nil {
+			limit = clk.After(a.SettleMax)
 		}
 		select {
 		case <-ctx.Done():
@@ -137,7 +141,7 @@ func (a *Agent) settle(ctx context.Context) {
 			return
 		case <-a.sched.wake:
 			// A new request: look again (the worker runs whatever is next).
-		case <-time.After(a.Settle - quiet):
+		case <-clk.After(a.Settle - quiet):
 		}
 	}
 }
@@ -147,15 +151,16 @@ func (a *Agent) runJob(ctx context.Context, j *job) Done {
 	t0 := time.Now()
 	var res deploy.Result
 	var err error
+	eng := a.reload()
 	if j.kind == ledger.KindRollback {
-		res, err = a.eng.Rollback(ctx, deploy.RollbackOptions{To: j.to, RestoreData: j.restoreData, Wait: true, Trigger: j.opts.Trigger, Actor: j.opts.Actor, DeployID: j.id})
+		res, err = eng.Rollback(ctx, deploy.RollbackOptions{To: j.to, RestoreData: j.restoreData, Wait: true, Trigger: j.opts.Trigger, Actor: j.opts.Actor, DeployID: j.id})
 	} else {
 		opts := j.opts
 		opts.DeployID = j.id
 		if j.tip {
 			// The newest tip, resolved now: a waiting deploy takes what
 			// arrived while it waited.
-			tip, terr := a.eng.Mirror.RemoteTip(ctx, a.cfg.Branch)
+			tip, terr := eng.Mirror.RemoteTip(ctx, eng.Cfg.Branch)
 			if terr != nil {
 				err = terr
 			} else {
@@ -164,7 +169,7 @@ func (a *Agent) runJob(ctx context.Context, j *job) Done {
 		}
 		if err == nil {
 			a.setInflight(opts.Commit)
-			res, err = a.eng.Deploy(ctx, opts)
+			res, err = eng.Deploy(ctx, opts)
 			a.setInflight("")
 		}
 	}
@@ -181,6 +186,14 @@ func (a *Agent) runJob(ctx context.Context, j *job) Done {
 			msg = err.Error()
 		}
 		_ = a.db.FinishDeploy(context.WithoutCancel(ctx), j.id, outcome, msg, false, time.Now())
+	}
+	if err == nil {
+		// The live release is up after this job: a later fall is a new
+		// one, repaired without the pause that follows a repair that did
+		// not help.
+		a.mu.Lock()
+		a.state.repairWait, a.state.nextRepair = 0, time.Time{}
+		a.mu.Unlock()
 	}
 	a.metrics.finished(j.kind, res)
 	a.register(context.WithoutCancel(ctx))

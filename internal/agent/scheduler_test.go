@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -98,57 +99,177 @@ func TestJitterStaysWithinTenPercent(t *testing.T) {
 	}
 }
 
-// A tip deploy queued behind a running job settles before it starts; one
-// that found nothing running starts at once; a rollback never waits.
-func TestSettle(t *testing.T) {
-	a := &Agent{sched: newScheduler(), Settle: 150 * time.Millisecond, SettleMax: time.Second}
-	timed := func() time.Duration {
-		t0 := time.Now()
-		a.settle(t.Context())
-		return time.Since(t0)
+// fakeClock is a clock the test moves: After's channels fire when Advance
+// passes their deadline.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []fakeWaiter
+}
+
+type fakeWaiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
 	}
-	a.state.lastPush = time.Now()
+	c.waiters = append(c.waiters, fakeWaiter{c.now.Add(d), ch})
+	return ch
+}
+
+// Advance moves the time on by d and fires what fell due.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.at.After(c.now) {
+			kept = append(kept, w)
+			continue
+		}
+		w.ch <- c.now
+	}
+	c.waiters = kept
+}
+
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiters)
+}
+
+// A tip deploy queued behind a running job settles before it starts; one
+// that found nothing running starts at once; a rollback never waits. The
+// settle runs on a clock the test moves, so no window depends on how busy
+// the machine is.
+func TestSettle(t *testing.T) {
+	var clk *fakeClock
+	a := &Agent{sched: newScheduler(), Settle: 150 * time.Millisecond, SettleMax: time.Second}
+	// Each case gets a clock of its own: a timer an earlier settle left
+	// behind is not counted as waiting.
+	newClock := func() {
+		clk = &fakeClock{now: time.Unix(1_000_000, 0)}
+		a.clock = clk
+	}
+	newClock()
+	push := func() {
+		a.mu.Lock()
+		a.state.lastPush = clk.Now()
+		a.mu.Unlock()
+	}
+	// settle runs a.settle in the background; its done channel closes when
+	// it returns.
+	settle := func() (done chan struct{}) {
+		// The worker takes the scheduler's wake-up before it settles.
+		select {
+		case <-a.sched.wake:
+		default:
+		}
+		done = make(chan struct{})
+		go func() { defer close(done); a.settle(t.Context()) }()
+		return done
+	}
+	// blocked waits (real time, bounded) until settle is either done or
+	// waiting on both its timers: the limit and the quiet one.
+	blocked := func(done chan struct{}) bool {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			select {
+			case <-done:
+				return false
+			default:
+			}
+			if clk.pending() == 2 {
+				return true
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t.Fatalf("settle neither returned nor waited: %d timers pending at %v", clk.pending(), clk.Now())
+		return false
+	}
+	finished := func(done chan struct{}) bool {
+		select {
+		case <-done:
+			return true
+		case <-time.After(10 * time.Second):
+			return false
+		}
+	}
+
+	push()
 	a.sched.add(&job{id: 1, kind: ledger.KindDeploy, tip: true})
-	if d := timed(); d > 50*time.Millisecond {
-		t.Fatalf("a tip deploy with nothing running settled for %v", d)
+	if !finished(settle()) {
+		t.Fatal("a tip deploy with nothing running settled")
 	}
 	a.sched.next() // job 1 runs
 
 	a.sched.add(&job{id: 2, kind: ledger.KindDeploy, tip: true})
 	a.sched.ran() // job 1 is done
-	go func() {
-		// Pushes keep coming for 300 ms.
-		for range 6 {
-			time.Sleep(50 * time.Millisecond)
-			a.mu.Lock()
-			a.state.lastPush = time.Now()
-			a.mu.Unlock()
+	newClock()
+	push()
+	start := clk.Now()
+	done := settle()
+	// Pushes keep coming every 50 ms for 300 ms.
+	for range 6 {
+		if !blocked(done) {
+			t.Fatalf("settle returned %v after the pushes started", clk.Now().Sub(start))
 		}
-	}()
-	if d := timed(); d < 400*time.Millisecond || d > 900*time.Millisecond {
+		clk.Advance(50 * time.Millisecond)
+		push()
+	}
+	// Then 150 ms of quiet, and it returns: not before.
+	if !blocked(done) {
+		t.Fatal("settle returned right after the last push")
+	}
+	clk.Advance(149 * time.Millisecond)
+	if !blocked(done) {
+		t.Fatal("settle returned before 150 ms of quiet")
+	}
+	clk.Advance(time.Millisecond)
+	if !finished(done) {
+		t.Fatal("settle still waits after 150 ms of quiet")
+	}
+	if d := clk.Now().Sub(start); d != 450*time.Millisecond {
 		t.Fatalf("settled for %v; want the pushes' 300 ms plus the 150 ms quiet", d)
 	}
 
-	a.state.lastPush = time.Now()
+	push()
 	a.sched.add(&job{id: 3, kind: ledger.KindRollback})
-	if d := timed(); d > 50*time.Millisecond {
-		t.Fatalf("settled for %v with a rollback waiting", d)
+	if !finished(settle()) {
+		t.Fatal("settle waited with a rollback waiting")
 	}
 
 	a.SettleMax = 200 * time.Millisecond
 	a.sched.next() // the rollback runs
 	a.sched.add(&job{id: 4, kind: ledger.KindDeploy, tip: true})
 	a.sched.ran()
-	stop := time.Now().Add(time.Second)
-	go func() {
-		for time.Now().Before(stop) {
-			time.Sleep(20 * time.Millisecond)
-			a.mu.Lock()
-			a.state.lastPush = time.Now()
-			a.mu.Unlock()
+	newClock()
+	push()
+	start = clk.Now()
+	done = settle()
+	// Endless pushes every 20 ms: SettleMax ends it.
+	for blocked(done) {
+		if clk.Now().Sub(start) > time.Second {
+			t.Fatal("settle still waits after 1 s of pushes; want SettleMax (200 ms)")
 		}
-	}()
-	if d := timed(); d > 500*time.Millisecond {
-		t.Fatalf("settled for %v under endless pushes; want SettleMax", d)
+		clk.Advance(20 * time.Millisecond)
+		push()
+	}
+	if d := clk.Now().Sub(start); d != 200*time.Millisecond {
+		t.Fatalf("settled for %v under endless pushes; want SettleMax (200 ms)", d)
 	}
 }

@@ -8,47 +8,35 @@ import (
 	"github.com/slipway-dev/slipway/internal/config"
 )
 
-// Secrets are the agent's API token and webhook secret.
+// Secrets are the agent's API token, the dashboard's viewer token (none
+// when not set) and the webhook secret.
 type Secrets struct {
 	Token   []byte
+	Viewer  []byte
 	Webhook []byte
 }
 
-// LoadSecrets reads the API token (api.token_env or api.token_file) and the
-// webhook secret. The agent refuses to start without a token, with a token
-// file others can read, or with a webhook and no secret: each error names
-// the setting to fix.
+// LoadSecrets reads the API token (api.token_env or api.token_file), the
+// viewer token (api.viewer_token_env or api.viewer_token_file, optional)
+// and the webhook secret. The agent refuses to start without a token, with
+// a token file others can read, with a viewer token equal to the API
+// token, or with a webhook and no secret: each error names the setting to
+// fix.
 func LoadSecrets(cfg *config.Config) (Secrets, error) {
 	var s Secrets
-	switch {
-	case cfg.API.TokenFile != "":
-		info, err := os.Stat(cfg.API.TokenFile)
-		if err != nil {
-			return s, fmt.Errorf("api.token_file: %w", err)
-		}
-		if info.Mode().Perm()&0o077 != 0 {
-			return s, fmt.Errorf("api.token_file: %s has mode %04o; it must be readable by its owner only (chmod 0600 %s)",
-				cfg.API.TokenFile, info.Mode().Perm(), cfg.API.TokenFile)
-		}
-		b, err := os.ReadFile(cfg.API.TokenFile)
-		if err != nil {
-			return s, fmt.Errorf("api.token_file: %w", err)
-		}
-		s.Token = []byte(strings.TrimSpace(string(b)))
-		if len(s.Token) == 0 {
-			return s, fmt.Errorf("api.token_file: %s is empty", cfg.API.TokenFile)
-		}
-	case cfg.API.TokenEnv != "":
-		v, _ := cfg.LookupEnv(cfg.API.TokenEnv)
-		if strings.TrimSpace(v) == "" {
-			return s, fmt.Errorf("api.token_env: %s is unset or empty; the agent does not serve its API without a token", cfg.API.TokenEnv)
-		}
-		s.Token = []byte(strings.TrimSpace(v))
-	default:
+	var err error
+	s.Token, err = readToken(cfg, "api.token", cfg.API.TokenFile, cfg.API.TokenEnv)
+	if err != nil {
+		return s, err
+	}
+	if s.Token == nil {
 		return s, fmt.Errorf("api.token_env or api.token_file must be set in %s; the agent does not serve its API without a token", cfg.Path)
 	}
-	if len(s.Token) < 16 {
-		return s, fmt.Errorf("the API token must be at least 16 characters (api.token_env/api.token_file)")
+	if s.Viewer, err = readToken(cfg, "api.viewer_token", cfg.API.ViewerTokenFile, cfg.API.ViewerTokenEnv); err != nil {
+		return s, err
+	}
+	if s.Viewer != nil && string(s.Viewer) == string(s.Token) {
+		return s, fmt.Errorf("api.viewer_token: the viewer token is the API token; give viewers a token of their own")
 	}
 	if wh := cfg.Triggers.Webhook; wh != nil {
 		v, _ := cfg.LookupEnv(wh.SecretEnv)
@@ -58,4 +46,42 @@ func LoadSecrets(cfg *config.Config) (Secrets, error) {
 		s.Webhook = []byte(strings.TrimSpace(v))
 	}
 	return s, nil
+}
+
+// readToken reads a token from file (readable by its owner only) or else
+// the variable env names; nil when neither is set. what is the keys'
+// prefix, for the errors.
+func readToken(cfg *config.Config, what, file, env string) ([]byte, error) {
+	var tok []byte
+	switch {
+	case file != "":
+		info, err := os.Stat(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s_file: %w", what, err)
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("%s_file: %s has mode %04o; it must be readable by its owner only (chmod 0600 %s)",
+				what, file, info.Mode().Perm(), file)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s_file: %w", what, err)
+		}
+		tok = []byte(strings.TrimSpace(string(b)))
+		if len(tok) == 0 {
+			return nil, fmt.Errorf("%s_file: %s is empty", what, file)
+		}
+	case env != "":
+		v, _ := cfg.LookupEnv(env)
+		if strings.TrimSpace(v) == "" {
+			return nil, fmt.Errorf("%s_env: %s is unset or empty", what, env)
+		}
+		tok = []byte(strings.TrimSpace(v))
+	default:
+		return nil, nil
+	}
+	if len(tok) < 16 {
+		return nil, fmt.Errorf("%s must be at least 16 characters (%s_env/%s_file)", what, what, what)
+	}
+	return tok, nil
 }

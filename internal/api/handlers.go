@@ -7,12 +7,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/exitcode"
+	"github.com/slipway-dev/slipway/internal/git"
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/lock"
 )
@@ -112,19 +111,6 @@ func (s *Server) getDeployLog(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(w, f)
 }
 
-// The patterns take + and a length check rather than {m,n}: a bounded
-// repetition compiles to a program that size, at every start of the CLI.
-var (
-	hexRE = regexp.MustCompile(`^[0-9a-fA-F]+$`)
-	refRE = regexp.MustCompile(`^[A-Za-z0-9._/+@-]+$`)
-)
-
-func isCommitID(s string) bool { return len(s) >= 4 && len(s) <= 64 && hexRE.MatchString(s) }
-
-func isRefName(s string) bool {
-	return len(s) <= 200 && refRE.MatchString(s) && !strings.HasPrefix(s, "-") && !strings.Contains(s, "..")
-}
-
 func (s *Server) postDeploy(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Ref    string `json:"ref"`
@@ -138,11 +124,11 @@ func (s *Server) postDeploy(w http.ResponseWriter, r *http.Request) {
 	case body.Ref != "" && body.Commit != "":
 		writeError(w, http.StatusBadRequest, "ref and commit are exclusive")
 		return
-	case body.Commit != "" && !isCommitID(body.Commit):
+	case body.Commit != "" && !git.IsCommitID(body.Commit):
 		writeError(w, http.StatusBadRequest, "commit must be a hex commit id")
 		return
-	case body.Ref != "" && !isRefName(body.Ref):
-		writeError(w, http.StatusBadRequest, "ref is not a valid ref name")
+	case body.Ref != "" && git.CheckRefName(body.Ref) != nil:
+		writeError(w, http.StatusBadRequest, "ref is not a valid branch or tag name")
 		return
 	}
 	s.enqueue(w, r, Request{Kind: ledger.KindDeploy, Ref: body.Ref, Commit: body.Commit, Force: body.Force})
@@ -156,7 +142,7 @@ func (s *Server) postRollback(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &body) {
 		return
 	}
-	if body.To != "" && !isCommitID(body.To) {
+	if body.To != "" && !git.IsCommitID(body.To) {
 		writeError(w, http.StatusBadRequest, "to must be a hex commit id")
 		return
 	}

@@ -16,8 +16,8 @@ func (s *Server) listCommits(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, snaps)
 }
 
-// postCommit records a restore point taken outside slipway (the runbook's
-// "note the snapshot id in the ledger").
+// postCommit records a restore point taken outside slipway, such as a VM
+// snapshot an orchestrator took, with its id.
 func (s *Server) postCommit(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		CommitID string   `json:"commitId"`

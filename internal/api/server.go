@@ -54,9 +54,11 @@ type Server struct {
 	Broker   *events.Broker
 	Metrics  http.Handler
 	Webhooks map[string]http.Handler // by provider: github, gitlab, gitea
-	LogDir   string                  // logs/deploys
-	Version  string
-	Started  time.Time
+	// Pages is the dashboard (internal/web), behind its own sign-in.
+	Pages   http.Handler
+	LogDir  string // logs/deploys
+	Version string
+	Started time.Time
 	// tokenSum is the SHA-256 of the bearer token: comparing digests in
 	// constant time leaks neither the token nor its length.
 	tokenSum [32]byte
@@ -100,6 +102,11 @@ func (s *Server) Handler() http.Handler {
 	for provider, h := range s.Webhooks {
 		mux.Handle("/webhook/"+provider, h)
 	}
+	if s.Pages != nil {
+		for _, p := range []string{"GET /{$}", "GET /signin", "POST /signin", "POST /signout", "GET /history", "GET /history/{id}", "GET /assets/"} {
+			mux.Handle(p, s.Pages)
+		}
+	}
 	auth := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authenticated(h)) }
 	auth("GET /status", s.status)
 	auth("GET /deploys", s.listDeploys)
@@ -126,8 +133,8 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if trusted, _ := r.Context().Value(trustedKey).(bool); !trusted {
-			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+			token, ok := bearerToken(r.Header.Get("Authorization"))
+			sum := sha256.Sum256([]byte(token))
 			if !ok || subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="slipway"`)
 				writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
@@ -139,6 +146,16 @@ func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 		}
 		h(w, r)
 	})
+}
+
+// bearerToken returns the token of an Authorization header in the Bearer
+// scheme, whose name is case-insensitive (RFC 9110, 11.1).
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -54,6 +54,10 @@ func TestAuth(t *testing.T) {
 		{"token prefix", "/status", "Bearer " + token[:10], 401},
 		{"not bearer", "/status", "Basic " + token, 401},
 		{"right token", "/status", "Bearer " + token, 200},
+		{"the scheme in any case", "/status", "bearer " + token, 200},
+		{"BEARER", "/status", "BEARER " + token, 200},
+		{"scheme without token", "/status", "Bearer", 401},
+		{"token without scheme", "/status", token, 401},
 		{"unknown route without token", "/admin", "", 401},
 		{"unknown route with token", "/admin", "Bearer " + token, 404},
 	} {

@@ -21,34 +21,31 @@ func newExecCmd(g *globals) *cobra.Command {
 			"Without --service: the first service that listens (port or proxy), else the first service.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := g.openApp()
-			if err != nil {
-				return err
-			}
-			defer a.close()
-			one, err := a.engine.ExecFor(svc)
-			if err != nil {
-				return err
-			}
-			path, err := lookPath(args[0], one.Dir, one.Env)
-			if err != nil {
-				return usageError{Err: err}
-			}
-			c := &exec.Cmd{Path: path, Args: args, Dir: one.Dir, Env: one.Env,
-				Stdin: cmd.InOrStdin(), Stdout: g.stdout, Stderr: g.stderr,
-				SysProcAttr: &syscall.SysProcAttr{Credential: one.Credential}}
-			// No context: ^C reaches the command from the terminal, and
-			// slipway waits for it.
-			err = c.Run()
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code := ee.ExitCode()
-				if code < 0 {
-					code = 128 + int(ee.Sys().(syscall.WaitStatus).Signal())
+			return g.withApp(func(a *app) error {
+				one, err := a.engine.ExecFor(svc)
+				if err != nil {
+					return err
 				}
-				return exitError(code)
-			}
-			return err
+				path, err := lookPath(args[0], one.Dir, one.Env)
+				if err != nil {
+					return usageError{Err: err}
+				}
+				c := &exec.Cmd{Path: path, Args: args, Dir: one.Dir, Env: one.Env,
+					Stdin: cmd.InOrStdin(), Stdout: g.stdout, Stderr: g.stderr,
+					SysProcAttr: &syscall.SysProcAttr{Credential: one.Credential}}
+				// No context: ^C reaches the command from the terminal, and
+				// slipway waits for it.
+				err = c.Run()
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					code := ee.ExitCode()
+					if code < 0 {
+						code = 128 + int(ee.Sys().(syscall.WaitStatus).Signal())
+					}
+					return exitError(code)
+				}
+				return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&svc, "service", "", "whose directory and env file the command gets")

@@ -29,7 +29,9 @@ func newInitCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "wrote %s\n", out)
-			fmt.Fprintln(g.stderr, "next: edit it, then run `slipway check`")
+			for _, step := range config.NextSteps(d, out) {
+				fmt.Fprintln(g.stderr, "next: "+step)
+			}
 			return nil
 		},
 	}

@@ -30,40 +30,38 @@ func newLogsCmd(g *globals) *cobra.Command {
 			"(for a proxied service, the instance that serves).",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := g.openApp()
-			if err != nil {
-				return err
-			}
-			defer a.close()
-			ctx := signalContext(cmd)
-			if svc != "" {
-				if len(args) > 0 {
-					return usageError{Err: errors.New("give a deploy id or --service, not both")}
+			return g.withApp(func(a *app) error {
+				var err error
+				ctx := signalContext(cmd)
+				if svc != "" {
+					if len(args) > 0 {
+						return usageError{Err: errors.New("give a deploy id or --service, not both")}
+					}
+					return g.serviceLogs(ctx, a, svc, lines, follow)
 				}
-				return g.serviceLogs(ctx, a, svc, lines, follow)
-			}
-			var id int64
-			if len(args) == 1 {
-				if id, err = strconv.ParseInt(args[0], 10, 64); err != nil || id <= 0 {
-					return usageError{Err: fmt.Errorf("%q is not a deploy id", args[0])}
+				var id int64
+				if len(args) == 1 {
+					if id, err = strconv.ParseInt(args[0], 10, 64); err != nil || id <= 0 {
+						return usageError{Err: fmt.Errorf("%q is not a deploy id", args[0])}
+					}
+				} else {
+					d, err := a.db.Last(ctx)
+					if errors.Is(err, ledger.ErrNotFound) {
+						return errors.New("no deploys yet")
+					}
+					if err != nil {
+						return err
+					}
+					id = d.ID
 				}
-			} else {
-				d, err := a.db.Last(ctx)
-				if errors.Is(err, ledger.ErrNotFound) {
-					return errors.New("no deploys yet")
+				path := filepath.Join(release.Layout{Root: a.cfg.Root}.DeployLogDir(), strconv.FormatInt(id, 10)+".log")
+				if !follow {
+					return g.copyFile(path, fmt.Sprintf("no log for deploy %d", id))
 				}
-				if err != nil {
-					return err
-				}
-				id = d.ID
-			}
-			path := filepath.Join(release.Layout{Root: a.cfg.Root}.DeployLogDir(), strconv.FormatInt(id, 10)+".log")
-			if !follow {
-				return g.copyFile(path, fmt.Sprintf("no log for deploy %d", id))
-			}
-			return followFile(ctx, g.stdout, path, 0, func() bool {
-				d, err := a.db.Deploy(context.WithoutCancel(ctx), id)
-				return err != nil || (!d.Finished.IsZero() && d.Outcome != ledger.Running && d.Outcome != ledger.Queued)
+				return followFile(ctx, g.stdout, path, 0, func() bool {
+					d, err := a.db.Deploy(context.WithoutCancel(ctx), id)
+					return err != nil || (!d.Finished.IsZero() && d.Outcome != ledger.Running && d.Outcome != ledger.Queued)
+				})
 			})
 		},
 	}

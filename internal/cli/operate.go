@@ -21,16 +21,13 @@ func newOperateCmds(g *globals) []*cobra.Command {
 			Use:   action + " [SERVICE...]",
 			Short: short[action],
 			RunE: func(cmd *cobra.Command, args []string) error {
-				a, err := g.openApp()
-				if err != nil {
-					return err
-				}
-				defer a.close()
-				p := newPrinter(g.stderr, a.cfg)
-				a.engine.Observe = p.Event
-				res, err := a.engine.Operate(signalContext(cmd), deploy.OperateOptions{Action: action, Services: args, Wait: wait, Actor: actor()})
-				p.stopSpinner()
-				return report(g, resultJSON(res, err), err, asJSON)
+				return g.withApp(func(a *app) error {
+					p := newPrinter(g.stderr, a.cfg)
+					a.engine.Observe = p.Event
+					res, err := a.engine.Operate(signalContext(cmd), deploy.OperateOptions{Action: action, Services: args, Wait: wait, Actor: actor()})
+					p.stopSpinner()
+					return report(g, resultJSON(res, err), err, asJSON)
+				})
 			},
 		}
 		cmd.Flags().BoolVar(&wait, "wait", false, "wait for a running deploy instead of exiting 3")

@@ -54,7 +54,7 @@ func NewRoot() *cobra.Command {
 		newInstallCmd(g), newUninstallCmd(g), newSnapshotCmd(g), newProxyCmd(g), newSuperviseCmd(),
 	)
 	root.AddCommand(newOperateCmds(g)...)
-	root.AddCommand(newExecCmd(g))
+	root.AddCommand(newExecCmd(g), newFleetCmd(g), newRegistryCmd(g))
 	return root
 }
 
@@ -113,6 +113,16 @@ func (g *globals) openApp() (*app, error) {
 		}
 	}
 	return &app{cfg: cfg, db: db, engine: e}, nil
+}
+
+// withApp runs fn with the app opened (see openApp), and closes it after.
+func (g *globals) withApp(fn func(a *app) error) error {
+	a, err := g.openApp()
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	return fn(a)
 }
 
 // startGrace is how long Start watches a new process for an instant exit.

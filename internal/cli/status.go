@@ -18,35 +18,34 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the current and safe release, remote tip, services, health, lock and last deploy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := g.openApp()
-			if err != nil {
-				return err
-			}
-			defer a.close()
-			ctx := signalContext(cmd)
-			var st agentStatus
-			if c := dialAgent(a.cfg.Root); c != nil {
-				if err := c.get(ctx, "/status", &st); err != nil {
-					return err
+			return g.withApp(func(a *app) error {
+				var err error
+				ctx := signalContext(cmd)
+				var st agentStatus
+				if c := dialAgent(a.cfg.Root); c != nil {
+					if err := c.get(ctx, "/status", &st); err != nil {
+						return err
+					}
+				} else {
+					if err := a.engine.TryRecover(ctx); err != nil {
+						fmt.Fprintf(g.stderr, "recovery: %v\n", err)
+					}
+					if st.Status, err = a.engine.Status(ctx, offline); err != nil {
+						return err
+					}
 				}
-			} else {
-				if err := a.engine.TryRecover(ctx); err != nil {
-					fmt.Fprintf(g.stderr, "recovery: %v\n", err)
+				st.Slipway = Version
+				if asJSON {
+					printJSON(g, st)
+				} else {
+					printStatus(g.stdout, st)
 				}
-				if st.Status, err = a.engine.Status(ctx, offline); err != nil {
-					return err
+				if !st.Healthy && st.Current != nil {
+					// For cron and monitoring: a live release is down or failing.
+					return exitError(exitcode.RollbackFailed)
 				}
-			}
-			if asJSON {
-				printJSON(g, st)
-			} else {
-				printStatus(g.stdout, st)
-			}
-			if !st.Healthy && st.Current != nil {
-				// For cron and monitoring: a live release is down or failing.
-				return exitError(exitcode.RollbackFailed)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
@@ -64,6 +63,9 @@ type agentStatus struct {
 		Waiting     int64  `json:"waiting_deploy"`
 	} `json:"agent,omitempty"`
 	Uptime float64 `json:"agent_uptime_seconds,omitempty"`
+	// Slipway is the version of the slipway that answers (the agent's
+	// may be older: agent_version).
+	Slipway string `json:"slipway_version"`
 }
 
 func printStatus(w io.Writer, s agentStatus) {

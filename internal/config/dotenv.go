@@ -143,3 +143,32 @@ func trailing(rest string) error {
 	}
 	return fmt.Errorf("unexpected %q after the closing quote", rest)
 }
+
+// ModeError is an env file, or the env directory, that others than its
+// owner may read or write: it holds secrets.
+type ModeError struct {
+	Path string
+	Mode os.FileMode // its permission bits
+	Dir  bool
+}
+
+func (e *ModeError) Error() string {
+	return fmt.Sprintf("%s has mode %04o; secrets must not be readable by others", e.Path, e.Mode)
+}
+
+// Fix is the command that mends it.
+func (e *ModeError) Fix() string {
+	if e.Dir {
+		return "chmod 0700 " + e.Path
+	}
+	return "chmod 0600 " + e.Path
+}
+
+// CheckPrivate returns a *ModeError when the file or directory described
+// by info, at path, has a permission bit for its group or others.
+func CheckPrivate(path string, info os.FileInfo) error {
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return &ModeError{Path: path, Mode: perm, Dir: info.IsDir()}
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -79,12 +80,25 @@ func isFile(p string) (bool, error) {
 // A relative root, and a repo that is a relative local path, are taken
 // relative to the directory of the config file.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
+	defer func() { _ = f.Close() }()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if len(data) > MaxSize {
+		return nil, &Error{Pos: Pos{File: path, Line: 1, Col: 1}, Msg: fmt.Sprintf("the file is larger than %d KiB, which no slipway.yml needs: is it the right file?", MaxSize>>10)}
+	}
 	return parse(path, data)
 }
+
+// MaxSize is the largest config file Load reads. A real one is a few KiB;
+// the cap keeps a wrong file (a log, a dump) from taking the memory that
+// parsing it would.
+const MaxSize = 1 << 20
 
 // parse is Load on the file's content.
 func parse(file string, data []byte) (*Config, error) {

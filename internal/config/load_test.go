@@ -50,7 +50,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown key in list item", minimal + "build:\n  - run: make\n    dirr: web\n",
 			`5:5: build[0]: unknown key "dirr" (did you mean "dir"?)`},
 		{"unknown key without a close match", minimal + "colour: red\n",
-			`3:1: unknown key "colour" (known keys: app, root, repo, branch, user, keep_releases, shared, env_files, require_env, build, migrate, manager, services, health, smoke, snapshot, triggers, api, notify)`},
+			`3:1: unknown key "colour" (known keys: app, root, repo, branch, user, keep_releases, shared, env_files, require_env, build, migrate, manager, services, health, smoke, snapshot, triggers, api, notify, fleet)`},
 		{"string for integer", minimal + "keep_releases: five\n",
 			`3:16: keep_releases: expected an integer, got string`},
 		{"fraction for integer", minimal + "keep_releases: 2.5\n",

@@ -40,6 +40,7 @@ type Config struct {
 	Triggers Triggers  `yaml:"triggers"`
 	API      API       `yaml:"api"`
 	Notify   []Notify  `yaml:"notify"`
+	Fleet    *Fleet    `yaml:"fleet"`
 
 	// Unset lists the ${VAR} references that had no value in the process
 	// environment or the env files; verify-env refuses a deploy while any remain.
@@ -173,6 +174,9 @@ type API struct {
 	Listen    string `yaml:"listen"`
 	TokenEnv  string `yaml:"token_env"`
 	TokenFile string `yaml:"token_file"`
+	// The viewer token signs in to the dashboard read-only.
+	ViewerTokenEnv  string `yaml:"viewer_token_env"`
+	ViewerTokenFile string `yaml:"viewer_token_file"`
 }
 
 // Notify is one deploy notification target.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slipway-dev/slipway/internal/git"
 	"github.com/slipway-dev/slipway/internal/snapshot"
 )
 
@@ -34,9 +35,9 @@ type validator struct {
 func validate(c *Config, ix *index, unset map[string]bool) error {
 	v := &validator{c: c, ix: ix, unset: unset}
 	for _, check := range []func() error{
-		v.app, v.repo, v.keepReleases, v.shared, v.envFiles, v.requireEnv,
+		v.app, v.repo, v.branch, v.keepReleases, v.shared, v.envFiles, v.requireEnv,
 		v.build, v.migrate, v.manager, v.services, v.health, v.smoke,
-		v.snapshot, v.triggers, v.api, v.notify,
+		v.snapshot, v.triggers, v.api, v.notify, v.fleet,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -67,6 +68,18 @@ func (v *validator) app() error {
 func (v *validator) repo() error {
 	if v.c.Repo == "" && !v.unset["repo"] {
 		return v.missing(nil, "repo", "the git URL or local path to deploy from")
+	}
+	return nil
+}
+
+// branch refuses a name git would take for an option or refuse itself,
+// before anything is created for the app.
+func (v *validator) branch() error {
+	if v.unset["branch"] {
+		return nil
+	}
+	if err := git.CheckRefName(v.c.Branch); err != nil {
+		return v.ix.errorf(keyPath{"branch"}, "%v", err)
 	}
 	return nil
 }
@@ -341,7 +354,10 @@ func (v *validator) api() error {
 	if err := v.listen(p.key("listen"), v.c.API.Listen); err != nil {
 		return err
 	}
-	return v.varName(p.key("token_env"), v.c.API.TokenEnv)
+	if err := v.varName(p.key("token_env"), v.c.API.TokenEnv); err != nil {
+		return err
+	}
+	return v.varName(p.key("viewer_token_env"), v.c.API.ViewerTokenEnv)
 }
 
 func (v *validator) notify() error {

@@ -1,12 +1,13 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -19,7 +20,6 @@ import (
 	"github.com/slipway-dev/slipway/internal/run"
 	"github.com/slipway-dev/slipway/internal/service"
 	"github.com/slipway-dev/slipway/internal/service/procfs"
-	"github.com/slipway-dev/slipway/internal/snapshot"
 )
 
 // Deploy runs one deploy (the steps of docs/deploy.md). The error, when not nil, is a
@@ -34,7 +34,9 @@ func (e *Engine) Deploy(ctx context.Context, opts Options) (Result, error) {
 		return e.dryRun(ctx, opts)
 	}
 	t0 := e.now()
-	l, err := e.Lock(ctx, opts.Trigger, opts.Wait)
+	holder := e.holder(opts.Trigger)
+	holder.Key = opts.Hold
+	l, err := e.lockAs(ctx, holder, opts.Wait)
 	if err != nil {
 		return Result{}, err
 	}
@@ -60,12 +62,6 @@ type attempt struct {
 	preData  ledger.Snapshot // the pre-deploy data snapshot (ID 0: none)
 }
 
-// DeployLocked runs a deploy while the caller holds the lock (the agent
-// takes the lock itself so that it can queue).
-func (e *Engine) DeployLocked(ctx context.Context, opts Options) (Result, error) {
-	return e.deployLocked(ctx, opts, 0)
-}
-
 func (e *Engine) deployLocked(ctx context.Context, opts Options, lockWait time.Duration) (Result, error) {
 	// A stopped app is not brought back by a deploy: a webhook must not
 	// undo an operator's `slipway stop`.
@@ -81,19 +77,9 @@ func (e *Engine) deployLocked(ctx context.Context, opts Options, lockWait time.D
 	if name, _ := e.Layout.Current(); name != "" {
 		a.live, _ = e.Layout.Open(name)
 	}
-	id := opts.DeployID
-	if id != 0 {
-		// Queued by the agent: the row exists already.
-		err = e.Ledger.Begin(ctx, id, e.now())
-		if err == nil {
-			err = e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: id, PreviousCommit: a.safe})
-		}
-	} else {
-		id, err = e.Ledger.StartDeploy(ctx, ledger.Deploy{
-			Trigger: opts.Trigger, Actor: opts.Actor, Kind: ledger.KindDeploy,
-			PreviousCommit: a.safe, Started: e.now(),
-		})
-	}
+	id, err := e.openRow(ctx, opts.DeployID, ledger.Deploy{
+		Trigger: opts.Trigger, Actor: opts.Actor, Kind: ledger.KindDeploy, PreviousCommit: a.safe,
+	})
 	if err != nil {
 		return Result{}, err
 	}
@@ -120,12 +106,6 @@ type stepError struct {
 
 func (s *stepError) Error() string { return s.step + ": " + s.err.Error() }
 func (s *stepError) Unwrap() error { return s.err }
-
-// namedStep is one step of a fixed sequence (a rollback, a repair).
-type namedStep struct {
-	name string
-	fn   func(context.Context) (string, error)
-}
 
 // step runs fn as the named step, recording its start, end and outcome.
 func (a *attempt) step(ctx context.Context, name string, bad bool, fn func(context.Context) (string, error)) error {
@@ -169,11 +149,12 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	var plan decision
 	err = a.step(ctx, "plan", false, func(ctx context.Context) (string, error) {
 		plan = e.planSkip(ctx, target, a.opts.Force, a.safeRel, a.live)
+		skip := cmp.Or(plan.skipStep, plan.skip)
 		switch {
 		case plan.repair != "":
-			return plan.skip + "; the live release is down (" + plan.repair + "): restarting it", nil
+			return skip + "; the live release is down (" + plan.repair + "): restarting it", nil
 		case plan.skip != "":
-			return plan.skip, nil
+			return skip, nil
 		case plan.change != nil:
 			kind := ledger.KindReconfigure
 			if plan.change.rebuild {
@@ -213,111 +194,11 @@ func (a *attempt) run(ctx context.Context) (Result, error) {
 	if a.cred, err = e.credential(); err != nil {
 		return a.fail(ctx, &stepError{step: "prepare", err: err})
 	}
-	// What the host must provide is checked first: a missing token is
-	// reported in milliseconds, not after the build.
-	if err := a.step(ctx, "verify-env", false, a.verifyEnv); err != nil {
+	// What the host must provide is checked first (verify-env): a missing
+	// token is reported in milliseconds, not after the build.
+	if err := a.runSteps(ctx, a.deploySteps(target)); err != nil {
 		return a.fail(ctx, err)
 	}
-	if err := a.step(ctx, "prepare", false, a.prepare); err != nil {
-		return a.fail(ctx, err)
-	}
-	for i := range e.Cfg.Build {
-		b := &e.Cfg.Build[i]
-		if err := a.step(ctx, "build:"+b.Name, true, func(ctx context.Context) (string, error) { return a.build(ctx, b) }); err != nil {
-			return a.fail(ctx, err)
-		}
-	}
-	if e.Cfg.Snapshot != nil {
-		if err := a.step(ctx, "snapshot", false, a.snapshot); err != nil {
-			return a.fail(ctx, err)
-		}
-	}
-	if m := e.Cfg.Migrate; m != nil {
-		a.migrated = true
-		if err := a.step(ctx, "migrate", true, func(ctx context.Context) (string, error) {
-			if m.PauseTraffic {
-				resume, err := e.pauseTraffic(ctx, m.Timeout.D())
-				if err != nil {
-					return "", err
-				}
-				defer resume()
-				return "traffic held at the proxy meanwhile", a.command(ctx, m)
-			}
-			return "", a.command(ctx, m)
-		}); err != nil {
-			return a.fail(ctx, err)
-		}
-	}
-	if err := a.step(ctx, "stamp", false, func(context.Context) (string, error) {
-		return "APP_VERSION=" + a.rel.Version, release.Stamp(a.rel)
-	}); err != nil {
-		return a.fail(ctx, err)
-	}
-	if err := a.step(ctx, "switch", false, func(context.Context) (string, error) {
-		if err := e.Layout.Switch(a.rel.Name); err != nil {
-			return "", err
-		}
-		a.switched = true
-		return "current -> releases/" + a.rel.Name, nil
-	}); err != nil {
-		return a.fail(ctx, err)
-	}
-	v := a.vars()
-	if err := a.step(ctx, "restart", true, func(ctx context.Context) (string, error) {
-		a.started = true
-		return e.startAll(ctx, v, a.cred)
-	}); err != nil {
-		return a.fail(ctx, err)
-	}
-	if err := a.step(ctx, "health", true, func(ctx context.Context) (string, error) {
-		return e.waitHealthy(ctx, v, a.cred)
-	}); err != nil {
-		return a.fail(ctx, err)
-	}
-	if len(e.Cfg.Smoke) > 0 {
-		if err := a.step(ctx, "smoke", true, func(ctx context.Context) (string, error) {
-			return e.smoke(ctx, v, a.j.Output(), a.cred)
-		}); err != nil {
-			return a.fail(ctx, err)
-		}
-	}
-	if e.usesProxy() {
-		// Only now, proven on its own port, does the release take traffic;
-		// the instance that served stays up through the settle window.
-		if err := a.step(ctx, "traffic", false, func(ctx context.Context) (string, error) {
-			return e.switchTraffic(ctx, v)
-		}); err != nil {
-			return a.fail(ctx, err)
-		}
-	}
-	if err := a.step(ctx, "settle", true, func(ctx context.Context) (string, error) {
-		return e.settle(ctx, v, a.cred)
-	}); err != nil {
-		return a.fail(ctx, err)
-	}
-	if err := a.step(ctx, "mark-safe", false, func(context.Context) (string, error) {
-		if err := e.Layout.WriteSafeCommit(target); err != nil {
-			return "", err
-		}
-		return "SAFE_COMMIT=" + short(target) + e.noteApplied(target), nil
-	}); err != nil {
-		return a.fail(ctx, err)
-	}
-	if e.usesProxy() {
-		// The deploy stands whatever happens here; a failure is recorded.
-		_ = a.step(ctx, "drain", false, func(ctx context.Context) (string, error) {
-			return e.retire(ctx, v, a.cred)
-		})
-	}
-	if s := e.Cfg.Snapshot; s != nil && s.PostDeploy {
-		// The deploy stands whatever happens here; a failure is recorded.
-		_ = a.step(ctx, "post-snapshot", false, func(ctx context.Context) (string, error) {
-			ss, err := e.takeSnapshots(ctx, snapshot.LabelPostDeploy, nil, target, a.res.DeployID)
-			return describeSnapshots(ss), err
-		})
-	}
-	_ = a.step(ctx, "prune", false, func(ctx context.Context) (string, error) { return e.pruneAll(ctx, "") })
-
 	a.res.Outcome = ledger.Succeeded
 	a.res.Message = fmt.Sprintf("deployed %s (%s)", short(target), a.rel.Version)
 	if a.res.Kind == ledger.KindRebuild {
@@ -400,9 +281,22 @@ func (a *attempt) verifyEnv(ctx context.Context) (string, error) {
 	for _, u := range e.Cfg.Unset {
 		problems = append(problems, fmt.Sprintf("%s: ${%s} is not set in the environment or any env file", u.Pos, u.Name))
 	}
-	for name, file := range e.Cfg.EnvFiles {
-		if e.Cfg.Env[name] == nil {
-			problems = append(problems, fmt.Sprintf("env file %s (%s) is missing or unreadable", e.Cfg.EnvFilePath(name), file))
+	if len(e.Cfg.EnvFiles) > 0 {
+		if info, err := os.Stat(e.Layout.EnvDir()); err == nil {
+			if err := config.CheckPrivate(e.Layout.EnvDir(), info); err != nil {
+				problems = append(problems, privateProblem(err))
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.Cfg.EnvFiles)) {
+		path := e.Cfg.EnvFilePath(name)
+		info, err := os.Stat(path)
+		if err != nil || e.Cfg.Env[name] == nil {
+			problems = append(problems, fmt.Sprintf("env file %s (%s) is missing or unreadable", path, e.Cfg.EnvFiles[name]))
+			continue
+		}
+		if err := config.CheckPrivate(path, info); err != nil {
+			problems = append(problems, privateProblem(err))
 		}
 	}
 	for _, k := range e.Cfg.RequireEnv {
@@ -414,7 +308,7 @@ func (a *attempt) verifyEnv(ctx context.Context) (string, error) {
 			problems = append(problems, msg)
 		}
 	}
-	for _, spec := range e.specs(a.vars(), a.cred) {
+	for _, spec := range e.specs(ctx, a.vars(), a.cred) {
 		if spec.Port == 0 {
 			continue
 		}
@@ -429,6 +323,15 @@ func (a *attempt) verifyEnv(ctx context.Context) (string, error) {
 		return "", errors.New(strings.Join(problems, "; "))
 	}
 	return fmt.Sprintf("%d required variables set", len(e.Cfg.RequireEnv)), nil
+}
+
+// privateProblem words a config.ModeError for verify-env, with its fix.
+func privateProblem(err error) string {
+	var me *config.ModeError
+	if errors.As(err, &me) {
+		return me.Error() + ": " + me.Fix()
+	}
+	return err.Error()
 }
 
 // portFree reports a service's port held by a process that is not the
@@ -456,12 +359,20 @@ func (e *Engine) portFree(ctx context.Context, spec service.Spec) error {
 	return &service.PortHeldError{Port: spec.Port, PID: pid, Command: cmdline, Service: spec.Name}
 }
 
+// sameGroup reports whether pid belongs to the service whose process is
+// leader: it is that process, or in its process group. Under the process
+// manager the group is the supervisor's, whose child leader is (a command
+// with shell syntax runs as sh, with the server a child of it).
 func sameGroup(pid, leader int) bool {
 	if pid == leader {
 		return true
 	}
 	pg, err := syscall.Getpgid(pid)
-	return err == nil && pg == leader
+	if err != nil {
+		return false
+	}
+	lg, err := syscall.Getpgid(leader)
+	return err == nil && (pg == leader || (pg == lg && lg != syscall.Getpgrp()))
 }
 
 func pathsExist(dir string, paths []string) bool {
@@ -473,12 +384,20 @@ func pathsExist(dir string, paths []string) bool {
 	return true
 }
 
-var hexRE = regexp.MustCompile(`^[0-9a-f]+$`)
-
-// isCommitID reports whether s can name a commit: 4 to 64 hex digits. (A
-// bounded repetition in the pattern would compile to a program that size
-// at every start of the CLI.)
-func isCommitID(s string) bool { return len(s) >= 4 && len(s) <= 64 && hexRE.MatchString(s) }
+// openRow begins the ledger row of a deploy or rollback: the one the
+// agent queued (id), which gets d's commits and release, or else a new
+// row from d.
+func (e *Engine) openRow(ctx context.Context, id int64, d ledger.Deploy) (int64, error) {
+	if id == 0 {
+		d.Started = e.now()
+		return e.Ledger.StartDeploy(ctx, d)
+	}
+	if err := e.Ledger.Begin(ctx, id, e.now()); err != nil {
+		return 0, err
+	}
+	d.ID = id
+	return id, e.Ledger.UpdateDeploy(ctx, d)
+}
 
 // resolve finds the commit to deploy: --commit, --ref, or the branch tip
 // the remote reports. --commit fetches only when the mirror lacks it.
@@ -489,7 +408,7 @@ func (e *Engine) resolve(ctx context.Context, opts Options) (string, string, err
 	switch {
 	case opts.Commit != "":
 		c := strings.ToLower(opts.Commit)
-		if !isCommitID(c) {
+		if !git.IsCommitID(c) {
 			return "", "", fmt.Errorf("--commit %q is not a commit id", opts.Commit)
 		}
 		if !git.IsSHA(c) || !e.Mirror.Has(ctx, c) {
@@ -524,8 +443,11 @@ func (e *Engine) resolve(ctx context.Context, opts Options) (string, string, err
 
 // decision is what the plan step decided when the target needs no deploy.
 type decision struct {
-	skip   string // why the target is not deployed ("" to deploy it)
-	repair string // set when the live safe release is down: why, and it is restarted
+	skip string // why the target is not deployed ("" to deploy it)
+	// skipStep is the plan step's shorter word for skip, when the
+	// deploy's result repeats skip in full; "" means skip itself.
+	skipStep string
+	repair   string // set when the live safe release is down: why, and it is restarted
 	// change is set when the target is live and safe but the config
 	// changed since it started: it is rebuilt or reconfigured.
 	change *configChange
@@ -574,7 +496,8 @@ func (e *Engine) planSkip(ctx context.Context, target string, force bool, safeRe
 		if strings.Contains(why, "rolled back by deploy") {
 			what = "was rolled back from"
 		}
-		d := decision{skip: "skipped: " + short(target) + " " + what + " and is marked bad (" + firstLine(why) + "); push a fix, or use --force to deploy it again"}
+		d := decision{skip: "skipped: " + short(target) + " " + what + " and is marked bad (" + firstLine(why) + "); push a fix, or use --force to deploy it again",
+			skipStep: "skip " + short(target) + ": marked bad"}
 		d.repair = down()
 		return d
 	}
@@ -601,15 +524,9 @@ func firstLine(s string) string {
 func (a *attempt) repair(ctx context.Context, why string) (Result, error) {
 	e := a.e
 	a.rel = a.safeRel
-	v := vars{rel: a.safeRel, previous: a.safe, deployID: a.res.DeployID}
-	steps := []namedStep{
-		{"restart", func(ctx context.Context) (string, error) { return e.restartAll(ctx, v, a.cred) }},
-		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, a.cred) }},
-		{"smoke", func(ctx context.Context) (string, error) { return e.smoke(ctx, v, a.j.Output(), a.cred) }},
-		{"settle", func(ctx context.Context) (string, error) { return e.settle(ctx, v, a.cred) }},
-	}
+	steps := a.proof(func(ctx context.Context) (string, error) { return e.restartAll(ctx, a.vars(), a.cred) }, false, false)
 	for _, s := range steps {
-		if err := a.step(ctx, s.name, false, s.fn); err != nil {
+		if err := a.step(ctx, s.name, false, s.run); err != nil {
 			f := &Failure{DeployID: a.res.DeployID, Step: s.name, Err: unwrapStep(err), kind: ErrRollbackFailed,
 				State: "the safe release " + short(a.safe) + " is live but does not come back healthy (it was down: " + why + ")",
 				Next:  fmt.Sprintf("check the services' logs (`slipway logs %d`, logs/<service>.log or journalctl); `slipway status` shows what runs", a.res.DeployID)}
@@ -707,7 +624,7 @@ func (e *Engine) restartAll(ctx context.Context, v vars, cred *syscall.Credentia
 // stopAll stops every service.
 func (e *Engine) stopAll(ctx context.Context, v vars) error {
 	var errs []error
-	for _, spec := range e.specs(v, nil) {
+	for _, spec := range e.specs(ctx, v, nil) {
 		if err := e.Services.Stop(ctx, spec); err != nil {
 			errs = append(errs, fmt.Errorf("stop %s: %w", spec.Name, err))
 		}
@@ -718,7 +635,7 @@ func (e *Engine) stopAll(ctx context.Context, v vars) error {
 // alive returns an error naming the first service that is not running,
 // with the last lines of its output.
 func (e *Engine) alive(ctx context.Context, v vars, cred *syscall.Credential) error {
-	for _, spec := range e.specs(v, cred) {
+	for _, spec := range e.specs(ctx, v, cred) {
 		if e.isStopped(baseName(spec.Name)) {
 			continue // stopped by the operator
 		}
@@ -727,7 +644,7 @@ func (e *Engine) alive(ctx context.Context, v vars, cred *syscall.Credential) er
 			return fmt.Errorf("service %s: %w", spec.Name, err)
 		}
 		if !st.Running {
-			tail, _ := e.Services.Logs(spec, 20)
+			tail, _ := e.Services.Logs(ctx, spec, 20)
 			msg := fmt.Sprintf("service %s is not running", spec.Name)
 			if st.Detail != "" {
 				msg += " (" + st.Detail + ")"

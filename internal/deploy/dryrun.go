@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path"
 	"path/filepath"
@@ -53,46 +52,18 @@ func (e *Engine) dryRun(ctx context.Context, opts Options) (Result, error) {
 		}
 		return Result{Commit: target, Plan: p, Message: p.Reason}, nil
 	}
-	add := func(name, detail string) { p.Steps = append(p.Steps, PlanStep{name, detail}) }
+	// The steps are the run's own table (steps.go), listed, not run.
+	a := &attempt{e: e, opts: opts, safe: safe, safeRel: safeRel, live: live, rel: live}
 	if c := d.change; c != nil {
 		p.Action, p.Reason = c.action(), c.String()
 		if !c.rebuild {
 			p.Reason += ": the live release would be restarted with it and proven, without a rebuild"
-			add("verify-env", fmt.Sprintf("require %v, env files, ports", e.Cfg.RequireEnv))
-			e.planProve(add)
-			add("mark-applied", "record the config as the one "+live.Name+" runs with")
+			p.Steps = planOf(ctx, a.reconfigureSteps())
 			return Result{Commit: target, Plan: p, Message: p.Reason}, nil
 		}
 		p.Reason += ": " + short(target) + " would be built again into a new release"
 	}
-	add("verify-env", fmt.Sprintf("require %v, env files, ports", e.Cfg.RequireEnv))
-	add("prepare", fmt.Sprintf("export %s into releases/<time>-%s, link shared %v", short(target), target[:12], e.Cfg.Shared))
-	for _, b := range e.Cfg.Build {
-		detail := fmt.Sprintf("run `%s` in %s", b.Run, dirOr(b.Dir))
-		if b.Reuse != nil && live.Name != "" && e.keysUnchanged(ctx, live, target, b.Dir, b.Reuse.Key) {
-			detail = fmt.Sprintf("reuse %s from %s (%s unchanged); `%s` skipped",
-				strings.Join(b.Reuse.Paths, ", "), live.Name, strings.Join(b.Reuse.Key, ", "), b.Run)
-		}
-		add("build:"+b.Name, detail)
-	}
-	if sn := e.Cfg.Snapshot; sn != nil {
-		var what []string
-		for _, p := range e.Providers() {
-			what = append(what, p.Name())
-		}
-		add("snapshot", "take a pre-deploy snapshot ("+strings.Join(what, ", ")+")")
-	}
-	if m := e.Cfg.Migrate; m != nil {
-		add("migrate", fmt.Sprintf("run `%s` in %s", m.Run, dirOr(m.Dir)))
-	}
-	add("stamp", "write VERSION (APP_VERSION=<time>+"+short(target)+")")
-	add("switch", "current -> the new release")
-	e.planProve(add)
-	add("mark-safe", "SAFE_COMMIT="+short(target))
-	if sn := e.Cfg.Snapshot; sn != nil && sn.PostDeploy {
-		add("post-snapshot", "take a post-deploy snapshot")
-	}
-	add("prune", fmt.Sprintf("keep %d releases", e.Cfg.KeepReleases))
+	p.Steps = planOf(ctx, a.deploySteps(target))
 	return Result{Commit: target, Plan: p, Message: "dry run: nothing was changed"}, nil
 }
 
@@ -118,22 +89,4 @@ func dirOr(d string) string {
 		return "the release root"
 	}
 	return d
-}
-
-// planProve lists the steps that start a release's services and prove
-// them, as the run does them.
-func (e *Engine) planProve(add func(name, detail string)) {
-	add("restart", strings.Join(e.Cfg.ServiceNames(), ", "))
-	if h := e.Cfg.Health; h != nil {
-		add("health", fmt.Sprintf("%s answers %d within %s", h.URL, h.ExpectStatus, h.Timeout.D()))
-	} else {
-		add("health", "every service running (no health check configured)")
-	}
-	if len(e.Cfg.Smoke) > 0 {
-		add("smoke", fmt.Sprintf("%d checks", len(e.Cfg.Smoke)))
-	}
-	if e.usesProxy() {
-		add("traffic", "the proxy sends the traffic to the new instances; the old ones are held")
-	}
-	add("settle", fmt.Sprintf("every service stays up and healthy for %s", e.settleWindow()))
 }

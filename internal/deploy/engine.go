@@ -24,9 +24,12 @@ import (
 type Engine struct {
 	Cfg      *config.Config
 	Layout   release.Layout
-	Mirror   *git.Mirror
-	Ledger   *ledger.DB
+	Mirror   Mirror
+	Ledger   Ledger
 	Services service.Manager
+	// Proxy is the proxy's control API; nil means a client on
+	// <root>/run/proxy.sock.
+	Proxy ProxyControl
 	// Observe, when set, is told of every step as it starts and ends.
 	Observe func(Event)
 	// OnRecover, when set, is told what a recovery of a crashed deploy did.
@@ -129,6 +132,8 @@ type Options struct {
 	Actor   string
 	// DeployID adopts a ledger row the agent queued (0: a new row).
 	DeployID int64
+	// Hold is the key of a hold (`slipway lock hold`) this deploy may pass.
+	Hold string
 }
 
 // Result is what a deploy did.
@@ -208,10 +213,15 @@ func (e *Engine) TryRecover(ctx context.Context) error {
 // restore through: going back is what an operator in an incident froze
 // deploys for.
 func (e *Engine) Lock(ctx context.Context, trigger string, wait bool) (*lock.Lock, error) {
+	return e.lockAs(ctx, e.holder(trigger), wait)
+}
+
+// lockAs is Lock for holder, which may carry the key of a hold to pass.
+func (e *Engine) lockAs(ctx context.Context, holder lock.Holder, wait bool) (*lock.Lock, error) {
 	if err := e.Layout.Ensure(); err != nil {
 		return nil, err
 	}
-	l, err := lock.Acquire(ctx, e.Layout.LockFile(), e.holder(trigger), wait, allowedWhenFrozen(trigger))
+	l, err := lock.Acquire(ctx, e.Layout.LockFile(), holder, wait, allowedWhenFrozen(holder.Trigger))
 	if err != nil {
 		return nil, err
 	}

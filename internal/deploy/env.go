@@ -86,8 +86,8 @@ func (e *Engine) credential() (*syscall.Credential, error) {
 }
 
 // chown gives a release tree to the configured user, so builds running as
-// that user can write in it (the runbook's "permission errors on dependency
-// directories").
+// that user can write in it: a tree left to root gives the build
+// permission errors on its dependency directories.
 func chown(dir string, cred *syscall.Credential) error {
 	if cred == nil {
 		return nil
@@ -126,7 +126,7 @@ func chownShared(sharedDir string, paths []string, cred *syscall.Credential) err
 // specs returns the services of a release as the service manager sees them;
 // a proxied service is the instance the proxy sends its traffic to, or the
 // one startAll readied for it.
-func (e *Engine) specs(v vars, cred *syscall.Credential) []service.Spec {
+func (e *Engine) specs(ctx context.Context, v vars, cred *syscall.Credential) []service.Spec {
 	var out []service.Spec
 	for _, name := range e.Cfg.ServiceNames() {
 		s := e.Cfg.Services[name]
@@ -135,7 +135,7 @@ func (e *Engine) specs(v vars, cred *syscall.Credential) []service.Spec {
 			if inst, ok := e.readied(name); ok {
 				spec = inst // readied, not serving yet: the one being checked
 			} else {
-				spec, _, _ = e.activeInstance(context.Background(), spec)
+				spec, _, _ = e.activeInstance(ctx, spec)
 			}
 		}
 		out = append(out, spec)

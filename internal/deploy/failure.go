@@ -92,8 +92,20 @@ func (a *attempt) fail(ctx context.Context, err error) (Result, error) {
 	a.res.Outcome = outcome
 	a.res.Message = f.Error()
 	msg := f.Error()
-	if ferr := e.Ledger.FinishDeploy(rctx, a.res.DeployID, outcome, msg, bad, e.now()); ferr != nil {
-		return a.res, errors.Join(f, ferr)
+	ferr := e.Ledger.FinishDeploy(rctx, a.res.DeployID, outcome, msg, bad, e.now())
+	if ferr != nil && a.rel.Name != "" && !a.switched {
+		// Most often a full disk, which the failed release may have
+		// filled: it never went live and nothing needs it, so it goes,
+		// and the row is written again. A row left running would look
+		// like a crash to the next command.
+		if rerr := e.Layout.Remove(a.rel.Name); rerr == nil {
+			f.State += "; the failed release " + a.rel.Name + " was removed to record this"
+			msg = f.Error()
+			ferr = e.Ledger.FinishDeploy(rctx, a.res.DeployID, outcome, msg, bad, e.now())
+		}
+	}
+	if ferr != nil {
+		return a.res, errors.Join(f, fmt.Errorf("record the failure in the ledger: %w", ferr))
 	}
 	return a.res, f
 }

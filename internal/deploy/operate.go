@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"github.com/slipway-dev/slipway/internal/ledger"
-	"github.com/slipway-dev/slipway/internal/proxy"
 	"github.com/slipway-dev/slipway/internal/service"
 )
 
@@ -98,7 +97,7 @@ func (e *Engine) Operate(ctx context.Context, opts OperateOptions) (Result, erro
 		}
 		fallthrough
 	default:
-		if err := a.prove(ctx, names); err != nil {
+		if err := a.runSteps(ctx, a.restartSteps(names)); err != nil {
 			return a.failInPlace(ctx, err)
 		}
 		verb := map[string]string{ledger.KindStart: "started", ledger.KindRestart: "restarted"}[opts.Action]
@@ -160,40 +159,6 @@ func (a *attempt) stop(ctx context.Context, names []string, actor string) (strin
 	return "stopped " + strings.Join(names, ", "), errors.Join(errs...)
 }
 
-// prove restarts names on the live release (a.rel) and proves them as a
-// deploy does: restart, health, smoke, (traffic), settle, (drain).
-func (a *attempt) prove(ctx context.Context, names []string) error {
-	e := a.e
-	v := a.vars()
-	steps := []namedStep{
-		{"restart", func(ctx context.Context) (string, error) {
-			a.started = true
-			return e.startServices(ctx, v, a.cred, names)
-		}},
-		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, a.cred) }},
-		{"smoke", func(ctx context.Context) (string, error) { return e.smoke(ctx, v, a.j.Output(), a.cred) }},
-		{"traffic", func(ctx context.Context) (string, error) {
-			a.traffic = true
-			return e.switchTraffic(ctx, v)
-		}},
-		{"settle", func(ctx context.Context) (string, error) { return e.settle(ctx, v, a.cred) }},
-	}
-	if !e.usesProxy() {
-		steps = slices.DeleteFunc(steps, func(s namedStep) bool { return s.name == "traffic" })
-	}
-	for _, s := range steps {
-		if err := a.step(ctx, s.name, false, s.fn); err != nil {
-			return err
-		}
-	}
-	if e.usesProxy() {
-		// The instances that served before drain and stop; a failure
-		// here is recorded only.
-		_ = a.step(ctx, "drain", false, func(ctx context.Context) (string, error) { return e.retire(ctx, v, a.cred) })
-	}
-	return nil
-}
-
 // reconfigure applies a changed config to the live release without a
 // rebuild: verify-env, then the services restarted and proven.
 func (a *attempt) reconfigure(ctx context.Context, change *configChange) (Result, error) {
@@ -204,15 +169,7 @@ func (a *attempt) reconfigure(ctx context.Context, change *configChange) (Result
 	if a.cred, err = e.credential(); err != nil {
 		return a.failInPlace(ctx, &stepError{step: "restart", err: err})
 	}
-	if err := a.step(ctx, "verify-env", false, a.verifyEnv); err != nil {
-		return a.failInPlace(ctx, err)
-	}
-	if err := a.prove(ctx, nil); err != nil {
-		return a.failInPlace(ctx, err)
-	}
-	if err := a.step(ctx, "mark-applied", false, func(context.Context) (string, error) {
-		return "the config recorded as the one " + a.live.Name + " runs with", e.recordApplied(a.live.Commit)
-	}); err != nil {
+	if err := a.runSteps(ctx, a.reconfigureSteps()); err != nil {
 		return a.failInPlace(ctx, err)
 	}
 	a.res.Outcome = ledger.Succeeded
@@ -287,7 +244,7 @@ func (e *Engine) onlyProxied() bool {
 // that served before this attempt (when switched), then stops the others.
 func (e *Engine) switchBack(ctx context.Context, v vars, switched bool) (string, error) {
 	e.setReadied("", service.Spec{}, false)
-	c := proxy.NewClient(e.Layout.ProxySocket())
+	c := e.control()
 	var done []string
 	if switched {
 		for _, name := range e.Cfg.ServiceNames() {
@@ -339,7 +296,7 @@ func (e *Engine) StopEverything(ctx context.Context) ([]string, error) {
 			done = append(done, name)
 		}
 	}
-	if spec, err := e.proxySpec(); err == nil && (e.running(ctx, spec) || proxy.NewClient(e.Layout.ProxySocket()).Ping(ctx) == nil) {
+	if spec, err := e.proxySpec(); err == nil && (e.running(ctx, spec) || e.control().Ping(ctx) == nil) {
 		if err := e.Services.Stop(ctx, spec); err != nil {
 			errs = append(errs, fmt.Errorf("stop the proxy: %w", err))
 		} else {

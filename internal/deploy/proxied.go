@@ -16,7 +16,6 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/check"
 	"github.com/slipway-dev/slipway/internal/config"
-	"github.com/slipway-dev/slipway/internal/proxy"
 	"github.com/slipway-dev/slipway/internal/run"
 	"github.com/slipway-dev/slipway/internal/service"
 	"github.com/slipway-dev/slipway/internal/unit"
@@ -31,7 +30,7 @@ const ProxyName = "slipway-proxy"
 func instance(base service.Spec, app string, port int) service.Spec {
 	s := base
 	s.Name = fmt.Sprintf("%s.%d", base.Name, port)
-	s.Unit = fmt.Sprintf("%s-%s@%d.service", app, base.Name, port)
+	s.Unit = unit.InstanceName(app, base.Name, port)
 	s.Port = port
 	s.Env = append(append([]string(nil), base.Env...), "PORT="+strconv.Itoa(port), "SLIPWAY_SERVICE="+s.Name)
 	return s
@@ -39,8 +38,8 @@ func instance(base service.Spec, app string, port int) service.Spec {
 
 // proxyClient returns a client of the app's proxy, starting the proxy
 // first when it does not answer.
-func (e *Engine) proxyClient(ctx context.Context) (*proxy.Client, error) {
-	c := proxy.NewClient(e.Layout.ProxySocket())
+func (e *Engine) proxyClient(ctx context.Context) (ProxyControl, error) {
+	c := e.control()
 	if c.Ping(ctx) == nil {
 		return c, nil
 	}
@@ -55,7 +54,7 @@ func (e *Engine) proxyClient(ctx context.Context) (*proxy.Client, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for c.Ping(ctx) != nil {
 		if time.Now().After(deadline) {
-			tail, _ := e.Services.Logs(spec, 10)
+			tail, _ := e.Services.Logs(ctx, spec, 10)
 			return nil, fmt.Errorf("the proxy did not answer on %s within 10s; its last output:\n%s", e.Layout.ProxySocket(), tail)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -85,7 +84,7 @@ func (e *Engine) proxyState(ctx context.Context) (ServiceStatus, bool) {
 			st.PID, st.Since, st.Restarts, st.Detail = ms.PID, ms.Since, ms.Restarts, ms.Detail
 		}
 	}
-	if err := proxy.NewClient(e.Layout.ProxySocket()).Ping(ctx); err != nil {
+	if err := e.control().Ping(ctx); err != nil {
 		st.PID = 0
 		st.Detail = "does not answer on " + e.Layout.ProxySocket() + ": " + err.Error()
 		return st, true
@@ -118,7 +117,7 @@ func (e *Engine) proxySpec() (service.Spec, error) {
 // process other than slipway's proxy listens on it (the proxy could not
 // take it at the switch).
 func (e *Engine) proxyListenFree(ctx context.Context) error {
-	c := proxy.NewClient(e.Layout.ProxySocket())
+	c := e.control()
 	for _, name := range e.Cfg.ServiceNames() {
 		s := e.Cfg.Services[name]
 		if s.Proxy == nil {
@@ -149,7 +148,7 @@ func (e *Engine) proxyListenFree(ctx context.Context) error {
 // activeInstance returns the spec of the instance the proxy sends s's
 // traffic to, and false when it sends it nowhere yet.
 func (e *Engine) activeInstance(ctx context.Context, base service.Spec) (service.Spec, string, bool) {
-	r, ok, err := proxy.NewClient(e.Layout.ProxySocket()).Route(ctx, base.Name)
+	r, ok, err := e.control().Route(ctx, base.Name)
 	if err != nil || !ok {
 		return base, "", false
 	}
@@ -239,7 +238,7 @@ func (e *Engine) startNew(ctx context.Context, s *config.Service, base service.S
 // first request. It returns how long the port was in between: from the
 // stop's SIGTERM to the proxy's bind, an upper bound of the time a new
 // connection could be refused.
-func (e *Engine) handOver(ctx context.Context, c *proxy.Client, s *config.Service, old, inst service.Spec, rel string) (time.Duration, error) {
+func (e *Engine) handOver(ctx context.Context, c ProxyControl, s *config.Service, old, inst service.Spec, rel string) (time.Duration, error) {
 	ctx = context.WithoutCancel(ctx)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inst.Port))
 	t0 := time.Now()
@@ -268,7 +267,7 @@ func (e *Engine) handOver(ctx context.Context, c *proxy.Client, s *config.Servic
 // retire. After an error the proxy is asked what serves: a switch that
 // took effect is not undone because its answer was lost.
 func (e *Engine) switchTraffic(ctx context.Context, v vars) (string, error) {
-	c := proxy.NewClient(e.Layout.ProxySocket())
+	c := e.control()
 	var done []string
 	for _, name := range e.Cfg.ServiceNames() {
 		inst, ok := e.readied(name)
@@ -308,7 +307,7 @@ func (e *Engine) switchTraffic(ctx context.Context, v vars) (string, error) {
 // drain_timeout alone: a cancelled deploy does not cut it short.
 func (e *Engine) retire(ctx context.Context, v vars, cred *syscall.Credential) (string, error) {
 	ctx = context.WithoutCancel(ctx)
-	c := proxy.NewClient(e.Layout.ProxySocket())
+	c := e.control()
 	var done []string
 	var errs []error
 	for _, name := range e.Cfg.ServiceNames() {
@@ -368,7 +367,7 @@ func (e *Engine) stopStrays(ctx context.Context, base service.Spec, keep int) ([
 	}
 	var errs []error
 	if l, ok := e.Services.(unitLister); ok {
-		prefix := fmt.Sprintf("%s-%s@", e.Cfg.App, base.Name)
+		prefix := strings.TrimSuffix(unit.TemplateName(e.Cfg.App, base.Name), ".service") // app-web@
 		units, err := l.ListUnits(ctx, prefix+"*.service")
 		errs = append(errs, err)
 		for _, u := range units {
@@ -425,7 +424,7 @@ func (e *Engine) waitInstance(ctx context.Context, s *config.Service, inst servi
 			return err
 		}
 		if !st.Running {
-			tail, _ := e.Services.Logs(inst, 20)
+			tail, _ := e.Services.Logs(ctx, inst, 20)
 			return &service.ExitedError{Service: inst.Name, ExitCode: -1, Log: tail}
 		}
 		return nil
@@ -494,7 +493,7 @@ func (e *Engine) proxyHolds(ctx context.Context, service string, pid int) bool {
 	if err != nil || !st.Running || groupOf(pid) != groupOf(st.PID) {
 		return false
 	}
-	_, ok, err := proxy.NewClient(e.Layout.ProxySocket()).Route(ctx, service)
+	_, ok, err := e.control().Route(ctx, service)
 	return err == nil && ok
 }
 
@@ -502,7 +501,7 @@ func (e *Engine) proxyHolds(ctx context.Context, service string, pid int) bool {
 // mode now, so that the service can bind the port; the proxy itself stops
 // when no route is left. It reports whether there was a route.
 func (e *Engine) leaveProxy(ctx context.Context, spec service.Spec) (bool, error) {
-	c := proxy.NewClient(e.Layout.ProxySocket())
+	c := e.control()
 	if c.Ping(ctx) != nil {
 		return false, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/git"
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/release"
 	"github.com/slipway-dev/slipway/internal/snapshot"
@@ -101,18 +102,10 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 	if opts.RestoreData && mig == nil {
 		return Result{}, fmt.Errorf("--restore-data: %w: the deploy of the live release %s ran no migration after a data snapshot", ErrNothingToRestore, orNone(live.Name))
 	}
-	id := opts.DeployID
-	if id != 0 {
-		err = e.Ledger.Begin(ctx, id, e.now())
-		if err == nil {
-			err = e.Ledger.UpdateDeploy(ctx, ledger.Deploy{ID: id, Commit: target.Commit, PreviousCommit: live.Commit, Release: target.Name})
-		}
-	} else {
-		id, err = e.Ledger.StartDeploy(ctx, ledger.Deploy{
-			Trigger: opts.Trigger, Actor: opts.Actor, Kind: ledger.KindRollback, Commit: target.Commit,
-			PreviousCommit: live.Commit, Release: target.Name, Started: e.now(),
-		})
-	}
+	id, err := e.openRow(ctx, opts.DeployID, ledger.Deploy{
+		Trigger: opts.Trigger, Actor: opts.Actor, Kind: ledger.KindRollback, Commit: target.Commit,
+		PreviousCommit: live.Commit, Release: target.Name,
+	})
 	if err != nil {
 		return Result{}, err
 	}
@@ -141,30 +134,14 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 			return a.fail(ctx, err)
 		}
 	}
-	v := a.vars()
-	steps := []namedStep{
-		{"switch", func(context.Context) (string, error) {
-			return "current -> releases/" + target.Name, e.Layout.Switch(target.Name)
-		}},
-		{"restart", func(ctx context.Context) (string, error) { return e.startAll(ctx, v, a.cred) }},
-		{"health", func(ctx context.Context) (string, error) { return e.waitHealthy(ctx, v, a.cred) }},
-		// A rollback proves itself as a deploy does: after a migration the
-		// old code may no longer fit the data.
-		{"smoke", func(ctx context.Context) (string, error) { return e.smoke(ctx, v, a.j.Output(), a.cred) }},
-		{"traffic", func(ctx context.Context) (string, error) { return e.switchTraffic(ctx, v) }},
-		{"settle", func(ctx context.Context) (string, error) { return e.settle(ctx, v, a.cred) }},
-		{"mark-safe", func(context.Context) (string, error) {
-			if err := e.Layout.WriteSafeCommit(target.Commit); err != nil {
-				return "", err
-			}
-			return "SAFE_COMMIT=" + short(target.Commit) + e.noteApplied(target.Commit), nil
-		}},
-	}
-	if !e.usesProxy() {
-		steps = slices.DeleteFunc(steps, func(s namedStep) bool { return s.name == "traffic" })
-	}
+	// A rollback proves itself as a deploy does: after a migration the
+	// old code may no longer fit the data.
+	steps := append([]seqStep{{name: "switch", run: func(context.Context) (string, error) {
+		return "current -> releases/" + target.Name, e.Layout.Switch(target.Name)
+	}, plan: func(context.Context) string { return "current -> releases/" + target.Name }}}, a.proof(func(ctx context.Context) (string, error) { return e.startAll(ctx, a.vars(), a.cred) }, false, true)...)
+	steps = append(steps, a.markSafeStep(target.Commit))
 	for _, s := range steps {
-		if err := a.step(ctx, s.name, false, s.fn); err != nil {
+		if err := a.step(ctx, s.name, false, s.run); err != nil {
 			// Back to where we were, if that was healthy.
 			a.switched, a.safeRel = true, live
 			res, err := a.fail(ctx, err)
@@ -177,7 +154,7 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 		}
 	}
 	if e.usesProxy() {
-		_ = a.step(ctx, "drain", false, func(ctx context.Context) (string, error) { return e.retire(ctx, v, a.cred) })
+		_ = a.runSteps(ctx, []seqStep{a.drainStep()})
 	}
 	a.res.Outcome = ledger.Succeeded
 	a.res.Message = fmt.Sprintf("rolled back to %s (%s)", short(target.Commit), target.Version)
@@ -200,7 +177,7 @@ func (e *Engine) rollbackTarget(ctx context.Context, to string, live release.Rel
 	}
 	if to != "" {
 		to = strings.ToLower(to)
-		if !isCommitID(to) {
+		if !git.IsCommitID(to) {
 			return release.Release{}, fmt.Errorf("--to %q is not a commit id", to)
 		}
 		// Only a release that once passed every check: rollback skips the

@@ -75,7 +75,7 @@ func (e *Engine) settle(ctx context.Context, v vars, cred *syscall.Credential) (
 // restarts returns how often each service was restarted by its manager.
 func (e *Engine) restarts(ctx context.Context, v vars) (map[string]int, error) {
 	out := map[string]int{}
-	for _, spec := range e.specs(v, nil) {
+	for _, spec := range e.specs(ctx, v, nil) {
 		st, err := e.Services.Status(ctx, spec)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", spec.Name, err)

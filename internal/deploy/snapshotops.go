@@ -148,12 +148,19 @@ func unwrapStep(err error) error {
 	return err
 }
 
-// DeleteSnapshot deletes a snapshot and its ledger row.
+// DeleteSnapshot deletes a snapshot and its ledger row, under the deploy
+// lock that pruning holds too: a deploy's own snapshot is never deleted
+// while the deploy may still restore it.
 func (e *Engine) DeleteSnapshot(ctx context.Context, id string) error {
 	s, err := e.Ledger.SnapshotByID(ctx, id)
 	if err != nil {
 		return err
 	}
+	l, err := e.Lock(ctx, "snapshot-delete", false)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = l.Release() }()
 	if s.Provider != "external" {
 		p, err := e.provider(s.Provider)
 		if err != nil {

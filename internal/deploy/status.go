@@ -25,6 +25,9 @@ type Status struct {
 	HealthErr string          `json:"health_error,omitempty"`
 	Lock      *LockInfo       `json:"lock,omitempty"`
 	Last      *ledger.Deploy  `json:"last_deploy,omitempty"`
+	// Good are the kept releases that once passed every check, newest
+	// first: where `slipway rollback --to` may go.
+	Good []ReleaseInfo `json:"good_releases,omitempty"`
 }
 
 // ReleaseInfo names a release.
@@ -63,7 +66,7 @@ func (e *Engine) ServiceStates(ctx context.Context) []ServiceStatus {
 
 func (e *Engine) serviceStates(ctx context.Context, v vars) []ServiceStatus {
 	var out []ServiceStatus
-	for _, spec := range e.specs(v, nil) {
+	for _, spec := range e.specs(ctx, v, nil) {
 		st, err := e.Services.Status(ctx, spec)
 		ss := ServiceStatus{Name: spec.Name, Running: st.Running, PID: st.PID, Since: st.Since, Detail: st.Detail, Restarts: st.Restarts,
 			Stopped: e.isStopped(baseName(spec.Name))}
@@ -114,6 +117,13 @@ func (e *Engine) Status(ctx context.Context, offline bool) (Status, error) {
 	}
 	if d, err := e.Ledger.Last(ctx); err == nil {
 		s.Last = &d
+	}
+	if good, err := e.Ledger.LastGoodReleases(ctx, 0); err == nil {
+		for _, d := range good {
+			if r, err := e.Layout.Open(d.Release); err == nil {
+				s.Good = append(s.Good, ReleaseInfo{Name: r.Name, Commit: r.Commit, Version: r.Version})
+			}
+		}
 	}
 	if !offline {
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)

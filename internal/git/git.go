@@ -8,11 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -29,11 +29,6 @@ type Mirror struct {
 
 // ErrUnknownRevision is returned when a ref or commit is not in the repository.
 var ErrUnknownRevision = errors.New("unknown revision")
-
-var shaRE = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
-
-// IsSHA reports whether s is a full commit id.
-func IsSHA(s string) bool { return shaRE.MatchString(s) }
 
 func (m *Mirror) env() []string {
 	env := run.BaseEnv()
@@ -143,6 +138,7 @@ func (m *Mirror) originIs(url string) bool {
 // Fetch updates the mirror from the remote.
 func (m *Mirror) Fetch(ctx context.Context) error {
 	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--prune", "--quiet", "--no-auto-maintenance", "origin"); err != nil {
+		m.removeTmpObjects()
 		return fmt.Errorf("fetch %s: %w", Redact(m.Remote), err)
 	}
 	return nil
@@ -153,11 +149,12 @@ func (m *Mirror) Fetch(ctx context.Context) error {
 // path of every deploy. With nothing new, git asks the remote for the ref
 // and fetches nothing, as ls-remote would.
 func (m *Mirror) FetchBranch(ctx context.Context, branch string) (string, error) {
-	if err := checkRefName(branch); err != nil {
+	if err := CheckRefName(branch); err != nil {
 		return "", err
 	}
 	ref := "refs/heads/" + branch
 	if _, err := m.git(ctx, m.timeout(), "--git-dir", m.Dir, "fetch", "--quiet", "--no-tags", "--no-auto-maintenance", "origin", "+"+ref+":"+ref); err != nil {
+		m.removeTmpObjects()
 		if strings.Contains(err.Error(), "couldn't find remote ref") {
 			return "", fmt.Errorf("branch %q: %w on %s", branch, ErrUnknownRevision, Redact(m.Remote))
 		}
@@ -177,9 +174,26 @@ func (m *Mirror) FetchBranch(ctx context.Context, branch string) (string, error)
 	return sha, nil
 }
 
+// removeTmpObjects deletes what a failed fetch left in the object store:
+// git writes each object and pack under a tmp_ name first, and one that
+// dies (a full disk, a timeout) can leave them. Nothing else writes to the
+// mirror meanwhile: fetches run under the deploy lock.
+func (m *Mirror) removeTmpObjects() {
+	objects := filepath.Join(m.Dir, "objects")
+	_ = filepath.WalkDir(objects, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if !d.IsDir() && (strings.HasPrefix(d.Name(), "tmp_obj_") || strings.HasPrefix(d.Name(), "tmp_pack_") || strings.HasPrefix(d.Name(), "tmp_idx_")) {
+			_ = os.Remove(p)
+		}
+		return nil
+	})
+}
+
 // RemoteTip asks the remote for the commit at the tip of branch, without fetching.
 func (m *Mirror) RemoteTip(ctx context.Context, branch string) (string, error) {
-	if err := checkRefName(branch); err != nil {
+	if err := CheckRefName(branch); err != nil {
 		return "", err
 	}
 	ref := "refs/heads/" + branch
@@ -225,7 +239,7 @@ func (m *Mirror) Has(ctx context.Context, sha string) bool {
 
 // Resolve returns the commit a ref (branch, tag, or commit id prefix) names in the mirror.
 func (m *Mirror) Resolve(ctx context.Context, ref string) (string, error) {
-	if err := checkRefName(ref); err != nil {
+	if err := CheckRefName(ref); err != nil {
 		return "", err
 	}
 	candidates := []string{"refs/heads/" + ref, "refs/tags/" + ref, ref}
@@ -239,15 +253,6 @@ func (m *Mirror) Resolve(ctx context.Context, ref string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%q: %w", ref, ErrUnknownRevision)
-}
-
-var refRE = regexp.MustCompile(`^[A-Za-z0-9._/+@-]+$`)
-
-func checkRefName(ref string) error {
-	if ref == "" || strings.HasPrefix(ref, "-") || !refRE.MatchString(ref) || strings.Contains(ref, "..") {
-		return fmt.Errorf("%q is not a valid ref name", ref)
-	}
-	return nil
 }
 
 // Subject returns the first line of commit's message.

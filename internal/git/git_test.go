@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // gitEnv keeps the test repositories away from the user's git config.
@@ -35,19 +37,6 @@ func gitIn(t *testing.T, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func writeFile(t *testing.T, path, content string, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // source is an app's repository:
 //
 //	c1 (tag v1) ─ c2 (main)
@@ -64,9 +53,9 @@ func newSource(t *testing.T) *source {
 		t.Fatal(err)
 	}
 	gitIn(t, dir, "init", "-q", "-b", "main")
-	writeFile(t, filepath.Join(dir, "README.md"), "v1\n", 0o644)
-	writeFile(t, filepath.Join(dir, "bin", "run.sh"), "#!/bin/sh\necho hello from run.sh\n", 0o755)
-	writeFile(t, filepath.Join(dir, "app", "config", "settings.txt"), "debug = false\n", 0o644)
+	testkit.WriteFile(t, filepath.Join(dir, "README.md"), "v1\n", 0o644)
+	testkit.WriteFile(t, filepath.Join(dir, "bin", "run.sh"), "#!/bin/sh\necho hello from run.sh\n", 0o755)
+	testkit.WriteFile(t, filepath.Join(dir, "app", "config", "settings.txt"), "debug = false\n", 0o644)
 	if err := os.Symlink("README.md", filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -78,12 +67,12 @@ func newSource(t *testing.T) *source {
 	s := &source{dir: dir, c1: gitIn(t, dir, "rev-parse", "HEAD")}
 	gitIn(t, dir, "tag", "-a", "-m", "release one", "v1")
 
-	writeFile(t, filepath.Join(dir, "README.md"), "v2\n", 0o644)
+	testkit.WriteFile(t, filepath.Join(dir, "README.md"), "v2\n", 0o644)
 	gitIn(t, dir, "commit", "-q", "-am", "second: readme v2")
 	s.c2 = gitIn(t, dir, "rev-parse", "HEAD")
 
 	gitIn(t, dir, "checkout", "-q", "-b", "feature", s.c1)
-	writeFile(t, filepath.Join(dir, "feature.txt"), "wip\n", 0o644)
+	testkit.WriteFile(t, filepath.Join(dir, "feature.txt"), "wip\n", 0o644)
 	gitIn(t, dir, "add", "feature.txt")
 	gitIn(t, dir, "commit", "-q", "-m", "feature work")
 	s.c3 = gitIn(t, dir, "rev-parse", "HEAD")
@@ -94,7 +83,7 @@ func newSource(t *testing.T) *source {
 // commit adds a commit on main and returns its sha.
 func (s *source) commit(t *testing.T, file, content string) string {
 	t.Helper()
-	writeFile(t, filepath.Join(s.dir, file), content, 0o644)
+	testkit.WriteFile(t, filepath.Join(s.dir, file), content, 0o644)
 	gitIn(t, s.dir, "add", file)
 	gitIn(t, s.dir, "commit", "-q", "-m", "change "+file)
 	return gitIn(t, s.dir, "rev-parse", "HEAD")
@@ -175,7 +164,7 @@ func TestEnsureAfterCrash(t *testing.T) {
 	s := newSource(t)
 	m := newMirror(t, s.dir)
 	// An earlier Ensure died half-way through creating the mirror.
-	writeFile(t, filepath.Join(m.Dir+".tmp", "garbage"), "x", 0o644)
+	testkit.WriteFile(t, filepath.Join(m.Dir+".tmp", "garbage"), "x", 0o644)
 	if err := m.Ensure(t.Context()); err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
@@ -221,7 +210,7 @@ func TestRelativeRemote(t *testing.T) {
 func fakeSSH(t *testing.T) {
 	t.Helper()
 	script := filepath.Join(t.TempDir(), "fake-ssh")
-	writeFile(t, script, "#!/bin/sh\n# the last argument is the command git wants run on the host\nfor a; do last=$a; done\nexec sh -c \"$last\"\n", 0o755)
+	testkit.WriteFile(t, script, "#!/bin/sh\n# the last argument is the command git wants run on the host\nfor a; do last=$a; done\nexec sh -c \"$last\"\n", 0o755)
 	t.Setenv("GIT_SSH_COMMAND", script)
 }
 
@@ -287,7 +276,7 @@ func checkBranchTips(t *testing.T, s *source, m *Mirror, ask askTip, fetched boo
 					t.Errorf("err = %v; want ErrUnknownRevision", err)
 				}
 			case tt.invalid:
-				if err == nil || errors.Is(err, ErrUnknownRevision) || !strings.Contains(err.Error(), "not a valid ref name") {
+				if err == nil || errors.Is(err, ErrUnknownRevision) || !strings.Contains(err.Error(), "not a valid branch or tag name") {
 					t.Errorf("err = %v; want a refused ref name", err)
 				}
 			}
@@ -437,7 +426,7 @@ func TestResolve(t *testing.T) {
 					t.Errorf("Resolve = %q, %v; want ErrUnknownRevision", got, err)
 				}
 			case tt.invalid:
-				if err == nil || errors.Is(err, ErrUnknownRevision) || !strings.Contains(err.Error(), "not a valid ref name") {
+				if err == nil || errors.Is(err, ErrUnknownRevision) || !strings.Contains(err.Error(), "not a valid branch or tag name") {
 					t.Errorf("Resolve = %q, %v; want a refused ref name", got, err)
 				}
 			}
@@ -700,5 +689,28 @@ func TestErrorsHideCredentials(t *testing.T) {
 				t.Errorf("error %q does not say which remote", err)
 			}
 		})
+	}
+}
+
+func TestCheckRefName(t *testing.T) {
+	for _, ok := range []string{"main", "release/1.2", "feature-x_y", "v1.0.0", "user@host", "a+b"} {
+		if err := CheckRefName(ok); err != nil {
+			t.Errorf("CheckRefName(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "-main", "--upload-pack=x", "a..b", "a\x00b", "a b", "a//b", "/a", "a/", "a.", ".a", "a/.b",
+		"a.lock", "a@{1}", "@", "main~1", "a:b", strings.Repeat("a", 201)} {
+		if err := CheckRefName(bad); err == nil {
+			t.Errorf("CheckRefName(%q) = nil, want an error", bad)
+		}
+	}
+}
+
+func TestIsCommitID(t *testing.T) {
+	for s, want := range map[string]bool{"abcd": true, "ABCDEF12": true, "abc": false, "abcg": false, "": false,
+		strings.Repeat("a", 64): true, strings.Repeat("a", 65): false, "--all": false} {
+		if got := IsCommitID(s); got != want {
+			t.Errorf("IsCommitID(%q) = %v, want %v", s, got, want)
+		}
 	}
 }

@@ -124,11 +124,12 @@ func checkEnv(cfg *config.Config, layout release.Layout) []Finding {
 	envDir := layout.EnvDir()
 	if len(cfg.EnvFiles) > 0 {
 		info, err := os.Stat(envDir)
+		var me *config.ModeError
 		switch {
 		case err != nil:
 			fs = append(fs, Finding{Fail, "env", envDir + " does not exist", "install -d -m 0700 " + envDir})
-		case info.Mode().Perm()&0o077 != 0:
-			fs = append(fs, Finding{Fail, "env", fmt.Sprintf("%s has mode %04o; secrets must not be readable by others", envDir, info.Mode().Perm()), "chmod 0700 " + envDir})
+		case errors.As(config.CheckPrivate(envDir, info), &me):
+			fs = append(fs, Finding{Fail, "env", me.Error(), me.Fix()})
 		default:
 			fs = append(fs, Finding{OK, "env", envDir + " is 0700", ""})
 		}
@@ -145,8 +146,9 @@ func checkEnv(cfg *config.Config, layout release.Layout) []Finding {
 			fs = append(fs, Finding{Fail, "env", fmt.Sprintf("env file %s (%s) is missing", name, path), "create it with `install -m 0600 /dev/null " + path + "` and fill in its variables"})
 			continue
 		}
-		if info.Mode().Perm()&0o077 != 0 {
-			fs = append(fs, Finding{Fail, "env", fmt.Sprintf("%s has mode %04o; secrets must not be readable by others", path, info.Mode().Perm()), "chmod 0600 " + path})
+		var me *config.ModeError
+		if errors.As(config.CheckPrivate(path, info), &me) {
+			fs = append(fs, Finding{Fail, "env", me.Error(), me.Fix()})
 		} else if _, err := config.ReadEnvFile(path); err != nil {
 			fs = append(fs, Finding{Fail, "env", err.Error(), "fix the line it names"})
 		} else {

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // sourceRepo makes a git repository with one commit on main and returns its
@@ -21,18 +21,7 @@ func sourceRepo(t *testing.T) (string, string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	git := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-			"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v: %s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	git := func(args ...string) string { t.Helper(); return testkit.Git(t, dir, args...) }
 	git("init", "-q", "-b", "main")
 	if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte("print(1)\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -43,18 +32,6 @@ func sourceRepo(t *testing.T) (string, string) {
 }
 
 // freePort returns a loopback port nothing listens on.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
 
 // host is what a test sets up on the "host" before `slipway check`.
 type host struct {
@@ -167,7 +144,7 @@ func TestRun(t *testing.T) {
 	}{
 		{
 			name: "healthy host",
-			host: func(t *testing.T, h host) host { h.port = freePort(t); return h },
+			host: func(t *testing.T, h host) host { h.port = testkit.FreePort(t); return h },
 			want: []want{
 				{OK, "config", "slipway.yml is valid", ""},
 				{OK, "git", "git version", ""},
@@ -181,19 +158,19 @@ func TestRun(t *testing.T) {
 		},
 		{
 			name:  "env dir readable by others",
-			host:  func(t *testing.T, h host) host { h.port, h.envDir = freePort(t), 0o755; return h },
+			host:  func(t *testing.T, h host) host { h.port, h.envDir = testkit.FreePort(t), 0o755; return h },
 			want:  []want{{Fail, "env", "has mode 0755; secrets must not be readable by others", "chmod 0700 "}},
 			fails: 1,
 		},
 		{
 			name:  "env file readable by others",
-			host:  func(t *testing.T, h host) host { h.port, h.envMode = freePort(t), 0o644; return h },
+			host:  func(t *testing.T, h host) host { h.port, h.envMode = testkit.FreePort(t), 0o644; return h },
 			want:  []want{{Fail, "env", "web.env has mode 0644", "chmod 0600 "}},
 			fails: 1,
 		},
 		{
 			name: "env file missing",
-			host: func(t *testing.T, h host) host { h.port, h.envMode = freePort(t), 0; return h },
+			host: func(t *testing.T, h host) host { h.port, h.envMode = testkit.FreePort(t), 0; return h },
 			want: []want{
 				{Fail, "env", "env file web (", "install -m 0600 /dev/null "},
 				{Fail, "env", "required variable " + requiredVar + " is unset or empty", "set " + requiredVar},
@@ -203,7 +180,7 @@ func TestRun(t *testing.T) {
 		{
 			name: "a TODO of slipway init left",
 			host: func(t *testing.T, h host) host {
-				h.port, h.extraYML = freePort(t), "keep_releases: 3   # TODO: how many\n"
+				h.port, h.extraYML = testkit.FreePort(t), "keep_releases: 3   # TODO: how many\n"
 				return h
 			},
 			want:  []want{{Warn, "config", "slipway.yml:13: a guess of `slipway init` is still marked TODO: how many", "remove its TODO"}},
@@ -212,7 +189,7 @@ func TestRun(t *testing.T) {
 		{
 			name: "shared path missing, and one present",
 			host: func(t *testing.T, h host) host {
-				h.port, h.extraYML = freePort(t), "shared: [data, uploads]\n"
+				h.port, h.extraYML = testkit.FreePort(t), "shared: [data, uploads]\n"
 				return h
 			},
 			want: []want{
@@ -223,26 +200,26 @@ func TestRun(t *testing.T) {
 		},
 		{
 			name:  "env dir missing",
-			host:  func(t *testing.T, h host) host { h.port, h.envDir = freePort(t), 0; return h },
+			host:  func(t *testing.T, h host) host { h.port, h.envDir = testkit.FreePort(t), 0; return h },
 			want:  []want{{Fail, "env", "does not exist", "install -d -m 0700 "}},
 			fails: 3, // the dir, the file in it, the variable from it
 		},
 		{
 			name:  "required variable missing",
-			host:  func(t *testing.T, h host) host { h.port, h.envFile = freePort(t), "OTHER=1\n"; return h },
+			host:  func(t *testing.T, h host) host { h.port, h.envFile = testkit.FreePort(t), "OTHER=1\n"; return h },
 			want:  []want{{Fail, "env", "required variable " + requiredVar + " is unset or empty", ""}},
 			fails: 1,
 		},
 		{
 			name:  "required variable empty",
-			host:  func(t *testing.T, h host) host { h.port, h.envFile = freePort(t), requiredVar+"=\n"; return h },
+			host:  func(t *testing.T, h host) host { h.port, h.envFile = testkit.FreePort(t), requiredVar+"=\n"; return h },
 			want:  []want{{Fail, "env", "required variable " + requiredVar, ""}},
 			fails: 1,
 		},
 		{
 			name: "env file malformed",
 			host: func(t *testing.T, h host) host {
-				h.port, h.envFile = freePort(t), "this is not a dotenv line\n"
+				h.port, h.envFile = testkit.FreePort(t), "this is not a dotenv line\n"
 				return h
 			},
 			want:  []want{{Fail, "env", "web.env:1: expected KEY=VALUE", "fix the line it names"}},
@@ -263,7 +240,7 @@ func TestRun(t *testing.T) {
 		{
 			name: "repo does not exist",
 			host: func(t *testing.T, h host) host {
-				h.port, h.repo = freePort(t), filepath.Join(t.TempDir(), "no-such-repo")
+				h.port, h.repo = testkit.FreePort(t), filepath.Join(t.TempDir(), "no-such-repo")
 				return h
 			},
 			want:  []want{{Fail, "remote", "no-such-repo", "check `repo:` and `branch:`"}},
@@ -271,14 +248,14 @@ func TestRun(t *testing.T) {
 		},
 		{
 			name:  "branch does not exist",
-			host:  func(t *testing.T, h host) host { h.port, h.branch = freePort(t), "production"; return h },
+			host:  func(t *testing.T, h host) host { h.port, h.branch = testkit.FreePort(t), "production"; return h },
 			want:  []want{{Fail, "remote", `branch "production": unknown revision`, "check `repo:` and `branch:`"}},
 			fails: 1,
 		},
 		{
 			name: "unset variable in the config",
 			host: func(t *testing.T, h host) host {
-				h.port = freePort(t)
+				h.port = testkit.FreePort(t)
 				h.extraYML = "health:\n  url: http://127.0.0.1:8000/${SLIPWAY_HOSTCHECK_UNSET}\n"
 				return h
 			},
@@ -322,7 +299,7 @@ func TestRun(t *testing.T) {
 // The fixes name the exact paths an operator has to touch.
 func TestRunFixNamesPaths(t *testing.T) {
 	repo, _ := sourceRepo(t)
-	cfg := host{repo: repo, port: freePort(t), envDir: 0o755, envFile: requiredVar + "=x\n", envMode: 0o644}.load(t)
+	cfg := host{repo: repo, port: testkit.FreePort(t), envDir: 0o755, envFile: requiredVar + "=x\n", envMode: 0o644}.load(t)
 	fs := Run(t.Context(), cfg, nil)
 	envDir := filepath.Join(cfg.Root, "env")
 	wantFixes := map[string]bool{"chmod 0700 " + envDir: false, "chmod 0600 " + filepath.Join(envDir, "web.env"): false}
@@ -356,7 +333,7 @@ func TestRunHidesRepoToken(t *testing.T) {
 	const token = "glpat-SECRET123"
 	cfg := host{
 		repo:    "https://oauth2:" + token + "@127.0.0.1:1/acme/app.git", // nothing listens on port 1
-		port:    freePort(t),
+		port:    testkit.FreePort(t),
 		envDir:  0o700,
 		envFile: requiredVar + "=x\n",
 		envMode: 0o600,

@@ -1,5 +1,5 @@
-// Package install bootstraps a host for one app, the way the runbook's
-// first-time set-up does by hand: the system user, the layout with its
+// Package install bootstraps a host for one app, as a first-time set-up
+// by hand would: the system user, the layout with its
 // owners and modes, the bare mirror, and the systemd units. Every item is
 // checked first and changed only when it differs, so a second run changes
 // nothing and says so; a dry run prints what would change.

@@ -91,3 +91,51 @@ func TestConcurrentWritersOnTwoHandles(t *testing.T) {
 		}
 	}
 }
+
+// A deploy queued on one handle is never, not even for a moment, a running
+// deploy to a recovery reading on another: recovery would mark it
+// interrupted, and the agent's later Begin would find it gone.
+func TestQueuedIsNeverSeenRunning(t *testing.T) {
+	const queued = 300
+	path := filepath.Join(t.TempDir(), "state.db")
+	ctx := t.Context()
+	writer, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = writer.Close() })
+	reader, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reader.Close() })
+
+	done := make(chan error, 1)
+	go func() {
+		for range queued {
+			if _, err := writer.Queue(ctx, Deploy{Trigger: TriggerWebhook}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for reads := 0; ; reads++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d reads during %d queues", reads, queued)
+			return
+		default:
+		}
+		ds, err := reader.Unfinished(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) > 0 {
+			t.Fatalf("deploy %d was seen %s while it was being queued", ds[0].ID, ds[0].Outcome)
+		}
+	}
+}

@@ -114,11 +114,15 @@ const deployColumns = `id, kind, trigger_type, actor, commit_sha, previous_commi
 // Outcome in d are ignored; an empty Kind means KindDeploy and a zero
 // Started means now.
 func (db *DB) StartDeploy(ctx context.Context, d Deploy) (int64, error) {
+	return db.insertDeploy(ctx, d, Running, "start")
+}
+
+func (db *DB) insertDeploy(ctx context.Context, d Deploy, outcome Outcome, verb string) (int64, error) {
 	if d.Kind == "" {
 		d.Kind = KindDeploy
 	}
 	if !ValidKind(d.Kind) {
-		return 0, fmt.Errorf("ledger: start deploy: unknown kind %q", d.Kind)
+		return 0, fmt.Errorf("ledger: %s deploy: unknown kind %q", verb, d.Kind)
 	}
 	if d.Started.IsZero() {
 		d.Started = time.Now()
@@ -128,29 +132,23 @@ func (db *DB) StartDeploy(ctx context.Context, d Deploy) (int64, error) {
 			release_name, started, finished, outcome, error_msg, bad)
 		VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, '', 0)`,
 		d.Kind, d.Trigger, d.Actor, d.Commit, d.PreviousCommit,
-		d.Release, formatTime(d.Started), Running)
+		d.Release, formatTime(d.Started), outcome)
 	if err != nil {
-		return 0, fmt.Errorf("ledger: start deploy: %w", err)
+		return 0, fmt.Errorf("ledger: %s deploy: %w", verb, err)
 	}
 	id, err := res.LastInsertId()
 	if err != nil {
-		return 0, fmt.Errorf("ledger: start deploy: %w", err)
+		return 0, fmt.Errorf("ledger: %s deploy: %w", verb, err)
 	}
 	return id, nil
 }
 
 // Queue records a deploy the agent accepted but cannot start yet (another
 // runs) and returns its id; Begin starts it, FinishDeploy may end it unrun.
+// The row is written as Queued in one statement: a recovery that runs
+// meanwhile must never see it as a running deploy that died.
 func (db *DB) Queue(ctx context.Context, d Deploy) (int64, error) {
-	id, err := db.StartDeploy(ctx, d)
-	if err != nil {
-		return 0, err
-	}
-	res, err := db.sql.ExecContext(ctx, `UPDATE deploys SET outcome = ? WHERE id = ?`, Queued, id)
-	if err != nil {
-		return 0, fmt.Errorf("ledger: queue deploy: %w", err)
-	}
-	return id, expectOne(res, "queue", id)
+	return db.insertDeploy(ctx, d, Queued, "queue")
 }
 
 // Begin turns queued deploy id into a running one that started at started.

@@ -58,7 +58,7 @@ CREATE INDEX deploys_by_outcome ON deploys(outcome, id);
 	},
 	{
 		name: "create snapshots and vms",
-		// snapshots is the restore-point ledger the runbook kept by hand
+		// snapshots is the restore-point ledger, once kept by hand
 		// (the API's /commits); vms the hosts an agent knows (/registry/vms).
 		sql: `
 CREATE TABLE snapshots (

@@ -19,17 +19,31 @@ type VM struct {
 
 // UpsertVM records vm, replacing what was known of a host of that name.
 func (db *DB) UpsertVM(ctx context.Context, vm VM) error {
-	if vm.Seen.IsZero() {
-		vm.Seen = time.Now()
+	return db.UpsertVMs(ctx, []VM{vm})
+}
+
+// UpsertVMs records vms in one transaction (one fsync, however many).
+func (db *DB) UpsertVMs(ctx context.Context, vms []VM) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ledger: upsert vms: %w", err)
 	}
-	_, err := db.sql.ExecContext(ctx, `INSERT INTO vms (name, address, app, current_commit, safe_commit, version, seen)
+	defer func() { _ = tx.Rollback() }()
+	for _, vm := range vms {
+		if vm.Seen.IsZero() {
+			vm.Seen = time.Now()
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO vms (name, address, app, current_commit, safe_commit, version, seen)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(name) DO UPDATE SET address = excluded.address, app = excluded.app,
 			current_commit = excluded.current_commit, safe_commit = excluded.safe_commit,
 			version = excluded.version, seen = excluded.seen`,
-		vm.Name, vm.Address, vm.App, vm.CurrentCommit, vm.SafeCommit, vm.Version, formatTime(vm.Seen))
-	if err != nil {
-		return fmt.Errorf("ledger: upsert vm %s: %w", vm.Name, err)
+			vm.Name, vm.Address, vm.App, vm.CurrentCommit, vm.SafeCommit, vm.Version, formatTime(vm.Seen)); err != nil {
+			return fmt.Errorf("ledger: upsert vm %s: %w", vm.Name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ledger: upsert vms: %w", err)
 	}
 	return nil
 }

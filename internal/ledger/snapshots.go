@@ -10,7 +10,7 @@ import (
 )
 
 // Snapshot is one restore point in the ledger (the API's /commits, docs/agent.md). CommitID
-// is the snapshot's own id (the runbook's name for a VM snapshot); Commit
+// is the snapshot's own id (a VM snapshot's id, say); Commit
 // is the app's commit it belongs to.
 type Snapshot struct {
 	ID       int64     `json:"id"`

@@ -23,12 +23,26 @@ type Holder struct {
 	User    string    `json:"user,omitempty"`
 	Trigger string    `json:"trigger,omitempty"`
 	Started time.Time `json:"started"`
-	// Frozen marks a manual lock (`slipway lock acquire -m`).
+	// Frozen marks a manual lock (`slipway lock acquire -m`), or a hold.
 	Frozen  bool   `json:"frozen,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Key names a hold (`slipway lock hold`): a freeze that lets through
+	// the deploys that carry its key, and that ends by itself at Expires
+	// unless renewed. A fleet rollout holds its hosts so.
+	Key     string    `json:"key,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// expired reports whether h is a hold whose time has run out: it then
+// freezes nothing.
+func (h Holder) expired(now time.Time) bool {
+	return h.Frozen && !h.Expires.IsZero() && !now.Before(h.Expires)
 }
 
 func (h Holder) String() string {
+	if h.Frozen && h.Key != "" {
+		return fmt.Sprintf("held by %s@%s for %q until %s: %q", h.User, h.Host, h.Key, h.Expires.Format(time.RFC3339), h.Message)
+	}
 	if h.Frozen {
 		return fmt.Sprintf("frozen by %s@%s since %s: %q", h.User, h.Host, h.Started.Format(time.RFC3339), h.Message)
 	}
@@ -71,7 +85,8 @@ func (l *Lock) Frozen() *Holder { return l.frozen }
 
 // Acquire takes the lock at path for holder. With wait it blocks until the
 // lock is free (or ctx ends); without, a held lock is a *LockedError at once.
-// A frozen lock is reported as *LockedError unless allowFrozen.
+// A frozen lock is reported as *LockedError unless allowFrozen, or unless
+// it is a hold whose key is holder.Key. An expired hold is no freeze.
 func Acquire(ctx context.Context, path string, holder Holder, wait, allowFrozen bool) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -99,8 +114,8 @@ func Acquire(ctx context.Context, path string, holder Holder, wait, allowFrozen 
 		}
 	}
 	l := &Lock{f: f}
-	if prev, err := read(f); err == nil && prev.Frozen {
-		if !allowFrozen {
+	if prev, err := read(f); err == nil && prev.Frozen && !prev.expired(time.Now()) {
+		if !allowFrozen && (prev.Key == "" || prev.Key != holder.Key) {
 			_ = f.Close()
 			return nil, &LockedError{Holder: prev}
 		}
@@ -161,6 +176,9 @@ func Status(path string) (h Holder, held bool, err error) {
 	}
 	defer func() { _ = f.Close() }()
 	h, _ = read(f)
+	if h.expired(time.Now()) {
+		h = Holder{}
+	}
 	// A shared lock succeeds only when no deploy holds the exclusive one.
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
 		return h, true, nil

@@ -475,3 +475,53 @@ func TestFreezeWithLongMessage(t *testing.T) {
 		})
 	}
 }
+
+// A hold freezes every deploy but those that carry its key, and ends by
+// itself when its time runs out.
+func TestHold(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "deploy.lock")
+	ctx := context.Background()
+	hold := func(key string, ttl time.Duration) {
+		t.Helper()
+		h := NewHolder("hold", time.Now())
+		h.Key = key
+		l, err := Acquire(ctx, path, h, false, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Message, h.Expires = "rollout", time.Now().Add(ttl)
+		if err := l.Freeze(h); err != nil {
+			t.Fatal(err)
+		}
+		_ = l.Release()
+	}
+	hold("fleet-1", time.Hour)
+	if _, err := Acquire(ctx, path, NewHolder("poll", time.Now()), false, false); !errors.Is(err, ErrLocked) {
+		t.Fatalf("a deploy without the key: %v, want locked", err)
+	}
+	other := NewHolder("hold", time.Now())
+	other.Key = "fleet-2"
+	if _, err := Acquire(ctx, path, other, false, false); !errors.Is(err, ErrLocked) {
+		t.Fatalf("another rollout's hold: %v, want locked", err)
+	}
+	mine := NewHolder("manual", time.Now())
+	mine.Key = "fleet-1"
+	l, err := Acquire(ctx, path, mine, false, false)
+	if err != nil {
+		t.Fatalf("a deploy with the key: %v", err)
+	}
+	_ = l.Release()
+	if h, _, _ := Status(path); !h.Frozen || h.Key != "fleet-1" {
+		t.Fatalf("the hold after a deploy through it: %+v", h)
+	}
+	hold("fleet-1", 50*time.Millisecond) // renewed, shorter
+	time.Sleep(60 * time.Millisecond)    // the hold's own deadline, not a race
+	if h, _, _ := Status(path); h.Frozen {
+		t.Fatalf("an expired hold still freezes: %+v", h)
+	}
+	l, err = Acquire(ctx, path, NewHolder("poll", time.Now()), false, false)
+	if err != nil {
+		t.Fatalf("a deploy after the hold expired: %v", err)
+	}
+	_ = l.Release()
+}

@@ -375,15 +375,28 @@ func TestHeadersLimitsAndPause(t *testing.T) {
 	if err := s.Pause("web", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan time.Time, 1)
-	go func() { _, _, _ = fetch("http://" + listen + "/version"); got <- time.Now() }()
-	time.Sleep(200 * time.Millisecond)
-	resumed := time.Now()
+	got := make(chan string, 1)
+	go func() {
+		_, body, err := fetch("http://" + listen + "/version")
+		if err != nil {
+			body = err.Error()
+		}
+		got <- body
+	}()
+	waitUntil(t, "the request held at the pause", func() bool { return s.Routes()[0].Held == 1 })
+	select {
+	case body := <-got:
+		t.Fatalf("a request went through while paused: %q", body)
+	default:
+	}
 	if err := s.Resume("web"); err != nil {
 		t.Fatal(err)
 	}
-	if at := <-got; at.Before(resumed) {
-		t.Fatal("a request went through while paused")
+	if body := <-got; body != "v1" {
+		t.Fatalf("the held request after the resume: %q", body)
+	}
+	if r := s.Routes()[0]; r.Held != 0 || r.Paused {
+		t.Fatalf("after the resume: %+v", r)
 	}
 }
 

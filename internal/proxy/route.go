@@ -174,6 +174,7 @@ type gate struct {
 	mu      sync.Mutex
 	resumed chan struct{} // nil when not paused
 	timer   *time.Timer
+	held    atomic.Int64 // requests waiting in wait
 }
 
 // maxPauseWait is how long a request waits for a paused route.
@@ -186,6 +187,8 @@ func (g *gate) wait(ctx context.Context) error {
 	if ch == nil {
 		return nil
 	}
+	g.held.Add(1)
+	defer g.held.Add(-1)
 	select {
 	case <-ch:
 		return nil

@@ -57,6 +57,7 @@ type RouteState struct {
 	Problem  string    `json:"problem,omitempty"`
 	InFlight int64     `json:"inflight"`
 	Paused   bool      `json:"paused"`
+	Held     int64     `json:"held"` // requests waiting for the pause to end
 }
 
 type state struct {
@@ -307,7 +308,7 @@ func (s *Server) Routes() []RouteState {
 	defer s.mu.Unlock()
 	out := make([]RouteState, 0, len(s.routes))
 	for _, rt := range s.routes {
-		r := RouteState{Service: rt.service, Listen: rt.listen, Health: rt.health, Paused: rt.gate.paused()}
+		r := RouteState{Service: rt.service, Listen: rt.listen, Health: rt.health, Paused: rt.gate.paused(), Held: rt.gate.held.Load()}
 		if b := rt.active.Load(); b != nil {
 			r.Backend, r.Release, r.InFlight = b.addr, b.release, b.inflight.Load()
 		}

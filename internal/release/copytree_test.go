@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // venvLike makes a tree shaped like a Python venv: about 180 directories,
@@ -19,15 +21,15 @@ func venvLike(tb testing.TB) string {
 		for m := range 9 {
 			dir := filepath.Join(root, "lib", fmt.Sprintf("pkg%02d", p), fmt.Sprintf("mod%d", m))
 			for f := range 9 {
-				writeFile(tb, filepath.Join(dir, fmt.Sprintf("f%d.py", f)), fmt.Sprintf("# %d %d %d\n", p, m, f), 0o644)
+				testkit.WriteFile(tb, filepath.Join(dir, fmt.Sprintf("f%d.py", f)), fmt.Sprintf("# %d %d %d\n", p, m, f), 0o644)
 			}
 		}
 	}
-	writeFile(tb, filepath.Join(root, "bin", "python3"), "#!/bin/sh\n", 0o755)
+	testkit.WriteFile(tb, filepath.Join(root, "bin", "python3"), "#!/bin/sh\n", 0o755)
 	if err := os.Symlink("python3", filepath.Join(root, "bin", "python")); err != nil {
 		tb.Fatal(err)
 	}
-	writeFile(tb, filepath.Join(root, "share", "ro", "data.txt"), "read-only\n", 0o444)
+	testkit.WriteFile(tb, filepath.Join(root, "share", "ro", "data.txt"), "read-only\n", 0o444)
 	if err := os.Chmod(filepath.Join(root, "share", "ro"), 0o555); err != nil {
 		tb.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func TestCopyTree(t *testing.T) {
 
 func TestCopyTreeFile(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "Gemfile.lock")
-	writeFile(t, src, "gems\n", 0o600)
+	testkit.WriteFile(t, src, "gems\n", 0o600)
 	dst := filepath.Join(t.TempDir(), "Gemfile.lock")
 	if err := copyTree(src, dst, false); err != nil {
 		t.Fatal(err)

@@ -37,6 +37,7 @@ func (l Layout) SocketPath() string   { return filepath.Join(l.Root, "run", "sli
 func (l Layout) CommandsDir() string  { return filepath.Join(l.Root, "run", "commands") }
 func (l Layout) AppliedFile() string  { return filepath.Join(l.Root, "run", "applied.json") }
 func (l Layout) StoppedDir() string   { return filepath.Join(l.Root, "run", "stopped") }
+func (l Layout) FleetFile() string    { return filepath.Join(l.Root, "run", "fleet.json") }
 
 // Dir returns the directory of the release called name.
 func (l Layout) Dir(name string) string { return filepath.Join(l.ReleasesDir(), name) }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/git"
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 const (
@@ -349,18 +350,7 @@ func TestCreateStaysInsideRelease(t *testing.T) {
 // The real mirror behind the Exporter seam: what a deploy builds in.
 func TestCreateWithGitMirror(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
-	gitc := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-			"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v: %s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	gitc := func(args ...string) string { t.Helper(); return testkit.Git(t, src, args...) }
 	if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -935,8 +925,8 @@ func TestCopyPathsLinkLeavesThePreviousReleaseAlone(t *testing.T) {
 	prev := makeRelease(t, l, "20250101T000000Z-aaaaaaaaaaaa", sha1)
 	next := makeRelease(t, l, "20250102T000000Z-bbbbbbbbbbbb", sha2)
 	script := "#!" + prev + "/.venv/bin/python\nprint('hi')\n"
-	writeFile(t, filepath.Join(prev, ".venv", "bin", "tool"), script, 0o755)
-	writeFile(t, filepath.Join(prev, ".venv", "lib", "mod.py"), "x = 1\n", 0o644)
+	testkit.WriteFile(t, filepath.Join(prev, ".venv", "bin", "tool"), script, 0o755)
+	testkit.WriteFile(t, filepath.Join(prev, ".venv", "lib", "mod.py"), "x = 1\n", 0o644)
 	if err := CopyPaths(t.Context(), prev, next, prev, next, []string{".venv"}, true); err != nil {
 		t.Fatal(err)
 	}
@@ -950,15 +940,5 @@ func TestCopyPathsLinkLeavesThePreviousReleaseAlone(t *testing.T) {
 	b, _ := os.Stat(filepath.Join(next, ".venv", "lib", "mod.py"))
 	if !os.SameFile(a, b) {
 		t.Fatal("link did not hard-link the files")
-	}
-}
-
-func writeFile(t testing.TB, path, content string, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		t.Fatal(err)
 	}
 }

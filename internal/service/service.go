@@ -58,7 +58,7 @@ type Manager interface {
 	// Status reports whether the service runs.
 	Status(ctx context.Context, s Spec) (State, error)
 	// Logs returns the last lines of the service's output, for error messages.
-	Logs(s Spec, lines int) (string, error)
+	Logs(ctx context.Context, s Spec, lines int) (string, error)
 }
 
 var (

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,6 +84,11 @@ func Services(cfg *config.Config) []File {
 // port (<app>-<service>@<port>.service).
 func TemplateName(app, service string) string { return app + "-" + service + "@.service" }
 
+// InstanceName is the unit of a proxied service's instance on port.
+func InstanceName(app, service string, port int) string {
+	return app + "-" + service + "@" + strconv.Itoa(port) + ".service"
+}
+
 // ProxyName is the unit of the app's proxy.
 func ProxyName(app string) string { return "slipway-" + app + "-proxy.service" }
 
@@ -103,6 +109,9 @@ func Service(cfg *config.Config, s *config.Service) File {
 	w.section("Unit")
 	w.set("Description", fmt.Sprintf("%s %s (slipway)", cfg.App, s.Name))
 	w.set("After", "network.target")
+	// `slipway stop` marks the service; while marked, not even a boot
+	// starts it (a condition that fails skips the unit, it does not fail it).
+	w.set("ConditionPathExists", "!"+filepath.Join(layout.StoppedDir(), s.Name))
 	w.section("Service")
 	// exec: systemctl start fails at once when the program cannot be executed.
 	w.set("Type", "exec")

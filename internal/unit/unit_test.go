@@ -91,6 +91,7 @@ func TestServiceUnits(t *testing.T) {
 		"TimeoutStopSec=2s\n",
 		"NoNewPrivileges=yes\n", "PrivateTmp=yes\n", "ProtectSystem=strict\n",
 		"ReadWritePaths=-" + cfg.Root + "/shared\n",
+		"ConditionPathExists=!" + cfg.Root + "/run/stopped/backend\n",
 		"WantedBy=multi-user.target\n",
 	} {
 		if !strings.Contains(backend.Content, want) {

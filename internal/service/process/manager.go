@@ -405,7 +405,7 @@ func orText(s, def string) string {
 }
 
 // Logs returns the last lines of the service's log file.
-func (m *Manager) Logs(s service.Spec, lines int) (string, error) {
+func (m *Manager) Logs(_ context.Context, s service.Spec, lines int) (string, error) {
 	if err := checkName(s.Name); err != nil {
 		return "", err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/run"
 	"github.com/slipway-dev/slipway/internal/service"
 	"github.com/slipway-dev/slipway/internal/service/procfs"
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // The test binary doubles as a service and as a short-lived slipway CLI,
@@ -120,24 +121,13 @@ func alive(pid int) bool {
 	return err == nil && !st.Gone()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitLog waits until the service's log holds want and returns the log.
 func (f *fixture) waitLog(s service.Spec, want string) string {
 	f.t.Helper()
 	var log string
-	waitFor(f.t, fmt.Sprintf("%q in the log of %s", want, s.Name), func() bool {
+	testkit.WaitFor(f.t, 10*time.Second, fmt.Sprintf("%q in the log of %s", want, s.Name), func() bool {
 		var err error
-		log, err = f.m.Logs(s, 1000)
+		log, err = f.m.Logs(f.t.Context(), s, 1000)
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -158,19 +148,6 @@ func childPID(t *testing.T, log string) int {
 	return pid
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
-
 // python returns the real python3 executable (not a pyenv shim, which
 // needs more environment than a service gets).
 func python(t *testing.T) string {
@@ -185,13 +162,13 @@ func python(t *testing.T) string {
 func TestHTTPServerStartStop(t *testing.T) {
 	py := python(t)
 	f := newFixture(t)
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	s := f.spec("backend", fmt.Sprintf("python3 -m http.server %d --bind 127.0.0.1", port))
 	s.Env = []string{"PATH=" + filepath.Dir(py) + ":/usr/bin:/bin"}
 	s.Port = port
 	st := f.start(s)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	waitFor(t, "the server to listen", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the server to listen", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			_ = c.Close()
@@ -302,7 +279,7 @@ func TestLeftoversOfAKilledSupervisor(t *testing.T) {
 	if err := syscall.Kill(supervisor, syscall.SIGKILL); err != nil { // the supervisor only
 		t.Fatal(err)
 	}
-	waitFor(t, "the supervisor to die", func() bool { return !alive(supervisor) })
+	testkit.WaitFor(t, 10*time.Second, "the supervisor to die", func() bool { return !alive(supervisor) })
 
 	now, err := f.m.Status(ctx(t), s)
 	if err != nil || now.Running || !strings.Contains(now.Detail, "remain") || !strings.Contains(now.Detail, "supervisor") {
@@ -334,7 +311,7 @@ func TestKilledServiceIsRestarted(t *testing.T) {
 			t.Fatal(err)
 		}
 		prev := st.PID
-		waitFor(t, fmt.Sprintf("restart %d", i), func() bool {
+		testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("restart %d", i), func() bool {
 			var err error
 			st, err = f.m.Status(ctx(t), s)
 			return err == nil && st.Running && st.PID != prev
@@ -354,7 +331,7 @@ func TestKilledServiceIsRestarted(t *testing.T) {
 	defer func() { _ = db.Close() }()
 	// Each restart is recorded as it happens, in the background.
 	var es []ledger.Event
-	waitFor(t, "the second restart in the ledger", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the second restart in the ledger", func() bool {
 		es, err = db.Events(t.Context(), 0)
 		return err != nil || len(es) >= 2
 	})
@@ -364,7 +341,7 @@ func TestKilledServiceIsRestarted(t *testing.T) {
 
 	clean := f.spec("oneshot", "sleep 0.5; exit 0")
 	f.start(clean)
-	waitFor(t, "the clean exit", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the clean exit", func() bool {
 		st, err := f.m.Status(ctx(t), clean)
 		return err == nil && !st.Running && strings.Contains(st.Detail, "exited with status 0")
 	})
@@ -595,7 +572,7 @@ func TestExitRightAfterStart(t *testing.T) {
 				t.Errorf("Status = %+v, %v", st, err)
 			}
 			if tt.log != "" {
-				all, err := f.m.Logs(s, 100)
+				all, err := f.m.Logs(t.Context(), s, 100)
 				if err != nil || all != tt.log+tt.log {
 					t.Errorf("Logs = %q, %v; want both runs", all, err)
 				}
@@ -685,7 +662,7 @@ func TestStartCancelledDuringGrace(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Start = %v, want the context's deadline", err)
 	}
-	log, _ := f.m.Logs(s, 10)
+	log, _ := f.m.Logs(t.Context(), s, 10)
 	if m := childRE.FindStringSubmatch(log); m != nil {
 		if pid, _ := strconv.Atoi(m[1]); alive(pid) {
 			t.Errorf("pid %d still runs after a cancelled Start", pid)
@@ -750,7 +727,7 @@ sys.exit(0)
 	if err := f.m.Stop(ctx(t), s); err != nil {
 		t.Fatal(err)
 	}
-	log, _ := f.m.Logs(s, 100)
+	log, _ := f.m.Logs(t.Context(), s, 100)
 	if strings.Count(log, "SIGTERM") != 1 {
 		t.Errorf("the service got %d SIGTERMs, want 1:\n%s", strings.Count(log, "SIGTERM"), log)
 	}

@@ -189,8 +189,8 @@ func (m *Manager) Status(ctx context.Context, s service.Spec) (service.State, er
 }
 
 // Logs returns the unit's last journal lines.
-func (m *Manager) Logs(s service.Spec, lines int) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func (m *Manager) Logs(ctx context.Context, s service.Spec, lines int) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return journal(ctx, s.Unit, time.Time{}, lines), nil
 }
@@ -263,25 +263,9 @@ func (p props) running() bool {
 	return p["ActiveState"] == "active" || p["ActiveState"] == "reloading"
 }
 
-// show reads a unit's properties.
-func show(ctx context.Context, unitName string) (props, error) {
-	out, err := Systemctl(ctx, "show", "--timestamp=utc",
-		"-p", "LoadState,ActiveState,SubState,Result,MainPID,ActiveEnterTimestamp,ExecMainCode,ExecMainStatus,NRestarts", unitName)
-	if err != nil {
-		return nil, err
-	}
-	p := props{}
-	for line := range strings.SplitSeq(out, "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			p[k] = v
-		}
-	}
-	return p, nil
-}
-
 // parseTime reads a --timestamp=utc time ("Sun 2026-11-22 21:07:47 UTC").
 func parseTime(s string) time.Time {
-	t, err := time.Parse("Mon 2006-01-02 15:04:05 MST", s)
+	t, err := time.Parse(showTime, s)
 	if err != nil {
 		return time.Time{}
 	}
