@@ -28,6 +28,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/lock"
 	"github.com/slipway-dev/slipway/internal/notify"
 	"github.com/slipway-dev/slipway/internal/sdnotify"
+	"github.com/slipway-dev/slipway/internal/web"
 	"github.com/slipway-dev/slipway/internal/webhook"
 )
 
@@ -342,6 +343,9 @@ func (a *Agent) apiServer() *api.Server {
 	srv.Version = a.version
 	srv.Started = time.Now()
 	srv.Webhooks = a.hooks
+	pages := web.New(a.cfg.App, a.secrets.Token, a.secrets.Viewer)
+	pages.Status, pages.Ledger = a.Status, a.db
+	srv.Pages = pages.Handler()
 	return srv
 }
 
