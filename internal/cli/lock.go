@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os/user"
@@ -76,14 +75,9 @@ func newLockCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			held, err := lock.Acquire(signalContext(cmd), l.LockFile(), holderNow("manual"), false, false)
-			if err != nil {
-				return err
-			}
-			defer func() { _ = held.Release() }()
 			h := holderNow("manual")
 			h.Message = msg
-			if err := held.Freeze(h); err != nil {
+			if err := lock.Freeze(signalContext(cmd), l.LockFile(), h); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "deploys frozen: %s\n", msg)
@@ -151,7 +145,7 @@ again with the same key to renew it. A fleet rollout holds each host so.`,
 			if err != nil {
 				return err
 			}
-			said, err := unfreeze(signalContext(cmd), l.LockFile(), releaseKey, wait)
+			said, err := lock.Unfreeze(signalContext(cmd), l.LockFile(), holderNow("manual"), releaseKey, wait)
 			if err != nil {
 				return err
 			}
@@ -182,28 +176,6 @@ func heldState(l release.Layout, key string, until time.Time) any {
 		}
 	}
 	return st
-}
-
-// unfreeze ends the freeze or hold on the lock file (with key, only the
-// hold of that key) and says what it did.
-func unfreeze(ctx context.Context, file, key string, wait bool) (string, error) {
-	held, err := lock.Acquire(ctx, file, holderNow("manual"), wait, true)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = held.Release() }()
-	f := held.Frozen()
-	switch {
-	case f == nil:
-		return "deploys were not frozen", nil
-	case key != "" && f.Key != key:
-		// Someone else's freeze or hold stays.
-		return fmt.Sprintf("deploys were not held for %s: %s", key, f), nil
-	}
-	if err := held.Unfreeze(); err != nil {
-		return "", err
-	}
-	return "deploys unfrozen", nil
 }
 
 // actor names who ran the command, for the ledger.

@@ -11,6 +11,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/git"
 	"github.com/slipway-dev/slipway/internal/ledger"
+	"github.com/slipway-dev/slipway/internal/lock"
 )
 
 // fleetReport is what `slipway fleet deploy` sends each host when it
@@ -50,7 +51,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 					return nil
 				}
 				// The rollout is over: its hold ends with the report.
-				said, err := unfreeze(ctx, a.engine.Layout.LockFile(), release, true)
+				said, err := lock.Unfreeze(ctx, a.engine.Layout.LockFile(), holderNow("manual"), release, true)
 				if err != nil {
 					return err
 				}

@@ -218,3 +218,38 @@ func write(f *os.File, h Holder) error {
 	}
 	return nil
 }
+
+// Freeze freezes deploys on file until Unfreeze: h, with its Message
+// saying why, takes the lock and leaves it frozen. It fails at once while
+// a deploy holds the lock.
+func Freeze(ctx context.Context, file string, h Holder) error {
+	held, err := Acquire(ctx, file, h, false, false)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = held.Release() }()
+	return held.Freeze(h)
+}
+
+// Unfreeze ends the freeze or hold on file (with key, only the hold of
+// that key) and says what it did. With wait, it waits for a running
+// deploy to finish first.
+func Unfreeze(ctx context.Context, file string, h Holder, key string, wait bool) (string, error) {
+	held, err := Acquire(ctx, file, h, wait, true)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = held.Release() }()
+	f := held.Frozen()
+	switch {
+	case f == nil:
+		return "deploys were not frozen", nil
+	case key != "" && f.Key != key:
+		// Someone else's freeze or hold stays.
+		return fmt.Sprintf("deploys were not held for %s: %s", key, f), nil
+	}
+	if err := held.Unfreeze(); err != nil {
+		return "", err
+	}
+	return "deploys unfrozen", nil
+}
