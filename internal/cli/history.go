@@ -65,7 +65,7 @@ func newHistoryCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	cmd.Flags().IntVarP(&n, "n", "n", 20, "how many rows")
-	cmd.Flags().BoolVar(&events, "events", false, "show the events instead: services the supervisor restarted")
+	cmd.Flags().BoolVar(&events, "events", false, "show the events instead: services the supervisor restarted, freezes and unfreezes from the dashboard")
 	cmd.AddCommand(newHistoryShowCmd(g))
 	return cmd
 }
@@ -116,6 +116,12 @@ func newHistoryShowCmd(g *globals) *cobra.Command {
 				}
 				if d.Error != "" {
 					fmt.Fprintf(w, "error:    %s\n", d.Error)
+				}
+				if d.State != "" {
+					fmt.Fprintf(w, "now:      %s\n", d.State)
+				}
+				if d.Next != "" {
+					fmt.Fprintf(w, "next:     %s\n", d.Next)
 				}
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "STEP\tOUTCOME\tDURATION\tDETAIL")

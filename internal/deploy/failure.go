@@ -104,6 +104,9 @@ func (a *attempt) fail(ctx context.Context, err error) (Result, error) {
 			ferr = e.Ledger.FinishDeploy(rctx, a.res.DeployID, outcome, msg, bad, e.now())
 		}
 	}
+	if ferr == nil {
+		ferr = e.Ledger.NoteFailure(rctx, a.res.DeployID, f.State, f.Next)
+	}
 	if ferr != nil {
 		return a.res, errors.Join(f, fmt.Errorf("record the failure in the ledger: %w", ferr))
 	}

@@ -22,6 +22,7 @@ type DeployLedger interface {
 	UpdateDeploy(ctx context.Context, d ledger.Deploy) error
 	AddStep(ctx context.Context, s ledger.Step) error
 	FinishDeploy(ctx context.Context, id int64, outcome ledger.Outcome, errMsg string, bad bool, finished time.Time) error
+	NoteFailure(ctx context.Context, id int64, state, next string) error
 	Steps(ctx context.Context, deployID int64) ([]ledger.Step, error)
 	Deploys(ctx context.Context, limit int) ([]ledger.Deploy, error)
 	Last(ctx context.Context) (ledger.Deploy, error)
@@ -60,6 +61,7 @@ type Mirror interface {
 	Has(ctx context.Context, sha string) bool
 	ReadFile(ctx context.Context, sha, path string) (string, bool)
 	Subject(ctx context.Context, sha string) string
+	Behind(ctx context.Context, from, to string) (int, error)
 }
 
 // ProxyControl is the control API of the app's proxy (`slipway proxy`):

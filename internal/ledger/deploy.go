@@ -96,6 +96,10 @@ type Deploy struct {
 	// health, smoke), so that a later plan skips it.
 	Bad  bool   `json:"bad"`
 	Kind string `json:"kind"` // deploy, rollback, restore, rebuild, reconfigure, restart, start, stop
+	// State and Next are a failure's: what is live after it ("rolled
+	// back: …"), and what to do.
+	State string `json:"state,omitempty"`
+	Next  string `json:"next,omitempty"`
 }
 
 // Duration is how long the deploy took, or 0 while it runs.
@@ -108,7 +112,7 @@ func (d Deploy) Duration() time.Duration {
 
 // deployColumns is the column list scanDeploy reads, in its order.
 const deployColumns = `id, kind, trigger_type, actor, commit_sha, previous_commit,
-	release_name, started, finished, outcome, error_msg, bad`
+	release_name, started, finished, outcome, error_msg, bad, state, next_action`
 
 // StartDeploy records a new deploy as Running and returns its id. ID and
 // Outcome in d are ignored; an empty Kind means KindDeploy and a zero
@@ -210,6 +214,15 @@ func (db *DB) FinishDeploy(ctx context.Context, id int64, outcome Outcome, errMs
 		return fmt.Errorf("ledger: finish deploy %d: %w", id, err)
 	}
 	return expectOne(res, "finish", id)
+}
+
+// NoteFailure records what a failed deploy left live, and what to do next.
+func (db *DB) NoteFailure(ctx context.Context, id int64, state, next string) error {
+	res, err := db.sql.ExecContext(ctx, `UPDATE deploys SET state = ?, next_action = ? WHERE id = ?`, state, next, id)
+	if err != nil {
+		return fmt.Errorf("ledger: note failure of deploy %d: %w", id, err)
+	}
+	return expectOne(res, "note failure of", id)
 }
 
 // expectOne turns an UPDATE that matched no row into ErrNotFound.
@@ -355,7 +368,7 @@ func scanDeploy(s scanner) (Deploy, error) {
 		finished         sql.NullString
 	)
 	err := s.Scan(&d.ID, &d.Kind, &d.Trigger, &d.Actor, &d.Commit, &d.PreviousCommit,
-		&d.Release, &started, &finished, &outcome, &d.Error, &d.Bad)
+		&d.Release, &started, &finished, &outcome, &d.Error, &d.Bad, &d.State, &d.Next)
 	if err != nil {
 		return Deploy{}, err
 	}

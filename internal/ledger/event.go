@@ -6,8 +6,15 @@ import (
 	"time"
 )
 
-// EventRestart is a service brought back after it exited on a failure.
-const EventRestart = "restart"
+// Kinds of event.
+const (
+	// EventRestart is a service brought back after it exited on a failure.
+	EventRestart = "restart"
+	// EventFreeze and EventUnfreeze are deploys frozen and unfrozen from
+	// the dashboard; the detail says by whom, and why.
+	EventFreeze   = "freeze"
+	EventUnfreeze = "unfreeze"
+)
 
 // Event is something that happened to the app outside a deploy.
 type Event struct {

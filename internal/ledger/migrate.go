@@ -110,6 +110,13 @@ CREATE TABLE events (
 );
 `,
 	},
+	{
+		name: "deploys: what a failure left live, and what to do next",
+		sql: `
+ALTER TABLE deploys ADD COLUMN state TEXT NOT NULL DEFAULT '';
+ALTER TABLE deploys ADD COLUMN next_action TEXT NOT NULL DEFAULT '';
+`,
+	},
 }
 
 // migrate applies the migrations that db has not seen yet, all in one
