@@ -73,6 +73,7 @@ func (a *Agent) Status(ctx context.Context) (any, error) {
 	a.mu.Unlock()
 	if ag.RemoteTip != "" {
 		st.RemoteTip = ag.RemoteTip
+		st.Behind = a.engine().Behind(ctx, st)
 	}
 	st.RemoteErr = ag.RemoteError
 	a.sched.mu.Lock()
@@ -196,6 +197,11 @@ func (a *Agent) runJob(ctx context.Context, j *job) Done {
 		a.mu.Unlock()
 	}
 	a.metrics.finished(j.kind, res)
+	done := deploy.Event{DeployID: res.DeployID, Phase: deploy.PhaseDone, Outcome: res.Outcome, Time: time.Now()}
+	if err != nil {
+		done.Detail = err.Error()
+	}
+	a.broker.Publish(done)
 	a.register(context.WithoutCancel(ctx))
 	if err != nil {
 		log.Warn("deploy did not succeed", "outcome", res.Outcome, "err", err, "duration", time.Since(t0).String())

@@ -81,7 +81,7 @@ func (c *serviceCollector) Collect(ch chan<- prometheus.Metric) {
 
 // step records one finished step.
 func (m *Metrics) step(ev deploy.Event) {
-	if ev.Phase == "end" {
+	if ev.Phase == deploy.PhaseEnd {
 		m.steps.WithLabelValues(stepLabel(ev.Step), string(ev.Outcome)).Observe(ev.Duration.Seconds())
 	}
 }

@@ -54,11 +54,15 @@ type Server struct {
 	Broker   *events.Broker
 	Metrics  http.Handler
 	Webhooks map[string]http.Handler // by provider: github, gitlab, gitea
-	// Pages is the dashboard (internal/web), behind its own sign-in.
-	Pages   http.Handler
-	LogDir  string // logs/deploys
-	Version string
-	Started time.Time
+	// Pages is the dashboard (internal/web), behind its own sign-in, on
+	// PageRoutes; SignedIn says whether a request comes from a browser
+	// signed in to it, which may read the feed.
+	Pages      http.Handler
+	PageRoutes []string
+	SignedIn   func(*http.Request) bool
+	LogDir     string // logs/deploys
+	Version    string
+	Started    time.Time
 	// tokenSum is the SHA-256 of the bearer token: comparing digests in
 	// constant time leaks neither the token nor its length.
 	tokenSum [32]byte
@@ -103,7 +107,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/webhook/"+provider, h)
 	}
 	if s.Pages != nil {
-		for _, p := range []string{"GET /{$}", "GET /signin", "POST /signin", "POST /signout", "GET /history", "GET /history/{id}", "GET /assets/"} {
+		for _, p := range s.PageRoutes {
 			mux.Handle(p, s.Pages)
 		}
 	}
@@ -114,7 +118,7 @@ func (s *Server) Handler() http.Handler {
 	auth("GET /deploys/{id}/log", s.getDeployLog)
 	auth("POST /deploys", s.postDeploy)
 	auth("POST /rollback", s.postRollback)
-	auth("GET /feed/events", s.feed)
+	mux.Handle("GET /feed/events", s.authenticatedOrSignedIn(s.feed))
 	auth("GET /commits", s.listCommits)
 	auth("POST /commits", s.postCommit)
 	auth("GET /registry/vms", s.listVMs)
@@ -145,6 +149,18 @@ func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		}
 		h(w, r)
+	})
+}
+
+// authenticatedOrSignedIn is authenticated, or a dashboard's session.
+func (s *Server) authenticatedOrSignedIn(h http.HandlerFunc) http.Handler {
+	withToken := s.authenticated(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.SignedIn != nil && r.Header.Get("Authorization") == "" && s.SignedIn(r) {
+			h(w, r)
+			return
+		}
+		withToken.ServeHTTP(w, r)
 	})
 }
 

@@ -43,8 +43,9 @@ func sseSend(w http.ResponseWriter, rc *http.ResponseController, event string, v
 	return rc.Flush()
 }
 
-// feed serves every step event: the recent ones as JSON, or with
-// ?follow=1 a live server-sent event stream.
+// feed serves every step event, and each job's end: the recent ones as
+// JSON, or with ?follow=1 a live server-sent event stream ("step" and
+// "done" events).
 func (s *Server) feed(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("follow") != "1" {
 		writeJSON(w, http.StatusOK, s.Broker.Recent())
@@ -67,7 +68,11 @@ func (s *Server) feed(w http.ResponseWriter, r *http.Request) {
 				_ = sseSend(w, rc, "overflow", map[string]string{"error": "subscriber fell behind; reconnect"})
 				return
 			}
-			if sseSend(w, rc, "step", ev) != nil {
+			name := "step"
+			if ev.Phase == deploy.PhaseDone {
+				name = "done"
+			}
+			if sseSend(w, rc, name, ev) != nil {
 				return
 			}
 		case <-keepalive.C:
@@ -103,7 +108,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sub *events.Sub,
 				events = nil // cut off: the result still comes
 				continue
 			}
-			if ev.DeployID == id && sseSend(w, rc, "step", ev) != nil {
+			if ev.DeployID == id && ev.Phase != deploy.PhaseDone && sseSend(w, rc, "step", ev) != nil {
 				return
 			}
 		case sum := <-results:
@@ -113,7 +118,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sub *events.Sub,
 				case ev, open := <-events:
 					if !open {
 						drained = true
-					} else if ev.DeployID == id {
+					} else if ev.DeployID == id && ev.Phase != deploy.PhaseDone {
 						_ = sseSend(w, rc, "step", ev)
 					}
 				default:

@@ -13,11 +13,19 @@ import (
 	"github.com/slipway-dev/slipway/internal/ledger"
 )
 
-// Event is one step starting or ending.
+// Event phases: a step starts or ends; a job the agent ran is done (its
+// Outcome is the deploy's, Detail its error).
+const (
+	PhaseStart = "start"
+	PhaseEnd   = "end"
+	PhaseDone  = "done"
+)
+
+// Event is one step starting or ending, or a job done.
 type Event struct {
 	DeployID int64          `json:"deploy_id"`
 	Step     string         `json:"step"`
-	Phase    string         `json:"phase"` // start | end
+	Phase    string         `json:"phase"` // PhaseStart, PhaseEnd or PhaseDone
 	Outcome  ledger.Outcome `json:"outcome,omitempty"`
 	Detail   string         `json:"detail,omitempty"`
 	Duration time.Duration  `json:"duration_ns,omitempty"`
@@ -54,7 +62,7 @@ func (j *journal) close() {
 func (j *journal) start(step string) {
 	j.step, j.t0 = step, j.e.now()
 	fmt.Fprintf(j.out, "==> %s %s\n", j.t0.Format(time.RFC3339), step)
-	j.emit(Event{Step: step, Phase: "start", Time: j.t0})
+	j.emit(Event{Step: step, Phase: PhaseStart, Time: j.t0})
 	failpoint.Hit("before:" + step)
 }
 
@@ -69,7 +77,7 @@ func (j *journal) end(ctx context.Context, outcome ledger.Outcome, detail string
 		DeployID: j.id, Name: j.step, Started: j.t0, Duration: d, Outcome: outcome, Detail: detail,
 	})
 	j.e.appendDeployLog(j.id, j.step, outcome, d, detail)
-	j.emit(Event{Step: j.step, Phase: "end", Outcome: outcome, Detail: detail, Duration: d, Time: now})
+	j.emit(Event{Step: j.step, Phase: PhaseEnd, Outcome: outcome, Detail: detail, Duration: d, Time: now})
 	failpoint.Hit("after:" + j.step)
 	return err
 }

@@ -14,12 +14,14 @@ import (
 
 // Status is what `slipway status` reports.
 type Status struct {
-	App       string          `json:"app"`
-	Root      string          `json:"root"`
-	Current   *ReleaseInfo    `json:"current"`
-	Safe      string          `json:"safe_commit"`
-	RemoteTip string          `json:"remote_tip,omitempty"`
-	RemoteErr string          `json:"remote_error,omitempty"`
+	App       string       `json:"app"`
+	Root      string       `json:"root"`
+	Current   *ReleaseInfo `json:"current"`
+	Safe      string       `json:"safe_commit"`
+	RemoteTip string       `json:"remote_tip,omitempty"`
+	RemoteErr string       `json:"remote_error,omitempty"`
+	// Behind is how many commits the live release lacks of the remote tip.
+	Behind    int             `json:"behind,omitempty"`
 	Services  []ServiceStatus `json:"services"`
 	Healthy   bool            `json:"healthy"`
 	HealthErr string          `json:"health_error,omitempty"`
@@ -132,9 +134,20 @@ func (e *Engine) Status(ctx context.Context, offline bool) (Status, error) {
 			s.RemoteErr = err.Error()
 		} else {
 			s.RemoteTip = tip
+			s.Behind = e.Behind(tctx, s)
 		}
 	}
 	return s, nil
+}
+
+// Behind is how many commits the live release of s lacks of s.RemoteTip
+// (0 when it is not known).
+func (e *Engine) Behind(ctx context.Context, s Status) int {
+	if s.Current == nil || s.RemoteTip == "" || s.RemoteTip == s.Current.Commit {
+		return 0
+	}
+	n, _ := e.Mirror.Behind(ctx, s.Current.Commit, s.RemoteTip)
+	return n
 }
 
 // ServiceSpec is how the live release runs service name: for a proxied
@@ -150,6 +163,16 @@ func (e *Engine) ServiceSpec(ctx context.Context, name string) (service.Spec, er
 		spec, _, _ = e.activeInstance(ctx, spec)
 	}
 	return spec, nil
+}
+
+// ServiceLog is the last lines of service name's output, as its service
+// manager keeps it.
+func (e *Engine) ServiceLog(ctx context.Context, name string, lines int) (string, error) {
+	spec, err := e.ServiceSpec(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return e.Services.Logs(ctx, spec, lines)
 }
 
 // liveRelease is the release `current` names (zero when none is).

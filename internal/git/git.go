@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -262,6 +263,16 @@ func (m *Mirror) Subject(ctx context.Context, sha string) string {
 		return ""
 	}
 	return strings.TrimSpace(out)
+}
+
+// Behind counts the commits that to has and from lacks: how far a release
+// of from is behind to.
+func (m *Mirror) Behind(ctx context.Context, from, to string) (int, error) {
+	out, err := m.git(ctx, 10*time.Second, "--git-dir", m.Dir, "rev-list", "--count", from+".."+to)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(out))
 }
 
 // IsAncestor reports whether a is an ancestor of b.
