@@ -34,6 +34,7 @@ const (
 type agentApp struct {
 	*app
 	apiPort, hookPort int
+	env               []string // more of the agent's environment
 	cmd               *exec.Cmd
 	logs              *bytes.Buffer
 	mu                sync.Mutex
@@ -74,6 +75,7 @@ func (g *agentApp) start(t testing.TB) {
 	t.Helper()
 	g.cmd = exec.Command(slipwayBin, "-c", g.cfgPath, "agent")
 	g.cmd.Env = append(os.Environ(), "API_TOKEN="+apiToken, "HOOK_SECRET="+hookSecret)
+	g.cmd.Env = append(g.cmd.Env, g.env...)
 	g.logs = &bytes.Buffer{}
 	g.cmd.Stderr = &lockedWriter{w: g.logs, mu: &g.mu}
 	if err := g.cmd.Start(); err != nil {

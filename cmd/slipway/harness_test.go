@@ -314,6 +314,7 @@ type deployRow struct {
 	Started        time.Time
 	ID             int64
 	Trigger        string
+	Actor          string
 	Commit         string
 	PreviousCommit string
 	Release        string

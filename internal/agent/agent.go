@@ -344,8 +344,8 @@ func (a *Agent) apiServer() *api.Server {
 	srv.Started = time.Now()
 	srv.Webhooks = a.hooks
 	pages := web.New(a.cfg.App, a.secrets.Token, a.secrets.Viewer)
-	pages.Status, pages.Ledger = a.Status, a.db
-	srv.Pages = pages.Handler()
+	pages.Status, pages.Ledger, pages.Backend = a.Status, a.db, dashboard{a}
+	srv.Pages, srv.PageRoutes, srv.SignedIn = pages.Handler(), web.Routes, pages.SignedIn
 	return srv
 }
 

@@ -49,6 +49,11 @@ func seedLedger(t *testing.T) *ledger.DB {
 		if err := db.FinishDeploy(ctx, id, d.outcome, d.err, false, at); err != nil {
 			t.Fatal(err)
 		}
+		if d.outcome != ledger.Succeeded {
+			if err := db.NoteFailure(ctx, id, "rolled back: aaaaaaa (releases/r1) is live", "push a fix"); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	return db
 }
@@ -82,7 +87,7 @@ func TestHistoryPages(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /history/2: %d", resp.StatusCode)
 	}
-	for _, want := range []string{"failing", "rolled back to aaaaaaa", "GET /health: 500", "output of build", `<rect class="step failed"`} {
+	for _, want := range []string{"failing", "rolled back to aaaaaaa", "rolled back: aaaaaaa (releases/r1) is live", "push a fix", "GET /health: 500", "output of build", `<rect class="step failed"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("deploy 2 lacks %q:\n%s", want, body)
 		}
@@ -94,6 +99,38 @@ func TestHistoryPages(t *testing.T) {
 		if resp, _ := s.get(path); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404", path, resp.StatusCode)
 		}
+	}
+}
+
+// The durations chart stacks each deploy's steps, oldest on the left,
+// scaled to the longest deploy, with one colour per step name.
+func TestDurationsChart(t *testing.T) {
+	db := seedLedger(t)
+	s := newSiteWith(t, func(srv *Server) { srv.Ledger = db })
+	ds, err := db.Deploys(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.srv.durations(t.Context(), ds)
+	if err != nil || c == nil {
+		t.Fatalf("durations: %v, %v", c, err)
+	}
+	// Both deploys' steps take 1 s, 2 s and 3 s: 6 s, the full 200 high.
+	if c.Max != 6*time.Second || len(c.Columns) != 2 || len(c.Legend) != 3 {
+		t.Fatalf("the chart: max %v, %d columns, %d in the legend", c.Max, len(c.Columns), len(c.Legend))
+	}
+	if c.Columns[0].ID != 1 || c.Columns[1].ID != 2 || c.Columns[0].X >= c.Columns[1].X {
+		t.Errorf("the columns are not oldest first: %+v", c.Columns)
+	}
+	for _, col := range c.Columns {
+		top := col.Segments[len(col.Segments)-1]
+		if col.Segments[0].Y+col.Segments[0].H != 200 || top.Y != 0 || top.Fill != c.Legend[2].Fill {
+			t.Errorf("deploy %d's column: %+v", col.ID, col.Segments)
+		}
+	}
+	s.signIn(operatorToken)
+	if _, body := s.get("/history"); !strings.Contains(body, `class="durations"`) || !strings.Contains(body, "#2 health: 3.00s") {
+		t.Errorf("the history page lacks the chart:\n%s", body)
 	}
 }
 

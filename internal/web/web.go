@@ -24,6 +24,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+
+	"github.com/slipway-dev/slipway/internal/deploy"
 )
 
 //go:embed templates/*.html
@@ -41,6 +44,11 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	},
 	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"secs": func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) },
+	"size": deploy.HumanBytes,
+	"add":  func(a, b int) int { return a + b },
+	// The durations chart's legend: six steps a row below the columns.
+	"legendY":      func(i int) int { return 215 + i/6*18 },
+	"legendHeight": func(l []legendItem) int { return 215 + (len(l)+5)/6*18 },
 }).ParseFS(templateFS, "templates/*.html"))
 
 // Roles a session has.
@@ -63,9 +71,12 @@ type Server struct {
 	App string
 	// Status is the host's status as `slipway status --json` prints it.
 	Status func(ctx context.Context) (any, error)
-	Ledger Ledger // the history pages; none without it
-	TTL    time.Duration
-	Now    func() time.Time
+	Ledger Ledger // the history and snapshot pages; none without it
+	// Backend runs the actions and reads the services' logs; without it
+	// the pages change nothing.
+	Backend Backend
+	TTL     time.Duration
+	Now     func() time.Time
 
 	operator, viewer [32]byte // SHA-256 of the tokens; a zero viewer: none
 	hasViewer        bool
@@ -77,7 +88,10 @@ type Server struct {
 
 // Session is one signed-in browser.
 type Session struct {
-	Role    string
+	Role string
+	// Actor is who the ledger says did what this session did: "web:" and
+	// the name given at sign-in, or the role.
+	Actor   string
 	CSRF    string
 	Expires time.Time
 }
@@ -103,6 +117,11 @@ func (s *Server) Handler() http.Handler {
 	if s.Ledger != nil {
 		mux.HandleFunc("GET /history", s.history)
 		mux.HandleFunc("GET /history/{id}", s.deploy)
+		mux.HandleFunc("GET /snapshots", s.snapshots)
+	}
+	if s.Backend != nil {
+		mux.HandleFunc("GET /services", s.services)
+		mux.HandleFunc("POST /actions/{action}", s.act)
 	}
 	assets, _ := fs.Sub(assetFS, "assets")
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
@@ -119,6 +138,27 @@ func securityHeaders(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// Routes are the patterns Handler serves, for a mux that mounts it.
+var Routes = []string{"GET /{$}", "GET /signin", "POST /signin", "POST /signout", "GET /history", "GET /history/{id}",
+	"GET /snapshots", "GET /services", "POST /actions/{action}", "GET /assets/"}
+
+// signedIn is the request's session; without one, the browser is sent to
+// sign in.
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request) (*Session, bool) {
+	sess, ok := s.SessionOf(r)
+	if !ok {
+		http.Redirect(w, r, "/signin", http.StatusSeeOther)
+	}
+	return sess, ok
+}
+
+// SignedIn says whether r comes from a signed-in browser: the API lets
+// such a browser read its feed.
+func (s *Server) SignedIn(r *http.Request) bool {
+	_, ok := s.SessionOf(r)
+	return ok
 }
 
 // SessionOf is the request's live session, if it has one.
@@ -207,6 +247,14 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusUnauthorized, "signin.html", &page{Error: "That token is not right."})
 		return
 	}
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	if len(name) > 64 || strings.ContainsFunc(name, func(c rune) bool { return !unicode.IsPrint(c) }) {
+		s.render(w, http.StatusBadRequest, "signin.html", &page{Error: "Your name: at most 64 printable characters."})
+		return
+	}
+	if name == "" {
+		name = role
+	}
 	id, csrf := randomID(), randomID()
 	s.mu.Lock()
 	delete(s.failures, client)
@@ -215,7 +263,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 			delete(s.sessions, k)
 		}
 	}
-	s.sessions[id] = &Session{Role: role, CSRF: csrf, Expires: s.Now().Add(s.TTL)}
+	s.sessions[id] = &Session{Role: role, Actor: "web:" + name, CSRF: csrf, Expires: s.Now().Add(s.TTL)}
 	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: overTLS(r), MaxAge: int(s.TTL.Seconds())})
@@ -293,14 +341,19 @@ func randomID() string {
 
 // status is what the banner shows of the host's status.
 type status struct {
-	Current *struct {
-		Name, Commit, Version string
-	} `json:"current"`
-	Safe      string `json:"safe_commit"`
-	RemoteTip string `json:"remote_tip"`
-	Healthy   bool   `json:"healthy"`
-	HealthErr string `json:"health_error"`
-	Lock      *struct {
+	Current   *release  `json:"current"`
+	Safe      string    `json:"safe_commit"`
+	RemoteTip string    `json:"remote_tip"`
+	Behind    int       `json:"behind"`
+	Healthy   bool      `json:"healthy"`
+	HealthErr string    `json:"health_error"`
+	Services  []service `json:"services"`
+	Good      []release `json:"good_releases"`
+	Agent     struct {
+		Running int64 `json:"running_deploy"`
+		Waiting int64 `json:"waiting_deploy"`
+	} `json:"agent"`
+	Lock *struct {
 		Held, Frozen bool
 		Holder       struct {
 			User, Message string
@@ -314,6 +367,34 @@ type status struct {
 		Outcome string    `json:"outcome"`
 		Started time.Time `json:"started"`
 	} `json:"last_deploy"`
+}
+
+// release names a release, as status reports it.
+type release struct {
+	Name, Commit, Version string
+}
+
+// RollbackTo are the kept good releases a rollback may go to: all but
+// the live one.
+func (st *status) RollbackTo() []release {
+	var out []release
+	for _, g := range st.Good {
+		if st.Current == nil || g.Commit != st.Current.Commit {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// service is one service's state, as status reports it.
+type service struct {
+	Name     string    `json:"name"`
+	Running  bool      `json:"running"`
+	PID      int       `json:"pid"`
+	Since    time.Time `json:"since"`
+	Detail   string    `json:"detail"`
+	Restarts int       `json:"restarts"`
+	Stopped  bool      `json:"stopped"`
 }
 
 func (s *Server) status(ctx context.Context) (*status, error) {
