@@ -1,130 +1,18 @@
 package main_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/slipway-dev/slipway/internal/testkit/browser"
 )
-
-// browser is a headless Chromium (Debian's chromium) driven over the
-// DevTools protocol; it is skipped where none is installed, as
-// `scripts/setup.sh --tests` installs one.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("no chromium: scripts/setup.sh --tests installs it")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1200, 800))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	// The first run starts the browser, which lives as long as ctx.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-// tab is a browser tab on the dashboard at base.
-type tab struct {
-	t    *testing.T
-	ctx  context.Context
-	base string
-}
-
-func newTab(t *testing.T, base string) *tab { return &tab{t: t, ctx: browser(t), base: base} }
-
-// do runs steps, failing the test with what if they fail or take 30 s.
-func (b *tab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		b.t.Fatalf("%s: %v", what, err)
-	}
-}
-
-// text is the visible text of the first element sel matches.
-func (b *tab) text(sel string) string {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("the text of %s: %v", sel, err)
-	}
-	return s
-}
-
-// eval is what expression (awaited, if a promise) gives in the page.
-func eval[T any](b *tab, expression string) T {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expression, chromedp.EvalAwaitPromise))
-	if err != nil {
-		b.t.Fatalf("evaluate %s: %v", expression, err)
-	}
-	return v
-}
-
-// open navigates to path and waits for sel.
-func (b *tab) open(path, sel string) {
-	b.t.Helper()
-	b.do("open "+path, chromedp.Navigate(b.base+path), chromedp.WaitVisible(chromedp.CSS(sel)))
-}
-
-// loaded is the page's load after trigger (a click or a submit).
-func loaded(trigger chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		_, err := chromedp.Run(ctx, chromedp.WaitEvent(page.LoadEventFired, nil, trigger))
-		return err
-	})
-}
-
-// click clicks sel and waits for the page it loads.
-func (b *tab) click(sel string) {
-	b.t.Helper()
-	b.do("click "+sel, loaded(chromedp.Click(chromedp.CSS(sel))))
-}
-
-func (b *tab) signIn(token, name string) {
-	b.t.Helper()
-	steps := []chromedp.Action[chromedp.Void]{chromedp.Navigate(b.base + "/signin"), chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), token)}
-	if name != "" {
-		steps = append(steps, chromedp.SendKeys(chromedp.CSS("#name"), name))
-	}
-	b.do("sign in", append(steps, loaded(chromedp.Submit(chromedp.CSS("#token"))))...)
-}
-
-// screenshot saves the page under the test's artifact directory (kept with
-// go test -artifacts).
-func (b *tab) screenshot(name string) {
-	b.t.Helper()
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	path := filepath.Join(b.t.ArtifactDir(), name+".png")
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		b.t.Fatal(err)
-	}
-	b.t.Logf("screenshot: %s", path)
-}
 
 // The dashboard in a real browser against the real agent: signed out only
 // the banner; a wrong token, then the right one; the session cookie's
@@ -135,13 +23,13 @@ func TestDashboardSignIn(t *testing.T) {
 	g.start(t)
 	g.mustDeploy()
 	head := g.head()
-	b := newTab(t, fmt.Sprintf("http://127.0.0.1:%d", g.apiPort))
+	b := browser.New(t, fmt.Sprintf("http://127.0.0.1:%d", g.apiPort))
 
-	b.do("open /", chromedp.Navigate(b.base+"/"))
-	if body := b.text("body"); !strings.Contains(body, "Sign in for status") || strings.Contains(body, head[:7]) {
+	b.Do("open /", chromedp.Navigate(b.Base+"/"))
+	if body := b.Text("body"); !strings.Contains(body, "Sign in for status") || strings.Contains(body, head[:7]) {
 		t.Fatalf("signed out:\n%s", body)
 	}
-	b.screenshot("signed-out")
+	b.Screenshot("signed-out")
 	// Signed out, the pages send the browser to sign in, and the API and
 	// its feed refuse.
 	for _, path := range []string{"/history", "/history/1", "/services", "/snapshots"} {
@@ -155,17 +43,17 @@ func TestDashboardSignIn(t *testing.T) {
 		}
 	}
 
-	b.signIn("not-the-token", "")
-	if msg := b.text(".error"); !strings.Contains(msg, "not right") {
+	b.SignIn("not-the-token", "")
+	if msg := b.Text(".error"); !strings.Contains(msg, "not right") {
 		t.Fatalf("a wrong token: %q", msg)
 	}
-	b.signIn(apiToken, "")
-	b.do("the banner", chromedp.WaitVisible(chromedp.CSS("#banner")))
-	if banner := b.text("#banner"); !strings.Contains(banner, head[:7]) || !strings.Contains(banner, "ok") || !strings.Contains(banner, "succeeded") {
+	b.SignIn(apiToken, "")
+	b.Do("the banner", chromedp.WaitVisible(chromedp.CSS("#banner")))
+	if banner := b.Text("#banner"); !strings.Contains(banner, head[:7]) || !strings.Contains(banner, "ok") || !strings.Contains(banner, "succeeded") {
 		t.Fatalf("the status banner:\n%s", banner)
 	}
-	b.screenshot("status")
-	cookies, err := chromedp.Call(b.ctx, network.GetCookies, network.GetCookiesParams{})
+	b.Screenshot("status")
+	cookies, err := chromedp.Call(b.Ctx, network.GetCookies, network.GetCookiesParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,54 +62,28 @@ func TestDashboardSignIn(t *testing.T) {
 	}
 
 	// The history, newest first, and one deploy with its steps' timeline.
-	b.open("/history", "table.history")
-	if row := b.text("table.history tbody tr"); !strings.Contains(row, head[:7]) || !strings.Contains(row, "succeeded") {
+	b.Open("/history", "table.history")
+	if row := b.Text("table.history tbody tr"); !strings.Contains(row, head[:7]) || !strings.Contains(row, "succeeded") {
 		t.Fatalf("the history's newest row: %q", row)
 	}
-	b.screenshot("history")
-	b.click(`a[href="/history/1"]`)
-	b.do("deploy 1", chromedp.WaitVisible(chromedp.CSS("svg.timeline")))
-	if steps := b.text("table.steps"); !strings.Contains(steps, "mark-safe") || !strings.Contains(steps, "health") {
+	b.Screenshot("history")
+	b.Click(`a[href="/history/1"]`)
+	b.Do("deploy 1", chromedp.WaitVisible(chromedp.CSS("svg.timeline")))
+	if steps := b.Text("table.steps"); !strings.Contains(steps, "mark-safe") || !strings.Contains(steps, "health") {
 		t.Fatalf("deploy 1's steps:\n%s", steps)
 	}
-	b.screenshot("deploy")
+	b.Screenshot("deploy")
 
-	b.click("form.signout button")
-	b.do("signed out", chromedp.WaitVisible(chromedp.CSS(".signed-out")))
+	b.Click("form.signout button")
+	b.Do("signed out", chromedp.WaitVisible(chromedp.CSS(".signed-out")))
 	for range 5 { // the limit (the sign-in above cleared the first failure)
-		b.signIn("wrong", "")
+		b.SignIn("wrong", "")
 	}
-	b.signIn(apiToken, "")
-	if msg := b.text(".error"); !strings.Contains(msg, "Too many") {
+	b.SignIn(apiToken, "")
+	if msg := b.Text(".error"); !strings.Contains(msg, "Too many") {
 		t.Fatalf("after five failures the right token: %q", msg)
 	}
-	b.screenshot("rate-limited")
-}
-
-// waitText waits until the text of sel holds want.
-func (b *tab) waitText(sel, want string) string {
-	b.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got := eval[string](b, fmt.Sprintf(`(document.querySelector(%q) || {innerText: ""}).innerText`, sel))
-		if strings.Contains(got, want) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("%s never said %q; it says:\n%s", sel, want, got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// confirm asks for an action with the form sel and says yes.
-func (b *tab) confirm(sel, question string) {
-	b.t.Helper()
-	b.click(sel + " button")
-	if q := b.text(".confirm"); !strings.Contains(q, question) {
-		b.t.Fatalf("the confirmation of %s: %q, want %q", sel, q, question)
-	}
-	b.click(".confirm .yes")
+	b.Screenshot("rate-limited")
 }
 
 // The dashboard's actions in a real browser against the real agent, each
@@ -251,43 +113,43 @@ func TestDashboardActions(t *testing.T) {
 		t.Fatalf("snapshot create: %s", r)
 	}
 	snap := strings.Fields(r.stdout)[0]
-	b := newTab(t, fmt.Sprintf("http://127.0.0.1:%d", g.apiPort))
-	b.signIn(apiToken, "alice")
-	b.open("/", "#banner")
+	b := browser.New(t, fmt.Sprintf("http://127.0.0.1:%d", g.apiPort))
+	b.SignIn(apiToken, "alice")
+	b.Open("/", "#banner")
 
 	// A deploy of a chosen commit from the page: its steps stream in, then
 	// the page shows how it ended.
 	second := g.commit("pause the build", map[string]string{"PAUSE": "1\n"})
-	b.do("the commit", chromedp.SendKeys(chromedp.CSS("#commit"), second))
-	b.click("form.deploy button")
-	if q := b.text(".confirm"); !strings.Contains(q, "Deploy commit "+second) {
+	b.Do("the commit", chromedp.SendKeys(chromedp.CSS("#commit"), second))
+	b.Click("form.deploy button")
+	if q := b.Text(".confirm"); !strings.Contains(q, "Deploy commit "+second) {
 		t.Fatalf("the deploy's confirmation: %q", q)
 	}
-	b.screenshot("confirm")
-	b.click(".confirm .yes")
-	b.do("steps streaming in", chromedp.WaitVisible(chromedp.CSS("#live tbody tr[data-ended]")))
-	lag := eval[[]float64](b, `Array.from(document.querySelectorAll("#live tbody tr")).map(tr => Date.parse(tr.dataset.shown) - Date.parse(tr.dataset.at))`)
-	b.screenshot("deploy-live")
-	b.do("the deploy's end", chromedp.WaitVisible(chromedp.CSS("#deploy .outcome.succeeded")))
+	b.Screenshot("confirm")
+	b.Click(".confirm .yes")
+	b.Do("steps streaming in", chromedp.WaitVisible(chromedp.CSS("#live tbody tr[data-ended]")))
+	lag := browser.Eval[[]float64](b, `Array.from(document.querySelectorAll("#live tbody tr")).map(tr => Date.parse(tr.dataset.shown) - Date.parse(tr.dataset.at))`)
+	b.Screenshot("deploy-live")
+	b.Do("the deploy's end", chromedp.WaitVisible(chromedp.CSS("#deploy .outcome.succeeded")))
 	t.Logf("figure: step end to its line on the screen: %v ms (%d lines)", lag, len(lag))
 	for _, ms := range lag {
 		if ms < 0 || ms > 2000 {
 			t.Errorf("a step's line came %v ms after the step (its clock and the host's are one)", ms)
 		}
 	}
-	if d := b.text("#deploy"); !strings.Contains(d, "web by web:alice") || !strings.Contains(d, second[:7]) {
+	if d := b.Text("#deploy"); !strings.Contains(d, "web by web:alice") || !strings.Contains(d, second[:7]) {
 		t.Fatalf("the deploy from the page:\n%s", d)
 	}
 
 	// The status page follows a deploy started elsewhere, and its banner
 	// changes when it ends.
-	b.open("/", "#banner")
+	b.Open("/", "#banner")
 	third := g.commit("third", map[string]string{"THIRD": "3\n"})
 	done := make(chan result, 1)
 	go func() { done <- g.slipway("deploy") }()
-	b.do("the status page's live steps", chromedp.WaitVisible(chromedp.CSS("#live tbody tr")))
-	b.screenshot("status-live")
-	b.waitText("#banner", third[:7])
+	b.Do("the status page's live steps", chromedp.WaitVisible(chromedp.CSS("#live tbody tr")))
+	b.Screenshot("status-live")
+	b.WaitText("#banner", third[:7])
 	if r := <-done; r.code != 0 {
 		t.Fatalf("the CLI's deploy: %s", r)
 	}
@@ -296,59 +158,59 @@ func TestDashboardActions(t *testing.T) {
 	bad := g.edit("health says 500", "backend/app.py",
 		`self.send_body(200, {"status": "ok", "version": APP_VERSION})`,
 		`self.send_body(500, {"status": "broken", "version": APP_VERSION})`)
-	b.open("/", "#banner")
-	b.do("the bad commit", chromedp.SendKeys(chromedp.CSS("#commit"), bad))
-	b.confirm("form.deploy", "Deploy commit "+bad)
-	b.do("the failure", chromedp.WaitVisible(chromedp.CSS("#deploy.failing")))
-	if d := b.text("#deploy"); !strings.Contains(d, "health") || !strings.Contains(d, "rolled back") || !strings.Contains(d, third[:7]) || !strings.Contains(d, "marked bad") {
+	b.Open("/", "#banner")
+	b.Do("the bad commit", chromedp.SendKeys(chromedp.CSS("#commit"), bad))
+	b.Confirm("form.deploy", "Deploy commit "+bad)
+	b.Do("the failure", chromedp.WaitVisible(chromedp.CSS("#deploy.failing")))
+	if d := b.Text("#deploy"); !strings.Contains(d, "health") || !strings.Contains(d, "rolled back") || !strings.Contains(d, third[:7]) || !strings.Contains(d, "marked bad") {
 		t.Fatalf("the failed deploy's page:\n%s", d)
 	}
-	b.screenshot("deploy-failed")
+	b.Screenshot("deploy-failed")
 
 	// A rollback chosen from the history.
-	b.open("/history", "svg.durations")
-	b.screenshot("history")
-	b.confirm(fmt.Sprintf(`form.rollback-to:has(input[value="%s"])`, second), "Roll back to the release of commit "+second)
-	b.do("the rollback's end", chromedp.WaitVisible(chromedp.CSS("#deploy .outcome.succeeded")))
-	b.open("/", "#banner")
-	if banner := b.text("#banner"); !strings.Contains(banner, "current "+second[:7]) && !strings.Contains(banner, second[:7]) {
+	b.Open("/history", "svg.durations")
+	b.Screenshot("history")
+	b.Confirm(fmt.Sprintf(`form.rollback-to:has(input[value="%s"])`, second), "Roll back to the release of commit "+second)
+	b.Do("the rollback's end", chromedp.WaitVisible(chromedp.CSS("#deploy .outcome.succeeded")))
+	b.Open("/", "#banner")
+	if banner := b.Text("#banner"); !strings.Contains(banner, "current "+second[:7]) && !strings.Contains(banner, second[:7]) {
 		t.Fatalf("after the rollback:\n%s", banner)
 	}
 	g.assertServing(second)
 
 	// Freeze, a deploy refused while frozen, unfreeze.
-	b.do("the message", chromedp.SendKeys(chromedp.CSS("#message"), "release party"))
-	b.confirm("form.freeze", "release party")
-	b.waitText("#banner .lock", "frozen: release party (by web:alice)")
-	b.screenshot("frozen")
-	b.confirm("form.deploy", "Deploy the branch's tip")
-	if msg := b.text(".error"); !strings.Contains(msg, "release party") {
+	b.Do("the message", chromedp.SendKeys(chromedp.CSS("#message"), "release party"))
+	b.Confirm("form.freeze", "release party")
+	b.WaitText("#banner .lock", "frozen: release party (by web:alice)")
+	b.Screenshot("frozen")
+	b.Confirm("form.deploy", "Deploy the branch's tip")
+	if msg := b.Text(".error"); !strings.Contains(msg, "release party") {
 		t.Fatalf("a deploy while frozen: %q", msg)
 	}
-	b.open("/", "#banner")
-	b.confirm("form.unfreeze", "Unfreeze")
-	b.waitText("#banner .lock", "free")
+	b.Open("/", "#banner")
+	b.Confirm("form.unfreeze", "Unfreeze")
+	b.WaitText("#banner .lock", "free")
 	if ev := g.slipway("history", "--events"); !strings.Contains(ev.stdout, "deploys frozen by web:alice: release party") || !strings.Contains(ev.stdout, "deploys unfrozen by web:alice") {
 		t.Fatalf("the ledger's events:\n%s", ev)
 	}
 
 	// A forged post, without the CSRF token, is refused.
-	if code := eval[int](b, `fetch("/actions/freeze", {method: "POST", headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "message=forged&confirm=yes"}).then(r => r.status)`); code != http.StatusForbidden {
+	if code := browser.Eval[int](b, `fetch("/actions/freeze", {method: "POST", headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "message=forged&confirm=yes"}).then(r => r.status)`); code != http.StatusForbidden {
 		t.Fatalf("a forged post: %d, want 403", code)
 	}
 
 	// A snapshot restored from its page.
-	b.open("/snapshots", "table.snapshots")
+	b.Open("/snapshots", "table.snapshots")
 	row := fmt.Sprintf(`table.snapshots tr:has(input[value="%s"])`, snap)
-	if text := b.text(row); !strings.Contains(text, "before-web") || !strings.Contains(text, " B") && !strings.Contains(text, "KiB") {
+	if text := b.Text(row); !strings.Contains(text, "before-web") || !strings.Contains(text, " B") && !strings.Contains(text, "KiB") {
 		t.Fatalf("the snapshot's row: %q", text)
 	}
-	b.confirm(fmt.Sprintf(`form:has(input[value="%s"])`, snap), "Restore snapshot "+snap)
-	b.do("the snapshots page", chromedp.WaitVisible(chromedp.CSS("table.snapshots")))
-	if text := b.text(row); !strings.Contains(text, time.Now().UTC().Format("2006-01-02")+" ") || strings.Count(text, " UTC") != 2 {
+	b.Confirm(fmt.Sprintf(`form:has(input[value="%s"])`, snap), "Restore snapshot "+snap)
+	b.Do("the snapshots page", chromedp.WaitVisible(chromedp.CSS("table.snapshots")))
+	if text := b.Text(row); !strings.Contains(text, time.Now().UTC().Format("2006-01-02")+" ") || strings.Count(text, " UTC") != 2 {
 		t.Fatalf("the restored snapshot's row: %q", text)
 	}
-	b.screenshot("snapshots")
+	b.Screenshot("snapshots")
 	var restored deployRow
 	for _, d := range g.history() {
 		if d.Kind == "restore" {
@@ -360,26 +222,26 @@ func TestDashboardActions(t *testing.T) {
 	}
 
 	// The services and the tails of their logs.
-	b.open("/services", "table.services")
-	if s := b.text("table.services"); !strings.Contains(s, "backend") || !strings.Contains(s, "running") {
+	b.Open("/services", "table.services")
+	if s := b.Text("table.services"); !strings.Contains(s, "backend") || !strings.Contains(s, "running") {
 		t.Fatalf("the services page:\n%s", s)
 	}
-	b.screenshot("services")
+	b.Screenshot("services")
 
 	// A viewer sees everything and is refused every change.
-	b.click("form.signout button")
-	b.signIn(viewerToken, "vera")
-	b.open("/", "#banner")
-	if note := b.text(".actions .note"); !strings.Contains(note, "change nothing") {
+	b.Click("form.signout button")
+	b.SignIn(viewerToken, "vera")
+	b.Open("/", "#banner")
+	if note := b.Text(".actions .note"); !strings.Contains(note, "change nothing") {
 		t.Fatalf("a viewer's actions: %q", note)
 	}
-	b.do("enable the button", chromedp.RemoveAttribute(chromedp.CSS("form.freeze button"), "disabled"),
+	b.Do("enable the button", chromedp.RemoveAttribute(chromedp.CSS("form.freeze button"), "disabled"),
 		chromedp.SendKeys(chromedp.CSS("#message"), "nope"))
-	b.click("form.freeze button")
-	if msg := b.text(".error"); !strings.Contains(msg, "viewer") {
+	b.Click("form.freeze button")
+	if msg := b.Text(".error"); !strings.Contains(msg, "viewer") {
 		t.Fatalf("a viewer's freeze: %q", msg)
 	}
-	b.screenshot("viewer-refused")
+	b.Screenshot("viewer-refused")
 	if st := g.slipway("lock", "status"); strings.Contains(st.stdout, "frozen") {
 		t.Fatalf("after the refused posts:\n%s", st)
 	}

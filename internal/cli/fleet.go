@@ -2,6 +2,7 @@ package cli
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +60,7 @@ func newFleetCmd(g *globals) *cobra.Command {
 	pf.BoolVar(&ff.asJSON, "json", false, "print JSON (deploy: NDJSON events, then the result)")
 	cmd.AddCommand(newFleetInstallCmd(g, ff), newFleetEnvCmd(g, ff), newFleetDeployCmd(g, ff), newFleetRollbackCmd(g, ff),
 		newFleetResumeCmd(g, ff), newFleetStatusCmd(g, ff), newFleetHistoryCmd(g, ff), newFleetShowCmd(g, ff),
-		newFleetSnapshotsCmd(g, ff), newFleetRestoreCmd(g, ff), newFleetDisconnectCmd(g, ff))
+		newFleetSnapshotsCmd(g, ff), newFleetRestoreCmd(g, ff), newFleetDisconnectCmd(g, ff), newFleetUICmd(g, ff))
 	return cmd
 }
 
@@ -241,13 +242,13 @@ func (rf *rolloutFlags) options(cmd *cobra.Command, fc *config.Fleet) (fleet.Rol
 
 // rolloutLock is the operator's side of "one rollout of an app at a
 // time" (the hosts' holds are the other): a second one exits 3.
-func (a *fleetApp) rolloutLock(cmd *cobra.Command) (*lock.Lock, error) {
-	held, err := lock.Acquire(signalContext(cmd), filepath.Join(a.home, "rollout.lock"), holderNow("fleet"), false, false)
+func (a *fleetApp) rolloutLock(ctx context.Context) (*lock.Lock, error) {
+	held, err := lock.Acquire(ctx, filepath.Join(a.home, "rollout.lock"), holderNow("fleet"), false, false)
 	if err != nil {
 		return nil, err
 	}
 	// Rollouts left running: nothing runs them any more.
-	if err := a.f.DB.MarkInterrupted(signalContext(cmd)); err != nil {
+	if err := a.f.DB.MarkInterrupted(ctx); err != nil {
 		_ = held.Release()
 		return nil, err
 	}
@@ -267,14 +268,14 @@ func (g *globals) openRollout(ff *fleetFlags, arg string) (*fleetApp, int64, err
 // settle marks the rollouts left running interrupted when no rollout
 // runs now, so that the ledger tells the truth.
 func (a *fleetApp) settle(cmd *cobra.Command) {
-	if held, err := a.rolloutLock(cmd); err == nil {
+	if held, err := a.rolloutLock(signalContext(cmd)); err == nil {
 		_ = held.Release()
 	}
 }
 
 // roll runs a rollout under the rollout lock and reports it.
 func (g *globals) roll(cmd *cobra.Command, a *fleetApp, asJSON bool, opts fleet.RolloutOptions) error {
-	held, err := a.rolloutLock(cmd)
+	held, err := a.rolloutLock(signalContext(cmd))
 	if err != nil {
 		return err
 	}
@@ -390,7 +391,7 @@ func newFleetResumeCmd(g *globals, ff *fleetFlags) *cobra.Command {
 				return err
 			}
 			defer a.close()
-			held, err := a.rolloutLock(cmd) // marks it interrupted if it was left running
+			held, err := a.rolloutLock(signalContext(cmd)) // marks it interrupted if it was left running
 			if err != nil {
 				return err
 			}
@@ -539,21 +540,9 @@ func newFleetDisconnectCmd(g *globals, ff *fleetFlags) *cobra.Command {
 // printFleetStatus prints a table; a value that differs from the one most
 // hosts have is marked with *.
 func printFleetStatus(w io.Writer, sts []fleet.HostStatus) {
-	usual := func(get func(fleet.HostStatus) string) string {
-		count := map[string]int{}
-		best := ""
-		for _, st := range sts {
-			v := get(st)
-			count[v]++
-			if count[v] > count[best] {
-				best = v
-			}
-		}
-		return best
-	}
-	cur := usual(func(s fleet.HostStatus) string { return s.Current })
-	safe := usual(func(s fleet.HostStatus) string { return s.Safe })
-	ver := usual(func(s fleet.HostStatus) string { return s.Slipway })
+	cur := fleet.Usual(sts, func(s fleet.HostStatus) string { return s.Current })
+	safe := fleet.Usual(sts, func(s fleet.HostStatus) string { return s.Safe })
+	ver := fleet.Usual(sts, func(s fleet.HostStatus) string { return s.Slipway })
 	mark := func(v, usual string) string {
 		if v != usual {
 			return orDash(short(v)) + "*"

@@ -83,6 +83,21 @@ type HostStatus struct {
 	Good []string `json:"good,omitempty"`
 }
 
+// Usual is the value of get that most hosts have: a host whose value
+// differs has drifted from the rest.
+func Usual(sts []HostStatus, get func(HostStatus) string) string {
+	count := map[string]int{}
+	best := ""
+	for _, st := range sts {
+		v := get(st)
+		count[v]++
+		if count[v] > count[best] {
+			best = v
+		}
+	}
+	return best
+}
+
 // Status asks h for its state: one slipway run on the host.
 func (f *Fleet) Status(ctx context.Context, h *Host) HostStatus {
 	// --offline: the fleet does not show the remote's tip, which would

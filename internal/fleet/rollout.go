@@ -34,7 +34,18 @@ type RolloutOptions struct {
 	// Resume goes on with this interrupted rollout: hosts that finished
 	// in it are not touched again.
 	Resume int64
+	// Stop, when it yields StopHalt or StopRevert (the dashboard's
+	// buttons), ends the rollout before its next batch, as a max_fail
+	// tripped would: the hosts in flight finish, then the updated hosts
+	// stay (halt) or go back (revert).
+	Stop <-chan string
 }
+
+// What Stop may say.
+const (
+	StopHalt   = "halt"
+	StopRevert = "revert"
+)
 
 // Rollout kinds.
 const (
@@ -229,6 +240,11 @@ func (f *Fleet) Rollout(ctx context.Context, hosts []*Host, opts RolloutOptions)
 			stopped = "interrupted"
 			break
 		}
+		if how, ok := stopAsked(opts.Stop); ok {
+			stopped = "stopped by the operator (" + how + ")"
+			opts.OnFail = map[string]string{StopHalt: "halt", StopRevert: "revert"}[how]
+			break
+		}
 		f.emit(Event{Rollout: id, Batch: bi + 1, Of: len(batches), State: "batch", Detail: strings.Join(plan.Batches[bi], " ")})
 		var wg sync.WaitGroup
 		var took []*Host
@@ -302,6 +318,16 @@ func (f *Fleet) Rollout(ctx context.Context, hosts []*Host, opts RolloutOptions)
 		}
 	}
 	return finish(outcome, stopped)
+}
+
+// stopAsked says whether stop has asked for a halt or a revert.
+func stopAsked(stop <-chan string) (string, bool) {
+	select {
+	case how := <-stop:
+		return how, how == StopHalt || how == StopRevert
+	default:
+		return "", false
+	}
 }
 
 func allFinished(state map[string]*HostResult) bool {

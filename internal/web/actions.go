@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/api"
 	"github.com/slipway-dev/slipway/internal/exitcode"
+	"github.com/slipway-dev/slipway/internal/fleet"
 	"github.com/slipway-dev/slipway/internal/git"
 	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/lock"
@@ -38,13 +39,15 @@ const TriggerWeb = "web"
 // action is one state-changing form: what its confirmation asks, and
 // what it does once confirmed. Fields are the form's values, checked.
 type action struct {
-	ask func(f form) string
-	do  func(s *Server, w http.ResponseWriter, r *http.Request, sess *Session, f form) error
+	fleet bool // an action of the fleet's screens
+	ask   func(f form) string
+	do    func(s *Server, w http.ResponseWriter, r *http.Request, sess *Session, f form) error
 }
 
 // form is an action's checked fields.
 type form struct {
 	Commit, To, Message, Snapshot string
+	Rollout                       int64
 }
 
 var actions = map[string]action{
@@ -88,6 +91,24 @@ var actions = map[string]action{
 			return err
 		},
 	},
+	"fleet-deploy": {
+		fleet: true,
+		ask: func(f form) string {
+			if f.Commit == "" {
+				return "Roll the branch's tip out to the fleet, batch by batch?"
+			}
+			return "Roll commit " + f.Commit + " out to the fleet, batch by batch?"
+		},
+		do: func(s *Server, w http.ResponseWriter, r *http.Request, sess *Session, f form) error {
+			id, err := s.Fleet.Deploy(r.Context(), f.Commit, sess.Actor)
+			if err == nil {
+				http.Redirect(w, r, "/fleet/rollouts/"+strconv.FormatInt(id, 10), http.StatusSeeOther)
+			}
+			return err
+		},
+	},
+	"halt":   stopAction(fleet.StopHalt, "Halt rollout %d? Its hosts in flight finish; no other starts, and the updated hosts stay."),
+	"revert": stopAction(fleet.StopRevert, "Revert rollout %d? Its hosts in flight finish; no other starts, and the updated hosts go back."),
 	"restore": {
 		ask: func(f form) string {
 			return "Restore snapshot " + f.Snapshot + "? A data snapshot stops the services, swaps the data in and starts them again."
@@ -100,6 +121,21 @@ var actions = map[string]action{
 			return err
 		},
 	},
+}
+
+// stopAction halts or reverts a rollout.
+func stopAction(how, question string) action {
+	return action{
+		fleet: true,
+		ask:   func(f form) string { return fmt.Sprintf(question, f.Rollout) },
+		do: func(s *Server, w http.ResponseWriter, r *http.Request, _ *Session, f form) error {
+			err := s.Fleet.Stop(f.Rollout, how)
+			if err == nil {
+				http.Redirect(w, r, "/fleet/rollouts/"+strconv.FormatInt(f.Rollout, 10), http.StatusSeeOther)
+			}
+			return err
+		},
+	}
 }
 
 // queued is an action that queues the job req makes of the form, as the
@@ -124,7 +160,16 @@ func readForm(name string, r *http.Request) (form, error) {
 		Message:  strings.TrimSpace(r.PostFormValue("message")),
 		Snapshot: strings.TrimSpace(r.PostFormValue("snapshot")),
 	}
+	if v := r.PostFormValue("rollout"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return f, errors.New("the rollout must be named by its id")
+		}
+		f.Rollout = n
+	}
 	switch {
+	case (name == "halt" || name == "revert") && f.Rollout == 0:
+		return f, errors.New("name the rollout to stop")
 	case f.Commit != "" && !git.IsCommitID(f.Commit):
 		return f, errors.New("the commit must be a hex commit id")
 	case f.To != "" && !git.IsCommitID(f.To):
@@ -160,7 +205,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 	}
 	name := r.PathValue("action")
 	a, ok := actions[name]
-	if !ok {
+	if !ok || a.fleet && s.Fleet == nil || !a.fleet && s.Backend == nil {
 		http.Error(w, "no such action", http.StatusNotFound)
 		return
 	}
@@ -191,7 +236,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 // errorCode is the HTTP status of a refused action, as the API answers.
 func errorCode(err error) int {
 	switch {
-	case errors.Is(err, lock.ErrLocked):
+	case errors.Is(err, lock.ErrLocked), errors.Is(err, fleet.ErrLocked), errors.Is(err, ErrNotRunning):
 		return http.StatusConflict
 	case errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrNoSnapshot):
 		return http.StatusNotFound

@@ -75,8 +75,10 @@ type Server struct {
 	// Backend runs the actions and reads the services' logs; without it
 	// the pages change nothing.
 	Backend Backend
-	TTL     time.Duration
-	Now     func() time.Time
+	// Fleet is the fleet's screens, for `slipway fleet ui`.
+	Fleet FleetBackend
+	TTL   time.Duration
+	Now   func() time.Time
 
 	operator, viewer [32]byte // SHA-256 of the tokens; a zero viewer: none
 	hasViewer        bool
@@ -121,6 +123,12 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Backend != nil {
 		mux.HandleFunc("GET /services", s.services)
+	}
+	if s.Fleet != nil {
+		mux.HandleFunc("GET /fleet", s.fleetHome)
+		mux.HandleFunc("GET /fleet/rollouts/{id}", s.fleetRollout)
+	}
+	if s.Backend != nil || s.Fleet != nil {
 		mux.HandleFunc("POST /actions/{action}", s.act)
 	}
 	assets, _ := fs.Sub(assetFS, "assets")
@@ -187,19 +195,25 @@ func CheckCSRF(sess *Session, r *http.Request) bool {
 }
 
 type page struct {
-	App     string
+	App string
+	// FleetUI: the pages are `slipway fleet ui`'s.
+	FleetUI bool
+	// Refresh: the page changes by itself (a rollout runs), and reloads.
+	Refresh bool
 	Session *Session
 	Status  *status
 	Error   string
 }
 
 // pager is what a template is given: a page, or a page with more.
-type pager interface{ setApp(string) }
+type pager interface {
+	setSite(app string, fleetUI bool)
+}
 
-func (p *page) setApp(app string) { p.App = app }
+func (p *page) setSite(app string, fleetUI bool) { p.App, p.FleetUI = app, fleetUI }
 
 func (s *Server) render(w http.ResponseWriter, code int, name string, v pager) {
-	v.setApp(s.App)
+	v.setSite(s.App, s.Fleet != nil && s.Status == nil)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	_ = pages.ExecuteTemplate(w, name, v)
@@ -209,6 +223,10 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	sess, ok := s.SessionOf(r)
 	if !ok {
 		s.render(w, http.StatusOK, "banner.html", &page{})
+		return
+	}
+	if s.Status == nil {
+		http.Redirect(w, r, "/fleet", http.StatusSeeOther)
 		return
 	}
 	st, err := s.status(r.Context())

@@ -4,6 +4,27 @@
 // JavaScript the pages work; they just do not move.
 (function () {
 	"use strict";
+	// A page that changes by itself (a fleet rollout runs) has its
+	// #refreshing part fetched again every second, until it stops
+	// changing; its forms stay as they are.
+	var refresh = function () {
+		fetch(location.href, {credentials: "same-origin"}).then(function (r) {
+			return r.text();
+		}).then(function (html) {
+			var doc = new DOMParser().parseFromString(html, "text/html");
+			var now = doc.getElementById("refreshing");
+			var here = document.getElementById("refreshing");
+			if (now && here) {
+				here.replaceChildren.apply(here, Array.from(now.childNodes));
+			}
+			if (doc.body.dataset.refresh) {
+				setTimeout(refresh, 1000);
+			}
+		});
+	};
+	if (document.body.dataset.refresh && document.getElementById("refreshing")) {
+		setTimeout(refresh, 1000);
+	}
 	var live = document.getElementById("live");
 	if (!live || !window.EventSource) {
 		return;
