@@ -116,4 +116,20 @@ func TestFleetUI(t *testing.T) {
 	if st["ua"].Current != third || st["ub"].Current != second || st["uc"].Current != first {
 		t.Fatalf("after the halt: ua %s, ub %s, uc %s", st["ua"].Current, st["ub"].Current, st["uc"].Current)
 	}
+
+	// Another, reverted from its page: the canary goes back.
+	fourth := o.commit("fourth", map[string]string{"index.html": "v4\n"})
+	b.Open("/fleet", "form.fleet-deploy")
+	b.Do("the commit", chromedp.SendKeys(chromedp.CSS("#commit"), fourth))
+	b.Confirm("form.fleet-deploy", "Roll commit "+fourth)
+	b.WaitText(`tr[data-host="ua"] .state`, "done")
+	b.Confirm("form.revert", "Revert rollout")
+	b.WaitText("#rollout .outcome", "reverted")
+	if got := b.Text(`tr[data-host="ua"] .state`); got != "reverted" {
+		t.Errorf("ua after the revert: %q", got)
+	}
+	st = o.status()
+	if st["ua"].Current != third || st["ub"].Current != second || st["uc"].Current != first {
+		t.Fatalf("after the revert: ua %s, ub %s, uc %s", st["ua"].Current, st["ub"].Current, st["uc"].Current)
+	}
 }
