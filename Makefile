@@ -23,13 +23,16 @@ demo:
 # The issues' figures: deploy engine (no-op, overhead, rollback, reuse) and
 # agent (idle cost, forged-webhook flood, push-to-serving), the proxy
 # (deploys under load, latency, throughput), data snapshots
-# of a 1 GiB tree against tar | zstd, a fleet rollout over 50 VMs
+# of a 1 GiB tree against tar | zstd, the dashboard's first paints, page
+# weights and step-to-screen delay (in Chromium), a fleet rollout over 50 VMs
 # ($$SLIPWAY_FLEET_VMS), then the packages' micro-benchmarks.
 bench: setup
 	$(GO) test -run '^$$' -bench 'Noop|DeployOverhead|Rollback|NodeReuse|ReconfigureNode' -benchtime 7x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'Agent' -benchtime 2x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'Proxy' -benchtime 1x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'DataSnapshot|DataRestore|TarZstd' -benchtime 1x -timeout 20m ./internal/snapshot/
+	SLIPWAY_WEB_FIGURES=1 $(GO) test -count=1 -run TestDashboardFigures -v ./internal/web/ | grep -E 'figure|^(--- |ok|FAIL)'
+	$(GO) test -count=1 -run TestDashboardActions -v ./cmd/slipway/ | grep -E 'figure|^(--- |ok|FAIL)'
 	SLIPWAY_FLEET_BENCH=1 $(GO) test -tags e2e -count=1 -run TestFleetFigures -v -timeout 30m ./e2e/ | grep -E 'figure|^(--- |ok|FAIL)' 
 	$(GO) test -run '^$$' -bench . -timeout 10m $$($(GO) list ./internal/... | grep -v /internal/snapshot)
 
