@@ -28,6 +28,7 @@ demo:
 # ($$SLIPWAY_FLEET_VMS), then the packages' micro-benchmarks.
 bench: setup
 	$(GO) test -run '^$$' -bench 'Noop|DeployOverhead|Rollback|NodeReuse|ReconfigureNode' -benchtime 7x -timeout 20m ./cmd/slipway/
+	$(GO) test -run '^$$' -bench 'FailingHealth' -benchtime 3x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'Agent' -benchtime 2x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'Proxy' -benchtime 1x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'DataSnapshot|DataRestore|TarZstd' -benchtime 1x -timeout 20m ./internal/snapshot/

@@ -2,9 +2,11 @@ package main_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +142,42 @@ func BenchmarkRollback(b *testing.B) {
 	}
 	b.ReportMetric(ms(median(total)), "total-ms")
 	b.ReportMetric(ms(median(own)), "without-app-start-ms")
+}
+
+// BenchmarkFailingHealth: the deploy of a release whose /health answers
+// 500 from its first request, until it is rolled back, with
+// health.fail_after at its default (5) and off (0), health.timeout 8s
+// (figure: found sooner than the timeout).
+func BenchmarkFailingHealth(b *testing.B) {
+	for _, failAfter := range []string{"5", "0"} {
+		b.Run("fail_after="+failAfter, func(b *testing.B) {
+			a := newApp(b, "python-api", func(cfg string) string {
+				cfg = strings.Replace(cfg, "  timeout: 20s\n", "  timeout: 8s\n", 1)
+				return strings.Replace(cfg, "\nhealth:\n", "\nhealth:\n  fail_after: "+failAfter+"\n", 1)
+			})
+			a.mustDeploy()
+			a.edit("health says 500", "backend/app.py",
+				`self.send_body(200, {"status": "ok", "version": APP_VERSION})`,
+				`self.send_body(500, {"status": "broken", "version": APP_VERSION})`)
+			var total, health []time.Duration
+			i := 0
+			for b.Loop() {
+				if i > 0 { // a new bad commit each time: a bad one is not tried again
+					a.commit(fmt.Sprintf("still broken %d", i), map[string]string{"BROKEN": strconv.Itoa(i)})
+				}
+				i++
+				t0 := time.Now()
+				r := a.slipway("deploy")
+				total = append(total, time.Since(t0))
+				if r.code != 1 || !strings.Contains(r.stderr, "rolled back") {
+					b.Fatalf("a deploy of a broken health: %s", r)
+				}
+				health = append(health, stepDurations(b, a, a.lastDeploy().ID)["health"])
+			}
+			b.ReportMetric(ms(median(total)), "deploy-to-rolled-back-ms")
+			b.ReportMetric(ms(median(health)), "health-step-ms")
+		})
+	}
 }
 
 // BenchmarkNodeReuse: deploys of the Node example with and without

@@ -156,7 +156,7 @@ func TestHealthFailureRollsBack(t *testing.T) {
 		a := a.with(t)
 		r := a.slipway("deploy", "--commit", bad)
 		out := r.stdout + r.stderr
-		if r.code != 0 || !strings.Contains(r.stdout, "skipped: "+bad[:7]) || strings.Count(out, "not healthy after") != 1 {
+		if r.code != 0 || !strings.Contains(r.stdout, "skipped: "+bad[:7]) || strings.Count(out, "got status 500") != 1 {
 			t.Fatalf("want exit 0, and %s's skip and reason said once: %s", bad[:7], r)
 		}
 		a.assertServing(good)

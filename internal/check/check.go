@@ -20,6 +20,32 @@ type Request struct {
 	ExpectStatus int
 	ExpectBody   string // substring; "" = any
 	Timeout      time.Duration
+	// FailAfter, when above 0, ends WaitHealthy at once after that many
+	// definitive refusals in a row (StatusError.Definitive), rather than
+	// at its timeout.
+	FailAfter int
+}
+
+// StatusError is an answer with another status than the expected one.
+type StatusError struct {
+	Method, URL string
+	Got, Want   int
+	Body        string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: got status %d, want %d; body: %s", e.Method, e.URL, e.Got, e.Want, e.Body)
+}
+
+// Definitive says whether the answer refuses rather than says "not yet":
+// any status but 429, 502, 503 and 504, which an app warming up, or a
+// proxy in front of one, gives.
+func (e *StatusError) Definitive() bool {
+	switch e.Got {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return false
+	}
+	return true
 }
 
 var client = &http.Client{
@@ -65,7 +91,7 @@ func Do(ctx context.Context, r Request) error {
 		want = http.StatusOK
 	}
 	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: got status %d, want %d; body: %s", method, r.URL, resp.StatusCode, want, snippet(body))
+		return &StatusError{Method: method, URL: r.URL, Got: resp.StatusCode, Want: want, Body: snippet(body)}
 	}
 	if r.ExpectBody != "" && !strings.Contains(string(body), r.ExpectBody) {
 		return fmt.Errorf("%s %s: body does not contain %q; body: %s", method, r.URL, r.ExpectBody, snippet(body))
@@ -88,6 +114,7 @@ func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration
 		r.Timeout = max(interval*5, 2*time.Second)
 	}
 	var last error
+	refused := 0 // definitive refusals in a row
 	// Poll every 5 ms for the first 200 ms and every 25 ms up to a second
 	// (a fresh process usually binds its port within it, and every poll
 	// saved is deploy time), then back off to interval.
@@ -102,6 +129,15 @@ func WaitHealthy(ctx context.Context, r Request, timeout, interval time.Duration
 			// A poll cut short by the overall deadline says less than the
 			// answer before it.
 			last = err
+		}
+		var se *StatusError
+		if errors.As(err, &se) && se.Definitive() {
+			refused++
+			if r.FailAfter > 0 && refused >= r.FailAfter {
+				return fmt.Errorf("refused %d times in a row (health.fail_after), after %s: %w", refused, time.Since(start).Round(time.Millisecond), err)
+			}
+		} else {
+			refused = 0
 		}
 		if alive != nil {
 			if err := alive(); err != nil {

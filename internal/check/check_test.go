@@ -262,7 +262,8 @@ func TestWaitHealthyServerStartsLate(t *testing.T) {
 func TestWaitHealthyTimesOut(t *testing.T) {
 	srv, calls := flaky(t, 1<<30)
 	start := time.Now()
-	err := WaitHealthy(t.Context(), Request{URL: srv.URL + "/health"}, 500*time.Millisecond, 50*time.Millisecond, nil)
+	// 503 says "not yet": fail_after does not count it.
+	err := WaitHealthy(t.Context(), Request{URL: srv.URL + "/health", FailAfter: 2}, 500*time.Millisecond, 50*time.Millisecond, nil)
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("WaitHealthy succeeded against a server that always answers 503")
@@ -327,5 +328,34 @@ func TestWaitHealthyHungEndpoint(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("returned after %s; want about 700ms", d)
+	}
+}
+
+// Definitive refusals in a row end the wait at once: FailAfter of them.
+// A "not yet" (503) between them starts the count again.
+func TestWaitHealthyFailAfter(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		if r.URL.Path == "/mixed" && n%3 == 0 {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+			return
+		}
+		http.Error(w, "KeyError: 'DATABASE_URL'", http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	err := WaitHealthy(t.Context(), Request{URL: srv.URL + "/health", FailAfter: 3}, 10*time.Second, 50*time.Millisecond, nil)
+	var se *StatusError
+	if !errors.As(err, &se) || se.Got != 500 || !strings.Contains(err.Error(), "refused 3 times in a row") || !strings.Contains(err.Error(), "DATABASE_URL") {
+		t.Fatalf("WaitHealthy = %v; want 3 refusals", err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d polls; want 3", n)
+	}
+	calls.Store(0)
+	// 500, 500, 503, 500, 500, 503 ...: never 3 in a row; the timeout ends it.
+	err = WaitHealthy(t.Context(), Request{URL: srv.URL + "/mixed", FailAfter: 3}, 300*time.Millisecond, 50*time.Millisecond, nil)
+	if err == nil || !strings.Contains(err.Error(), "not healthy after 300ms") {
+		t.Fatalf("WaitHealthy over 500s and 503s = %v; want the timeout", err)
 	}
 }

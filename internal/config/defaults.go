@@ -21,6 +21,8 @@ const (
 	// services must stay up without a health: section.
 	DefaultSettle       = Duration(5 * time.Second)
 	DefaultCheckTimeout = Duration(30 * time.Second)
+	// DefaultFailAfter is health.fail_after when not written.
+	DefaultFailAfter = 5
 )
 
 // pid1Comm holds the name of PID 1; "systemd" there makes systemd the
@@ -141,6 +143,9 @@ func applyDefaults(c *Config, ix *index) {
 		}
 		if !ix.has(keyPath{"health", "settle"}.String()) {
 			h.Settle = DefaultSettle
+		}
+		if !ix.has(keyPath{"health", "fail_after"}.String()) {
+			h.FailAfter = DefaultFailAfter
 		}
 	}
 	for i := range c.Smoke {

@@ -135,6 +135,8 @@ func TestLoadErrors(t *testing.T) {
 			`3:1: health: missing "url" (the URL that answers when the app is up)`},
 		{"bad expect_status", minimal + "health:\n  url: http://127.0.0.1/\n  expect_status: 2000\n",
 			`5:18: health.expect_status: 2000 is not an HTTP status (100-599)`},
+		{"negative fail_after", minimal + "health:\n  url: http://127.0.0.1/\n  fail_after: -1\n",
+			`5:15: health.fail_after: must be from 0 (wait for the timeout) to 1000`},
 		{"smoke check with url and run", minimal + "smoke:\n  - url: http://127.0.0.1/\n    run: ./check\n",
 			`4:5: smoke[0]: set "url" or "run", not both`},
 		{"smoke check with neither", minimal + "smoke:\n  - name: nothing\n",
@@ -313,7 +315,7 @@ smoke:
 					Proxy: &Proxy{Listen: ":3000", DrainTimeout: Duration(30 * time.Second)},
 				}},
 				Health: &Health{URL: "http://127.0.0.1:8000/health", ExpectStatus: 200,
-					Timeout: Duration(60 * time.Second), Interval: Duration(time.Second), Settle: DefaultSettle},
+					Timeout: Duration(60 * time.Second), Interval: Duration(time.Second), Settle: DefaultSettle, FailAfter: DefaultFailAfter},
 				Smoke: []Check{
 					{Name: "POST http://127.0.0.1:8000/", URL: "http://127.0.0.1:8000/", Method: "POST", ExpectStatus: 200, Timeout: Duration(30 * time.Second)},
 					{Name: "./smoke.sh", Run: "./smoke.sh", Timeout: Duration(30 * time.Second)},
@@ -362,7 +364,7 @@ func TestLoadSpecExample(t *testing.T) {
 			"worker": {Name: "worker", Dir: "worker", Command: ".venv/bin/python -m worker",
 				Unit: "lucille-worker.service", EnvFile: "worker", StopTimeout: sec(30)},
 		},
-		Health: &Health{URL: "http://127.0.0.1:8000/health", ExpectStatus: 200, Timeout: sec(60), Interval: sec(1), Settle: DefaultSettle},
+		Health: &Health{URL: "http://127.0.0.1:8000/health", ExpectStatus: 200, Timeout: sec(60), Interval: sec(1), Settle: DefaultSettle, FailAfter: DefaultFailAfter},
 		Smoke: []Check{
 			{Name: "board refuses anonymous calls", URL: "http://127.0.0.1:8000/board/tasks", Method: "GET",
 				ExpectStatus: 401, Timeout: sec(30)},

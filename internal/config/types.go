@@ -114,6 +114,10 @@ type Health struct {
 	// Settle is how long, once health and smoke passed, every service must
 	// stay up and health keep passing before the release is marked safe.
 	Settle Duration `yaml:"settle"`
+	// FailAfter ends the wait for health after that many definitive
+	// refusals in a row (a status other than 429, 502, 503 and 504),
+	// rather than at the timeout; 0 waits for the timeout.
+	FailAfter int `yaml:"fail_after"`
 }
 
 // Check is one smoke check: an HTTP request or a command.

@@ -255,6 +255,9 @@ func (v *validator) health() error {
 	if err := v.httpURL(p.key("url"), h.URL); err != nil {
 		return err
 	}
+	if h.FailAfter < 0 || h.FailAfter > 1000 {
+		return v.ix.errorf(p.key("fail_after"), "must be from 0 (wait for the timeout) to 1000")
+	}
 	return v.status(p.key("expect_status"), h.ExpectStatus)
 }
 

@@ -22,7 +22,9 @@ func (e *Engine) healthRequest(h *config.Health) check.Request {
 }
 
 func (e *Engine) checkWait(ctx context.Context, h *config.Health, alive func() error) error {
-	return check.WaitHealthy(ctx, e.healthRequest(h), h.Timeout.D(), h.Interval.D(), alive)
+	r := e.healthRequest(h)
+	r.FailAfter = h.FailAfter
+	return check.WaitHealthy(ctx, r, h.Timeout.D(), h.Interval.D(), alive)
 }
 
 func (e *Engine) checkOnce(ctx context.Context, h *config.Health) error {

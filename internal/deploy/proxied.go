@@ -413,11 +413,11 @@ func (e *Engine) proxyHealthPath(s *config.Service) string {
 // waitInstance waits until a new instance answers its health path, while
 // it keeps running.
 func (e *Engine) waitInstance(ctx context.Context, s *config.Service, inst service.Spec) error {
-	timeout, interval := time.Minute, time.Second
+	timeout, interval, failAfter := time.Minute, time.Second, config.DefaultFailAfter
 	if h := e.Cfg.Health; h != nil {
-		timeout, interval = h.Timeout.D(), h.Interval.D()
+		timeout, interval, failAfter = h.Timeout.D(), h.Interval.D(), h.FailAfter
 	}
-	req := check.Request{URL: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(inst.Port)) + e.proxyHealthPath(s), ExpectStatus: 200}
+	req := check.Request{URL: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(inst.Port)) + e.proxyHealthPath(s), ExpectStatus: 200, FailAfter: failAfter}
 	return check.WaitHealthy(ctx, req, timeout, interval, func() error {
 		st, err := e.Services.Status(ctx, inst)
 		if err != nil {
