@@ -28,8 +28,8 @@ func (staticFleet) Rollout(context.Context, int64) (fleet.RolloutRow, []fleet.Tr
 	return fleet.RolloutRow{}, nil, ledger.ErrNotFound
 }
 func (staticFleet) Deploy(context.Context, string, string) (int64, error) { return 0, ErrNotRunning }
-func (staticFleet) Stop(int64, string) error                           { return ErrNotRunning }
-func (staticFleet) Running(int64) bool                                 { return false }
+func (staticFleet) Stop(int64, string) error                              { return ErrNotRunning }
+func (staticFleet) Running(int64) bool                                    { return false }
 
 // The dashboard's figures, in Chromium: the first paint of the history
 // page over a 1,000-deploy ledger and of the fleet grid of 50 hosts, and
