@@ -162,7 +162,7 @@ func TestDashboardActions(t *testing.T) {
 	b.Do("the bad commit", chromedp.SendKeys(chromedp.CSS("#commit"), bad))
 	b.Confirm("form.deploy", "Deploy commit "+bad)
 	b.Do("the failure", chromedp.WaitVisible(chromedp.CSS("#deploy.failing")))
-	if d := b.Text("#deploy"); !strings.Contains(d, "health") || !strings.Contains(d, "rolled back") || !strings.Contains(d, third[:7]) || !strings.Contains(d, "marked bad") {
+	if d := b.Text("#deploy"); !strings.Contains(d, "health") || !strings.Contains(d, "rolled back to "+third[:7]) || !strings.Contains(d, "marked bad") {
 		t.Fatalf("the failed deploy's page:\n%s", d)
 	}
 	b.Screenshot("deploy-failed")
