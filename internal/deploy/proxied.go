@@ -224,7 +224,9 @@ func (e *Engine) startNew(ctx context.Context, s *config.Service, base service.S
 	}
 	next := instance(base, e.Cfg.App, port)
 	if err := e.Services.Start(ctx, next); err != nil {
-		return base, err
+		// Whether it exits within the manager's first look or after:
+		// either way nothing was switched to it.
+		return base, fmt.Errorf("%s: the new instance on port %d did not start, the old one keeps serving: %w", s.Name, port, err)
 	}
 	if err := e.waitInstance(ctx, s, next); err != nil {
 		_ = e.Services.Stop(context.WithoutCancel(ctx), next)
