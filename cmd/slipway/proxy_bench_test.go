@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // The zero-downtime issue's figures:
@@ -65,31 +67,6 @@ func pct(lat []time.Duration, p float64) time.Duration {
 		return 0
 	}
 	return lat[int(float64(len(lat)-1)*p)]
-}
-
-// closedLoop runs clients that each send requests back to back for d.
-func closedLoop(url string, clients int, d time.Duration) float64 {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
-	var n atomic.Int64
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(d)
-	for range clients {
-		wg.Go(func() {
-			for time.Now().Before(deadline) {
-				resp, err := client.Get(url)
-				if err != nil {
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				if resp.StatusCode == 200 {
-					n.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return float64(n.Load()) / d.Seconds()
 }
 
 // directURL is the active instance's own address, from `proxy status`.
@@ -174,8 +151,8 @@ func BenchmarkProxyThroughput(b *testing.B) {
 	directAndProxied(b, func(b *testing.B, url string) {
 		var rps float64
 		for b.Loop() {
-			closedLoop(url, 16, time.Second) // warm up
-			rps = closedLoop(url, 16, 5*time.Second)
+			testkit.ClosedLoop(url, 16, time.Second) // warm up
+			rps = testkit.ClosedLoop(url, 16, 5*time.Second)
 		}
 		b.ReportMetric(rps, "req/s")
 	})

@@ -5,10 +5,10 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
 // BenchmarkRoute is the proxy's own cost per request, in one process: 16
@@ -40,34 +40,9 @@ func BenchmarkRoute(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			var rps float64
 			for b.Loop() {
-				rps = hammer(c.url, 16, 2*time.Second)
+				rps = testkit.ClosedLoop(c.url, 16, 2*time.Second)
 			}
 			b.ReportMetric(rps, "req/s")
 		})
 	}
-}
-
-func hammer(url string, clients int, d time.Duration) float64 {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
-	defer client.CloseIdleConnections()
-	var n atomic.Int64
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(d)
-	for range clients {
-		wg.Go(func() {
-			for time.Now().Before(deadline) {
-				resp, err := client.Get(url)
-				if err != nil {
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					n.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return float64(n.Load()) / d.Seconds()
 }
