@@ -59,7 +59,7 @@ Rollouts started from the page run here, with the rollout flags given to ui
 				return usageError{Err: fmt.Errorf("--listen: %w", err)}
 			}
 			ctx := signalContext(cmd)
-			ui := &fleetUI{a: a, opts: opts, ctx: ctx, running: map[int64]chan string{}}
+			ui := &fleetUI{a: a, opts: opts, ctx: ctx, wake: make(chan struct{}, 1), running: map[int64]chan string{}}
 			pages := web.New(a.cfg.App, []byte(token), nil)
 			pages.Fleet = ui
 			srv := api.HTTPServer(pages.Handler())
@@ -118,7 +118,7 @@ type fleetUI struct {
 	opts fleet.RolloutOptions
 	ctx  context.Context // the command's: a signal stops the rollouts' new hosts
 	wg   sync.WaitGroup
-	wake chan struct{}
+	wake chan struct{} // a rollout ended: gather again now
 
 	mu      sync.Mutex
 	grid    []fleet.HostStatus
@@ -129,10 +129,6 @@ type fleetUI struct {
 // gather asks every host for its status every refresh, and after each
 // rollout.
 func (u *fleetUI) gather(ctx context.Context, refresh time.Duration) {
-	u.mu.Lock()
-	u.wake = make(chan struct{}, 1)
-	wake := u.wake
-	u.mu.Unlock()
 	for {
 		sts := u.a.f.StatusAll(ctx, u.a.hosts)
 		if ctx.Err() != nil {
@@ -144,7 +140,7 @@ func (u *fleetUI) gather(ctx context.Context, refresh time.Duration) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-wake:
+		case <-u.wake:
 		case <-time.After(refresh):
 		}
 	}
@@ -227,14 +223,10 @@ func (u *fleetUI) Deploy(ctx context.Context, commit, actor string) (int64, erro
 			delete(u.running, res.ID)
 			u.mu.Unlock()
 		}
-		u.mu.Lock()
-		if u.wake != nil {
-			select {
-			case u.wake <- struct{}{}:
-			default:
-			}
+		select {
+		case u.wake <- struct{}{}:
+		default: // a gathering is asked for already
 		}
-		u.mu.Unlock()
 		if err == nil && res != nil && res.ID == 0 {
 			err = errors.New(res.Error)
 		}
