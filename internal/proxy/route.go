@@ -36,7 +36,9 @@ func newBackend(addr, release string, transport http.RoundTripper, log *slog.Log
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
 		},
-		Transport: transport,
+		Transport:  transport,
+		BufferPool: &copyBuffers,
+		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		// FlushInterval 0: ReverseProxy flushes server-sent events and
 		// responses of unknown length at once, and writes a response of
 		// known length in one go.
@@ -50,6 +52,22 @@ func newBackend(addr, release string, transport http.RoundTripper, log *slog.Log
 	}
 	return b
 }
+
+// copyBuffers lends ReverseProxy the buffers it copies bodies through.
+// Without them each request allocates 32 KB, most of the proxy's garbage
+// and so most of its GC work.
+var copyBuffers bufferPool
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // route is one public listener and the backend it sends traffic to.
 type route struct {
@@ -107,7 +125,12 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	if r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		// An instance may answer while it reads (an echo, a stream of
+		// results): the body keeps flowing after the answer began.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	b.rp.ServeHTTP(w, r)
 }
 

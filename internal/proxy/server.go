@@ -36,7 +36,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	routes    map[string]*route
-	transport *http.Transport
+	transport *transport
 	client    *http.Client
 }
 
@@ -72,16 +72,8 @@ func (s *Server) init() {
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
-	s.transport = &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: 5 * time.Minute,
-		ExpectContinueTimeout: time.Second,
-	}
-	s.client = &http.Client{Transport: s.transport, Timeout: 2 * time.Second}
+	s.transport = newTransport()
+	s.client = &http.Client{Transport: s.transport.std, Timeout: 2 * time.Second}
 }
 
 // Restore loads the persisted routes and opens their listeners.
@@ -182,6 +174,11 @@ func (s *Server) Remove(service string) error {
 		return nil
 	}
 	delete(s.routes, service)
+	for _, b := range []*backend{rt.active.Load(), rt.previous} {
+		if b != nil {
+			defer s.transport.closeIdle(b.addr)
+		}
+	}
 	// Close the listener now, so that the port is free when this returns;
 	// the connections already accepted finish in the background.
 	_ = rt.ln.Close()
@@ -273,6 +270,7 @@ func (s *Server) Drain(service, addr string, timeout time.Duration) (int64, erro
 	defer s.mu.Unlock()
 	if rt.previous == b {
 		rt.previous = nil
+		s.transport.closeIdle(addr)
 		if err := s.persist(); err != nil {
 			return left, err
 		}
@@ -374,6 +372,7 @@ func (s *Server) checkHealth(ctx context.Context) {
 		for _, rt := range rts {
 			rt.check(ctx, s.client)
 		}
+		s.transport.sweep()
 	}
 }
 
