@@ -22,7 +22,8 @@ demo:
 
 # The issues' figures: deploy engine (no-op, overhead, rollback, reuse) and
 # agent (idle cost, forged-webhook flood, push-to-serving), the proxy
-# (deploys under load, latency, throughput), data snapshots
+# (deploys under load; throughput and latency against direct, and against
+# kamal-proxy when $$SLIPWAY_BENCH_KAMAL_PROXY names one), data snapshots
 # of a 1 GiB tree against tar | zstd, the dashboard's first paints, page
 # weights and step-to-screen delay (in Chromium), a fleet rollout over 50 VMs
 # ($$SLIPWAY_FLEET_VMS), then the packages' micro-benchmarks.

@@ -70,7 +70,7 @@ func preferSystemPython() {
 // app is one example app in a git repository, deployed into its own root.
 type app struct {
 	t       testing.TB
-	name    string // python-api | node-web
+	name    string // python-api | node-web (examples/), go-ok (testdata/apps/)
 	src     string // the git working tree slipway deploys from
 	root    string
 	cfgPath string
@@ -87,7 +87,11 @@ func newApp(t testing.TB, name string, edit func(string) string) *app {
 	t.Helper()
 	base := t.TempDir()
 	a := &app{t: t, name: name, src: filepath.Join(base, "src"), root: filepath.Join(base, "root"), port: testkit.FreePort(t), token: testToken}
-	copyDir(t, filepath.Join("..", "..", "examples", name), a.src)
+	dir := filepath.Join("..", "..", "examples", name)
+	if _, err := os.Stat(dir); err != nil {
+		dir = filepath.Join("..", "..", "testdata", "apps", name) // the tests' own
+	}
+	copyDir(t, dir, a.src)
 	testkit.Git(t, a.src, "init", "-q", "-b", "main")
 	testkit.Git(t, a.src, "add", "-A")
 	testkit.Git(t, a.src, "commit", "-q", "-m", "initial")
@@ -99,7 +103,7 @@ func newApp(t testing.TB, name string, edit func(string) string) *app {
 	text := string(cfg)
 	text = replaceLine(text, "repo:", "repo: "+a.src)
 	text = replaceLine(text, "root:", "root: "+a.root)
-	defPort := map[string]string{"python-api": "8000", "node-web": "3000"}[name]
+	defPort := map[string]string{"python-api": "8000", "node-web": "3000", "go-ok": "8080"}[name]
 	text = strings.ReplaceAll(text, defPort, strconv.Itoa(a.port))
 	// A short settle window, unless the test sets one: the default 5 s
 	// would dominate every test's deploys.
