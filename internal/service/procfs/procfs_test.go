@@ -106,6 +106,18 @@ func TestListeningSockets(t *testing.T) {
 			if err != nil || len(inodes) != 1 {
 				t.Fatalf("ListeningInodes(%d) = %v, %v; want one", port, inodes, err)
 			}
+			// sock_diag and /proc/net say the same.
+			family, table := uint8(syscall.AF_INET), "tcp"
+			if strings.HasPrefix(addr, "[") {
+				family, table = syscall.AF_INET6, "tcp6"
+			}
+			diag, err := diagListeningInodes(family, port)
+			if err != nil || !slices.Equal(diag, inodes) {
+				t.Errorf("sock_diag: %v, %v; want %v", diag, err, inodes)
+			}
+			if proc, err := procListeningInodes(table, port); err != nil || !slices.Equal(proc, inodes) {
+				t.Errorf("/proc/net/%s: %v, %v; want %v", table, proc, err, inodes)
+			}
 			holders, err := SocketHolders(inodes)
 			if err != nil || !slices.Equal(holders, []int{os.Getpid()}) {
 				t.Errorf("SocketHolders = %v, %v; want [%d]", holders, err, os.Getpid())
@@ -121,6 +133,9 @@ func TestListeningSockets(t *testing.T) {
 			}
 			if inodes, err := ListeningInodes(port); err != nil || len(inodes) != 0 {
 				t.Errorf("after Close: ListeningInodes = %v, %v; want none", inodes, err)
+			}
+			if diag, err := diagListeningInodes(family, port); err != nil || len(diag) != 0 {
+				t.Errorf("after Close: sock_diag = %v, %v; want none", diag, err)
 			}
 		})
 	}
@@ -144,4 +159,29 @@ func TestParseStatAgreesWithProc(t *testing.T) {
 	if got := strconv.Itoa(st.SID); got != f[5] {
 		t.Errorf("SID = %s, field 6 is %s", got, f[5])
 	}
+}
+
+// BenchmarkListeningInodes: one look for a port's listeners, through
+// sock_diag and through /proc/net/tcp.
+func BenchmarkListeningInodes(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	port := ln.Addr().(*net.TCPAddr).Port
+	b.Run("sock_diag", func(b *testing.B) {
+		for b.Loop() {
+			if got, err := diagListeningInodes(syscall.AF_INET, port); err != nil || len(got) != 1 {
+				b.Fatal(got, err)
+			}
+		}
+	})
+	b.Run("proc", func(b *testing.B) {
+		for b.Loop() {
+			if got, err := procListeningInodes("tcp", port); err != nil || len(got) != 1 {
+				b.Fatal(got, err)
+			}
+		}
+	})
 }

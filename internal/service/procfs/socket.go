@@ -7,32 +7,49 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // tcpListen is the LISTEN state in /proc/net/tcp.
 const tcpListen = "0A"
 
 // ListeningInodes returns the inodes of the TCP sockets, IPv4 and IPv6, on
-// any address, that listen on port in this network namespace.
+// any address, that listen on port in this network namespace. It asks the
+// kernel's sock_diag, and reads /proc/net/tcp{,6} where that fails.
 func ListeningInodes(port int) ([]uint64, error) {
 	var inodes []uint64
-	for _, name := range []string{"tcp", "tcp6"} {
-		path := Root + "/net/" + name
-		f, err := os.Open(path)
+	for _, fam := range []struct {
+		family uint8
+		table  string
+	}{{syscall.AF_INET, "tcp"}, {syscall.AF_INET6, "tcp6"}} {
+		found, err := diagListeningInodes(fam.family, port)
 		if err != nil {
-			if os.IsNotExist(err) && name == "tcp6" {
-				continue // IPv6 disabled
-			}
-			return nil, fmt.Errorf("read listening sockets: %w", err)
+			found, err = procListeningInodes(fam.table, port)
 		}
-		found, err := parseListening(f, port)
-		_ = f.Close()
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
+			return nil, err
 		}
 		inodes = append(inodes, found...)
 	}
 	return inodes, nil
+}
+
+// procListeningInodes reads the listeners on port from /proc/net/<table>.
+func procListeningInodes(table string, port int) ([]uint64, error) {
+	path := Root + "/net/" + table
+	f, err := os.Open(path)
+	if err != nil {
+		if os.IsNotExist(err) && table == "tcp6" {
+			return nil, nil // IPv6 disabled
+		}
+		return nil, fmt.Errorf("read listening sockets: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	found, err := parseListening(f, port)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return found, nil
 }
 
 // parseListening reads a /proc/net/tcp{,6} table:
