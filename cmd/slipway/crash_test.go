@@ -342,3 +342,50 @@ func crashPoints(t *testing.T, proxied bool) {
 		}
 	})
 }
+
+// TestPruneRunsInTheSettleWindow: the releases beyond keep_releases are
+// removed while the settle window watches the new release, not after it;
+// and a kill in the middle of a removal is recovered like any kill before
+// mark-safe: the safe release serves, nothing half-removed is left, and
+// the next deploy finishes the prune.
+func TestPruneRunsInTheSettleWindow(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		return replaceLine(cfg, "keep_releases:", "keep_releases: 2")
+	})
+	a.mustDeploy()
+	first := a.current()
+	a.commit("two", map[string]string{"README": "two\n"})
+	a.mustDeploy()
+	good := a.head()
+
+	// The third release is one too many: the first goes, and the deploy
+	// is killed halfway through removing it.
+	a.commit("three", map[string]string{"README": "three\n"})
+	a.runKilled("release:removing", "deploy")
+	killed := a.lastDeploy()
+	log := readFile(t, filepath.Join(a.root, "logs", "deploys", itoa(int(killed.ID))+".log"))
+	if !strings.Contains(log, " settle\n") || strings.Contains(log, "<== settle ") {
+		t.Fatalf("the prune did not run in the settle window: the killed deploy's log\n%s", log)
+	}
+	if _, err := os.Stat(filepath.Join(a.root, "releases", first)); !os.IsNotExist(err) {
+		t.Fatalf("the removed release %s is still there (%v)", first, err)
+	}
+	a.recoverAfter(t, "release:removing", false)
+	assertRecovered(t, a, good)
+
+	// The next deploy of the same commit prunes nothing more than it must.
+	r := a.mustDeploy()
+	if !strings.Contains(r.stderr, "prune") {
+		t.Fatalf("no prune step\n%s", r)
+	}
+	entries, _ := os.ReadDir(filepath.Join(a.root, "releases"))
+	if len(entries) != 2 {
+		t.Fatalf("releases after the deploy, with keep_releases 2: %v", entries)
+	}
+	for _, s := range a.steps(a.lastDeploy().ID) {
+		if s.Name == "prune" && s.Detail != "nothing to remove" && !strings.HasPrefix(s.Detail, "removed ") {
+			t.Fatalf("prune: %+v", s)
+		}
+	}
+}

@@ -82,7 +82,7 @@ func (a *attempt) fail(ctx context.Context, err error) (Result, error) {
 		}
 	}
 	if a.rel.Name != "" {
-		_ = a.step(rctx, "prune", false, func(ctx context.Context) (string, error) { return e.pruneAll(ctx, a.rel.Name) })
+		_ = a.step(rctx, "prune", false, func(ctx context.Context) (string, error) { return a.prune(ctx, a.rel.Name) })
 	}
 	if a.res.Kind == ledger.KindRebuild && !interrupted {
 		// The rollback restarted the services with the changed config.

@@ -64,9 +64,45 @@ func (e *Engine) restore(ctx context.Context, to release.Release, from vars, cre
 	return fmt.Sprintf("current -> releases/%s (%s), services restarted (%s), healthy", to.Name, short(to.Commit), done), nil
 }
 
-// pruneAll prunes releases, then snapshots.
-func (e *Engine) pruneAll(ctx context.Context, failedNow string) (string, error) {
-	msg, err := e.prune(ctx, failedNow)
+// pruneResult is what a prune removed.
+type pruneResult struct {
+	removed []string
+	err     error
+}
+
+// startPrune removes the releases beyond keep_releases in the background
+// while the settle window watches the new release: deleting a release (a
+// venv or node_modules is thousands of files) takes tens of milliseconds
+// that the deploy need not wait for. It protects what the prune step
+// would, and the safe release a failed settle rolls back to.
+func (a *attempt) startPrune(ctx context.Context) {
+	a.pruned = make(chan pruneResult, 1)
+	go func() {
+		removed, err := a.e.prune(ctx, "")
+		a.pruned <- pruneResult{removed, err}
+	}()
+}
+
+// prune is the prune step: it waits for the prune the settle window
+// started, if any, then prunes what is left.
+func (a *attempt) prune(ctx context.Context, failedNow string) (string, error) {
+	var early pruneResult
+	if a.pruned != nil {
+		early = <-a.pruned
+		a.pruned = nil
+	}
+	msg, err := a.e.pruneAll(ctx, failedNow, early.removed)
+	return msg, errors.Join(early.err, err)
+}
+
+// pruneAll prunes releases, then snapshots; already are releases removed
+// before, for the message.
+func (e *Engine) pruneAll(ctx context.Context, failedNow string, already []string) (string, error) {
+	removed, err := e.prune(ctx, failedNow)
+	msg := "nothing to remove"
+	if all := append(already, removed...); len(all) > 0 {
+		msg = "removed " + strings.Join(all, ", ")
+	}
 	smsg, serr := e.pruneSnapshots(ctx)
 	if smsg != "" {
 		msg += "; " + smsg
@@ -116,7 +152,7 @@ func (e *Engine) pruneInstanceLogs(ctx context.Context) int {
 // prune removes releases beyond keep_releases, never current or the safe
 // release; failed releases go first. failedNow is the release of a deploy
 // failing right now, which the ledger does not show as failed yet.
-func (e *Engine) prune(ctx context.Context, failedNow string) (string, error) {
+func (e *Engine) prune(ctx context.Context, failedNow string) ([]string, error) {
 	cur, _ := e.Layout.Current()
 	safe, _ := e.Layout.SafeCommit()
 	safeRel, _ := e.releaseOf(ctx, safe)
@@ -125,7 +161,7 @@ func (e *Engine) prune(ctx context.Context, failedNow string) (string, error) {
 	good := map[string]bool{}
 	deploys, err := e.Ledger.Deploys(ctx, 1000)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	for _, d := range deploys {
 		switch d.Outcome {
@@ -151,14 +187,7 @@ func (e *Engine) prune(ctx context.Context, failedNow string) (string, error) {
 		}
 	}
 	if _, err := e.Layout.RemovePartial(); err != nil {
-		return "", err
+		return nil, err
 	}
-	removed, err := e.Layout.Prune(e.Cfg.KeepReleases, protect, failed)
-	if err != nil {
-		return "", err
-	}
-	if len(removed) == 0 {
-		return "nothing to remove", nil
-	}
-	return "removed " + strings.Join(removed, ", "), nil
+	return e.Layout.Prune(e.Cfg.KeepReleases, protect, failed)
 }

@@ -47,6 +47,7 @@ func planOf(ctx context.Context, steps []seqStep) []PlanStep {
 // release built, switched to and proven, then marked safe.
 func (a *attempt) deploySteps(target string) []seqStep {
 	e := a.e
+	a.pruneEarly = true // the prune step ends it
 	steps := []seqStep{
 		a.verifyEnvStep(),
 		{name: "prepare", run: a.prepare, plan: func(context.Context) string {
@@ -108,7 +109,7 @@ func (a *attempt) deploySteps(target string) []seqStep {
 			plan: func(context.Context) string { return "take a post-deploy snapshot" }})
 	}
 	return append(steps, seqStep{name: "prune", stands: true,
-		run:  func(ctx context.Context) (string, error) { return e.pruneAll(ctx, "") },
+		run:  func(ctx context.Context) (string, error) { return a.prune(ctx, "") },
 		plan: func(context.Context) string { return fmt.Sprintf("keep %d releases", e.Cfg.KeepReleases) }})
 }
 
@@ -178,7 +179,12 @@ func (a *attempt) proof(start func(context.Context) (string, error), bad, traffi
 			}})
 	}
 	return append(steps, seqStep{name: "settle", bad: bad,
-		run: func(ctx context.Context) (string, error) { return e.settle(ctx, a.vars(), a.cred) },
+		run: func(ctx context.Context) (string, error) {
+			if a.pruneEarly {
+				a.startPrune(ctx)
+			}
+			return e.settle(ctx, a.vars(), a.cred)
+		},
 		plan: func(context.Context) string {
 			return fmt.Sprintf("every service stays up and healthy for %s", e.settleWindow())
 		}})

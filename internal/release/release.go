@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/failpoint"
 	"github.com/slipway-dev/slipway/internal/fsutil"
 )
 
@@ -188,6 +189,7 @@ func (l Layout) Remove(name string) error {
 		}
 		return fmt.Errorf("remove release %s: %w", name, err)
 	}
+	failpoint.Hit("release:removing")
 	return os.RemoveAll(trash)
 }
 
