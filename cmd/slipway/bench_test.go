@@ -92,31 +92,56 @@ func appTime(steps map[string]time.Duration) time.Duration {
 	return d
 }
 
-// BenchmarkDeployOverhead: slipway's own share of a full deploy of the
-// Python example (issue figure: under 300 ms, the settle window aside),
-// and what the settle window adds (the harness sets health.settle: 200ms;
-// the default is 5 s).
+// BenchmarkDeployOverhead: slipway's own share of a full deploy (its time
+// less the build commands that ran, migrate, restart, health and the
+// settle window, which is waiting for the app by design; the harness sets
+// health.settle: 200ms, the default is 5 s), of the Python example and of
+// the Node example, each deploy a new commit that changes no dependency.
+// With $SLIPWAY_BENCH_BASELINE naming another slipway binary, the
+// deploys alternate between it and this tree's, on the same app, and
+// both are reported.
 func BenchmarkDeployOverhead(b *testing.B) {
-	a := newApp(b, "python-api", nil)
-	a.mustDeploy()
-	var total, own, settle []time.Duration
-	i := 0
-	for b.Loop() {
-		i++
-		a.commit("change "+itoa(i), map[string]string{"README": "change " + itoa(i) + "\n"})
-		d, _ := timed(b, a, "deploy")
-		steps := stepDurations(b, a, a.lastDeploy().ID)
-		total = append(total, d)
-		settle = append(settle, steps["settle"])
-		// The settle window is waiting for the app, by design.
-		own = append(own, d-appTime(steps)-steps["settle"])
-		if os.Getenv("BENCH_STEPS") != "" {
-			b.Logf("%v %v", d, steps)
-		}
+	baseline := os.Getenv("SLIPWAY_BENCH_BASELINE")
+	for _, name := range []string{"python-api", "node-web"} {
+		b.Run(name, func(b *testing.B) {
+			a := newApp(b, name, nil)
+			a.mustDeploy()
+			own := map[string][]time.Duration{}
+			var total, settle []time.Duration
+			i := 0
+			for b.Loop() {
+				i++
+				bins := []string{""}
+				if baseline != "" {
+					bins = append(bins, baseline)
+				}
+				for _, bin := range bins {
+					a.bin = bin
+					a.commit("change "+itoa(i)+bin, map[string]string{"README": "change " + itoa(i) + bin + "\n"})
+					d, _ := timed(b, a, "deploy")
+					steps := stepDurations(b, a, a.lastDeploy().ID)
+					which := "slipway"
+					if bin != "" {
+						which = "baseline"
+					} else {
+						total = append(total, d)
+						settle = append(settle, steps["settle"])
+					}
+					own[which] = append(own[which], d-appTime(steps)-steps["settle"])
+					if os.Getenv("BENCH_STEPS") != "" {
+						b.Logf("%s %v %v", which, d, steps)
+					}
+				}
+			}
+			a.bin = ""
+			b.ReportMetric(ms(median(total)), "total-ms")
+			b.ReportMetric(ms(median(settle)), "settle-ms")
+			b.ReportMetric(ms(median(own["slipway"])), "slipway-ms")
+			if baseline != "" {
+				b.ReportMetric(ms(median(own["baseline"])), "baseline-slipway-ms")
+			}
+		})
 	}
-	b.ReportMetric(ms(median(total)), "total-ms")
-	b.ReportMetric(ms(median(settle)), "settle-ms")
-	b.ReportMetric(ms(median(own)), "slipway-ms")
 }
 
 // BenchmarkRollback: `slipway rollback` to a kept release (issue figure:

@@ -76,6 +76,7 @@ type app struct {
 	cfgPath string
 	port    int
 	token   string
+	bin     string // the slipway binary run; "" is the one built from this tree
 }
 
 const testToken = "test-token-7f3a"
@@ -179,14 +180,23 @@ func (r result) String() string {
 // slipway runs the binary with the app's config.
 func (a *app) slipway(args ...string) result {
 	a.t.Helper()
-	return runSlipway(a.t, a.cfgPath, args...)
+	bin := a.bin
+	if bin == "" {
+		bin = slipwayBin
+	}
+	return runBinary(a.t, bin, a.cfgPath, args...)
 }
 
 func runSlipway(t testing.TB, cfg string, args ...string) result {
 	t.Helper()
+	return runBinary(t, slipwayBin, cfg, args...)
+}
+
+func runBinary(t testing.TB, bin, cfg string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, slipwayBin, append([]string{"-c", cfg}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-c", cfg}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
