@@ -409,3 +409,38 @@ func TestSwitchingToTheProxyAndBack(t *testing.T) {
 }
 
 const deployProxyName = "slipway-proxy"
+
+// TestUnrecordedConfigIsApplied: a host whose live release was deployed
+// by a slipway that kept no run/applied.json cannot rule out a config
+// change: its next deploy restarts the live release through the checks (a
+// reconfigure) and writes the record, so a token put into an env file
+// meanwhile takes effect.
+func TestUnrecordedConfigIsApplied(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	a.mustDeploy()
+	rel := a.current()
+	applied := filepath.Join(a.root, "run", "applied.json")
+	if err := os.Remove(applied); err != nil {
+		t.Fatal(err)
+	}
+	before := a.servicePIDNow("backend")
+	a.writeEnv("backend.env", map[string]string{"VERS_AUTH_TOKEN": testToken, "PORT": strconv.Itoa(a.port), "DATA_DIR": "../data", "FEATURE_X": "on"})
+	r := a.slipway("deploy", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "reconfigure") || !strings.Contains(r.stdout, "no record of the config") {
+		t.Fatalf("dry run without a record: want a reconfigure that says why\n%s", r)
+	}
+	r = a.slipway("deploy")
+	if d := a.lastDeploy(); r.code != 0 || d.Kind != "reconfigure" || d.Outcome != "succeeded" || a.current() != rel {
+		t.Fatalf("deploy without a record: want a succeeded reconfigure of %s: %+v\n%s", rel, d, r)
+	}
+	if after := a.servicePIDNow("backend"); after == before || envOf(after)["FEATURE_X"] != "on" {
+		t.Fatalf("backend was not restarted with the env file: pid %d -> %d", before, after)
+	}
+	if _, err := os.Stat(applied); err != nil {
+		t.Fatalf("the reconfigure wrote no record: %v", err)
+	}
+	if r := a.slipway("deploy"); r.code != 0 || !strings.Contains(r.stdout, "nothing to do") {
+		t.Fatalf("with the record written: want nothing to do\n%s", r)
+	}
+}

@@ -89,7 +89,12 @@ func sortedKeys(m map[string]string) []string {
 // configChange is how the config differs from what the live release was
 // started with.
 type configChange struct {
-	parts    []string // the changed parts, sorted
+	parts []string // the changed parts, sorted
+	// unrecorded: the host has no record of what the live release started
+	// with (it was deployed by a slipway that kept none), so a change
+	// cannot be ruled out: its services are restarted once, through the
+	// checks, and the record written.
+	unrecorded bool
 	rebuild  bool     // a part that needs a new release changed
 	failedBy int64    // this very change failed before, in that ledger row
 }
@@ -103,6 +108,9 @@ func (c configChange) action() string {
 }
 
 func (c configChange) String() string {
+	if c.unrecorded {
+		return "no record of the config the live release started with (run/applied.json is missing)"
+	}
 	if len(c.parts) == 0 {
 		return "the live release runs with a config that failed its checks"
 	}
@@ -127,11 +135,14 @@ func (e *Engine) readApplied() (applied, bool, error) {
 }
 
 // changedConfig compares the config with what commit's live release was
-// started with; nil when nothing that matters changed, or when the host
-// has no record (then the next deploy writes one).
+// started with; nil when nothing that matters changed. With no record at
+// all, the change is unrecorded: a reconfigure that writes one.
 func (e *Engine) changedConfig(commit string) *configChange {
 	a, ok, err := e.readApplied()
-	if err != nil || !ok || a.Commit != commit {
+	if err == nil && !ok {
+		return &configChange{unrecorded: true}
+	}
+	if err != nil || a.Commit != commit {
 		return nil
 	}
 	now := e.configParts()
