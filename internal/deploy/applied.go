@@ -95,8 +95,8 @@ type configChange struct {
 	// cannot be ruled out: its services are restarted once, through the
 	// checks, and the record written.
 	unrecorded bool
-	rebuild  bool     // a part that needs a new release changed
-	failedBy int64    // this very change failed before, in that ledger row
+	rebuild    bool  // a part that needs a new release changed
+	failedBy   int64 // this very change failed before, in that ledger row
 }
 
 // action names what applying the change takes.
