@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -171,24 +172,37 @@ func checkEnv(cfg *config.Config, layout release.Layout) []Finding {
 	return fs
 }
 
-// checkShared checks each shared path as a deploy will use it: a missing
-// one is created by the next deploy; an existing one must be writable by
-// the user the app runs as. When slipway runs as root with `user:`, the
-// deploy gives the shared paths to that user itself.
+// checkShared checks each shared path as a deploy will use it. A missing
+// one is created (empty) by the next deploy: before the first deploy that
+// is expected, but with a release live it means the app's data is not
+// where its releases link. An existing one must be writable by the user
+// the app runs as; when slipway runs as root with `user:`, a deploy gives
+// the top directory to that user, but not what is inside it.
 func checkShared(cfg *config.Config, layout release.Layout) []Finding {
 	var fs []Finding
 	givenAway := os.Geteuid() == 0 && cfg.User != "" && cfg.User != "root"
+	live, _ := layout.Current()
 	for _, p := range cfg.Shared {
 		path := filepath.Join(layout.SharedDir(), p)
 		info, err := os.Stat(path)
 		switch {
+		case errors.Is(err, os.ErrNotExist) && live != "":
+			fs = append(fs, Finding{Fail, "shared", path + " does not exist, but release " + live + " is live: its data is not where the releases link, and the next deploy would start the app on an empty directory",
+				"put the data back (from a backup, or `slipway snapshot list` and `slipway snapshot restore`), or create it empty: install -d " + path})
 		case errors.Is(err, os.ErrNotExist):
 			fs = append(fs, Finding{Warn, "shared", path + " does not exist; the next deploy creates it (empty)",
 				"if the app's data is elsewhere, copy it there first: install -d " + path + " && cp -a OLD/. " + path + "/"})
 		case err != nil:
 			fs = append(fs, Finding{Fail, "shared", err.Error(), ""})
 		case givenAway:
-			fs = append(fs, Finding{OK, "shared", path + " exists; deploys give it to " + cfg.User, ""})
+			if bad, err := notWritableBy(path, cfg.User); err != nil {
+				fs = append(fs, Finding{Fail, "shared", err.Error(), ""})
+			} else if bad != "" {
+				fs = append(fs, Finding{Fail, "shared", path + " is not writable by " + cfg.User + ", whom the app runs as: " + bad,
+					"chown -R " + cfg.User + ": " + path})
+			} else {
+				fs = append(fs, Finding{OK, "shared", path + " exists and is writable by " + cfg.User, ""})
+			}
 		case unix.Access(path, unix.W_OK) != nil:
 			fs = append(fs, Finding{Fail, "shared", fmt.Sprintf("%s is not writable by the app's user (it is owned by uid %d, mode %04o)", path, ownerOf(info), info.Mode().Perm()),
 				"chown -R $(id -un) " + path})
@@ -197,6 +211,68 @@ func checkShared(cfg *config.Config, layout release.Layout) []Finding {
 		}
 	}
 	return fs
+}
+
+// sharedLook bounds how many entries of a shared tree notWritableBy looks
+// at: a data directory may hold millions of files.
+const sharedLook = 10000
+
+// notWritableBy looks through the tree at dir for a directory or file that
+// name may not write, and says which (and how many) it found, or "". The
+// top directory counts as the user's when root owns it: a deploy gives it
+// to the user.
+func notWritableBy(dir, name string) (string, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return "", fmt.Errorf("user %s: %w", name, err)
+	}
+	gids, _ := u.GroupIds()
+	gids = append(gids, u.Gid)
+	var first string
+	n, seen := 0, 0
+	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if seen++; seen > sharedLook {
+			return filepath.SkipAll
+		}
+		if !d.IsDir() && !d.Type().IsRegular() {
+			return nil // a symlink or a socket: its target's owner decides
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok || (p == dir && st.Uid == 0) || writable(st, u.Uid, gids) {
+			return nil
+		}
+		if n++; first == "" {
+			first = fmt.Sprintf("%s is owned by uid %d, mode %04o", p, st.Uid, info.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil || n == 0 {
+		return "", err
+	}
+	if n > 1 {
+		first += fmt.Sprintf(", and %d more", n-1)
+	}
+	return first, nil
+}
+
+// writable reports whether the owner, group and other bits of st let the
+// user uid, in groups gids, write it.
+func writable(st *syscall.Stat_t, uid string, gids []string) bool {
+	switch {
+	case fmt.Sprint(st.Uid) == uid:
+		return st.Mode&0o200 != 0
+	case slices.Contains(gids, fmt.Sprint(st.Gid)):
+		return st.Mode&0o020 != 0
+	default:
+		return st.Mode&0o002 != 0
+	}
 }
 
 func ownerOf(info os.FileInfo) int {

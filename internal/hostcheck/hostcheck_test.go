@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/release"
 	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
@@ -356,4 +358,69 @@ func findRemote(fs []Finding) Finding {
 		}
 	}
 	return Finding{}
+}
+
+// TestCheckShared: a missing shared path is expected before the first
+// deploy and a failure once a release is live; under root with `user:`,
+// what is inside a shared path must be writable by that user (a deploy
+// gives it only the top directory).
+func TestCheckShared(t *testing.T) {
+	find := func(t *testing.T, cfg *config.Config, l release.Layout) Finding {
+		t.Helper()
+		fs := checkShared(cfg, l)
+		if len(fs) != 1 {
+			t.Fatalf("want one finding:%s", dump(fs))
+		}
+		return fs[0]
+	}
+	newLayout := func(t *testing.T) release.Layout {
+		l := release.Layout{Root: t.TempDir()}
+		if err := l.Ensure(); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	t.Run("missing", func(t *testing.T) {
+		l := newLayout(t)
+		cfg := &config.Config{Shared: []string{"data"}}
+		if f := find(t, cfg, l); f.Level != Warn || !strings.Contains(f.What, "the next deploy creates it") {
+			t.Fatalf("before the first deploy: %+v", f)
+		}
+		rel := "20260101T000000Z-aaaaaaaaaaaa"
+		if err := os.MkdirAll(l.Dir(rel), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("releases", rel), l.CurrentLink()); err != nil {
+			t.Fatal(err)
+		}
+		if f := find(t, cfg, l); f.Level != Fail || !strings.Contains(f.What, "is live") || !strings.Contains(f.Fix, "install -d "+filepath.Join(l.SharedDir(), "data")) {
+			t.Fatalf("with a release live: %+v", f)
+		}
+	})
+	t.Run("inside is root's", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root: the deploy gives shared paths to `user:` only as root")
+		}
+		nobody, err := user.Lookup("nobody")
+		if err != nil {
+			t.Skip("no user nobody")
+		}
+		l := newLayout(t)
+		data := filepath.Join(l.SharedDir(), "data")
+		testkit.WriteFile(t, filepath.Join(data, "board.db"), "x", 0o644) // root's, 0644
+		cfg := &config.Config{Shared: []string{"data"}, User: "nobody"}
+		f := find(t, cfg, l)
+		if f.Level != Fail || !strings.Contains(f.What, "board.db is owned by uid 0") || f.Fix != "chown -R nobody: "+data {
+			t.Fatalf("a root-owned file inside: %+v", f)
+		}
+		uid, _ := strconv.Atoi(nobody.Uid)
+		gid, _ := strconv.Atoi(nobody.Gid)
+		if err := os.Chown(filepath.Join(data, "board.db"), uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		// The top directory is still root's: the deploy gives it away.
+		if f := find(t, cfg, l); f.Level != OK || !strings.Contains(f.What, "writable by nobody") {
+			t.Fatalf("after the fix: %+v", f)
+		}
+	})
 }
