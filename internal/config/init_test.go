@@ -170,6 +170,28 @@ func TestTemplateOfDetect(t *testing.T) {
 	if !strings.Contains(out, "TODO: no lock file") {
 		t.Errorf("npm without a lock file must be marked:\n%s", out)
 	}
+	// The venv is reused while its lock file is unchanged.
+	if r := c.Build[0].Reuse; r == nil || !reflect.DeepEqual(r.Paths, []string{".venv"}) || !reflect.DeepEqual(r.Key, []string{"uv.lock", "pyproject.toml"}) {
+		t.Errorf("uv sync's reuse = %+v", r)
+	}
+}
+
+// TestTemplateReusesTheVenvOfRequirements: a pip project's venv is reused
+// while requirements.txt is unchanged.
+func TestTemplateReusesTheVenvOfRequirements(t *testing.T) {
+	withPID1(t, "init")
+	dir := filepath.Join(t.TempDir(), "shop")
+	writeFiles(t, dir, map[string]string{"requirements.txt": "flask\n", "app.py": "print(1)\n"})
+	c, err := Load(writeConfig(t, Template(Detect(dir))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Build) == 0 {
+		t.Fatal("no build step")
+	}
+	if r := c.Build[0].Reuse; r == nil || !reflect.DeepEqual(r.Paths, []string{".venv"}) || !reflect.DeepEqual(r.Key, []string{"requirements.txt"}) {
+		t.Errorf("the venv step %q: reuse = %+v", c.Build[0].Run, r)
+	}
 }
 
 // TestDetectFixtures: what init reads from the three fixture apps, shaped
@@ -325,7 +347,7 @@ func TestTemplateOfProcfile(t *testing.T) {
 	withPID1(t, "init")
 	dir := filepath.Join(t.TempDir(), "shop")
 	writeFiles(t, dir, map[string]string{
-		"Procfile":     "web: npm start\nclock: node dist/clock.js --port $PORT\nrelease: node dist/migrate.js\n",
+		"Procfile":     "web: npm start\nworker: node dist/worker.js\nclock: node dist/clock.js --port $PORT\nrelease: node dist/migrate.js\n",
 		"package.json": `{"main": "dist/index.js", "scripts": {"build": "tsc", "start": "npm run build && node dist/index.js"}}`,
 		"src/index.ts": `app.listen(process.env.PORT || 5000); app.get("/health", ok)`,
 	})
@@ -338,6 +360,10 @@ func TestTemplateOfProcfile(t *testing.T) {
 	}
 	if c.Services["clock"].Port == 0 || c.Services["clock"].Port == 5000 {
 		t.Errorf("clock = %+v", *c.Services["clock"])
+	}
+	// A worker line is a service of its own, with no port.
+	if w := c.Services["worker"]; w == nil || w.Command != "node dist/worker.js" || w.Port != 0 {
+		t.Errorf("worker = %+v", w)
 	}
 	if c.Migrate == nil || c.Migrate.Run != "node dist/migrate.js" {
 		t.Errorf("migrate = %+v", c.Migrate)
