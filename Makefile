@@ -20,7 +20,7 @@ test:
 demo:
 	./scripts/demo.sh
 
-# The issues' figures: deploy engine (no-op, overhead, rollback, reuse) and
+# slipway's figures: deploy engine (no-op, overhead, rollback, reuse) and
 # agent (idle cost, forged-webhook flood, push-to-serving), the proxy
 # (deploys under load; throughput and latency against direct, and against
 # kamal-proxy when $$SLIPWAY_BENCH_KAMAL_PROXY names one), data snapshots

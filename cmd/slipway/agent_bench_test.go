@@ -16,7 +16,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/testkit"
 )
 
-// The agent's figures (issue: the agent):
+// The agent's figures (idle cost, a forged-webhook flood, push to serving):
 //   go test -run '^$' -bench Agent -benchtime 1x ./cmd/slipway/
 
 // newBenchAgent starts an agent for the Python example and deploys it once.

@@ -39,7 +39,7 @@ func timed(b *testing.B, a *app, args ...string) (time.Duration, result) {
 }
 
 // BenchmarkNoopDeploy: a deploy when the target is already the healthy safe
-// commit (issue figure: median under 100 ms).
+// commit (target: a median under 100 ms).
 func BenchmarkNoopDeploy(b *testing.B) {
 	a := newApp(b, "python-api", nil)
 	a.mustDeploy()
@@ -144,8 +144,8 @@ func BenchmarkDeployOverhead(b *testing.B) {
 	}
 }
 
-// BenchmarkRollback: `slipway rollback` to a kept release (issue figure:
-// under 1 s plus the app's own start time and checks).
+// BenchmarkRollback: `slipway rollback` to a kept release (target: under
+// 1 s plus the app's own start time and checks).
 func BenchmarkRollback(b *testing.B) {
 	a := newApp(b, "python-api", nil)
 	c1 := a.head()

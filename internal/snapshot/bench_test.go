@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// The figures of the snapshot issue: a data snapshot of a 1 GiB shared
+// The snapshots' figures: a data snapshot of a 1 GiB shared
 // directory (one 500 MB SQLite database under writes, the rest mixed
 // files), against `tar | zstd` of the same tree; then its restore.
 //
