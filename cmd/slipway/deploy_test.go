@@ -258,12 +258,18 @@ func TestEnvModesEnforcedByDeploy(t *testing.T) {
 		if err := os.Chmod(tc.path, tc.mode); err != nil {
 			t.Fatal(err)
 		}
-		r := a.slipway("deploy")
-		if r.code != 1 || !strings.Contains(r.stderr, "verify-env") || !strings.Contains(r.stderr, tc.fix) {
-			t.Fatalf("deploy with %s at %04o: want a refusal saying %q: %s", tc.path, tc.mode, tc.fix, r)
+		// Bad input: exit 2, before anything is created (no ledger, no
+		// release, no lock).
+		for _, cmd := range [][]string{{"deploy"}, {"rollback"}, {"restart"}, {"exec", "--", "true"}} {
+			r := a.slipway(cmd...)
+			if r.code != 2 || !strings.Contains(r.stderr, tc.fix) {
+				t.Fatalf("%v with %s at %04o: want exit 2 saying %q: %s", cmd, tc.path, tc.mode, tc.fix, r)
+			}
 		}
-		if rels, _ := os.ReadDir(filepath.Join(a.root, "releases")); len(rels) != 0 {
-			t.Fatalf("a refused deploy built %d release(s)", len(rels))
+		for _, p := range []string{"state.db", "releases", "run"} {
+			if _, err := os.Stat(filepath.Join(a.root, p)); !os.IsNotExist(err) {
+				t.Fatalf("a refused deploy created %s (%v)", p, err)
+			}
 		}
 		if err := os.Chmod(tc.path, map[bool]os.FileMode{true: 0o700, false: 0o600}[tc.path == envDir]); err != nil {
 			t.Fatal(err)

@@ -60,7 +60,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 }
 
 func runDeploy(cmd *cobra.Command, g *globals, opts deploy.Options, out output) error {
-	return g.withApp(func(a *app) error {
+	return g.withRunnableApp(func(a *app) error {
 		if fr := a.engine.Fleet(); fr != nil && opts.Trigger == "timer" {
 			// As the agent does: the fleet deploys this host in its batches.
 			fmt.Fprintf(g.stdout, "this host is in a fleet (%s): `slipway fleet deploy` deploys new tips, not the timer\n", fr)

@@ -21,7 +21,7 @@ func newExecCmd(g *globals) *cobra.Command {
 			"Without --service: the first service that listens (port or proxy), else the first service.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withApp(func(a *app) error {
+			return g.withRunnableApp(func(a *app) error {
 				one, err := a.engine.ExecFor(svc)
 				if err != nil {
 					return err

@@ -21,7 +21,12 @@ func newOperateCmds(g *globals) []*cobra.Command {
 			Use:   action + " [SERVICE...]",
 			Short: short[action],
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return g.withApp(func(a *app) error {
+				// Stopping needs no env file: it works whatever their modes.
+				with := g.withRunnableApp
+				if action == ledger.KindStop {
+					with = g.withApp
+				}
+				return with(func(a *app) error {
 					p := newPrinter(g.stderr, a.cfg)
 					a.engine.Observe = p.Event
 					res, err := a.engine.Operate(signalContext(cmd), deploy.OperateOptions{Action: action, Services: args, Wait: wait, Actor: actor()})

@@ -20,7 +20,7 @@ func newRollbackCmd(g *globals) *cobra.Command {
 			if to != "" && !git.IsCommitID(to) {
 				return usageError{Err: fmt.Errorf("--to %q is not a commit id (4 to 64 hex digits)", to)}
 			}
-			return g.withApp(func(a *app) error {
+			return g.withRunnableApp(func(a *app) error {
 				var err error
 				p := newPrinter(g.stderr, a.cfg)
 				out := output{json: asJSON, events: events}

@@ -4,10 +4,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -82,10 +84,19 @@ func (a *app) close() {
 
 // openApp loads the config, creates the layout, opens the ledger and wires
 // the engine with the configured service manager.
-func (g *globals) openApp() (*app, error) {
+func (g *globals) openApp() (*app, error) { return g.openAppChecked(nil) }
+
+// openAppChecked is openApp with check run on the config before anything
+// is created.
+func (g *globals) openAppChecked(check func(*config.Config) error) (*app, error) {
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, err
+	}
+	if check != nil {
+		if err := check(cfg); err != nil {
+			return nil, err
+		}
 	}
 	layout := release.Layout{Root: cfg.Root}
 	if err := layout.Ensure(); err != nil {
@@ -117,12 +128,39 @@ func (g *globals) openApp() (*app, error) {
 
 // withApp runs fn with the app opened (see openApp), and closes it after.
 func (g *globals) withApp(fn func(a *app) error) error {
-	a, err := g.openApp()
+	return g.withAppChecked(nil, fn)
+}
+
+// withRunnableApp is withApp for the commands that start the app's
+// processes with its env files (deploy, rollback, restart, start, exec):
+// an env dir or file that others may read is a usage error (exit 2),
+// with its fix, before anything is created.
+func (g *globals) withRunnableApp(fn func(a *app) error) error {
+	return g.withAppChecked(envPrivate, fn)
+}
+
+func (g *globals) withAppChecked(check func(*config.Config) error, fn func(a *app) error) error {
+	a, err := g.openAppChecked(check)
 	if err != nil {
 		return err
 	}
 	defer a.close()
 	return fn(a)
+}
+
+// envPrivate refuses env dirs and files whose modes let others read them.
+func envPrivate(cfg *config.Config) error {
+	var msgs []string
+	for _, err := range cfg.EnvModeErrors() {
+		var me *config.ModeError
+		if errors.As(err, &me) {
+			msgs = append(msgs, me.Error()+": "+me.Fix())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return usageError{Err: errors.New(strings.Join(msgs, "; "))}
 }
 
 // startGrace is how long Start watches a new process for an instant exit.

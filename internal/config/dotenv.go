@@ -3,8 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -162,6 +165,30 @@ func (e *ModeError) Fix() string {
 		return "chmod 0700 " + e.Path
 	}
 	return "chmod 0600 " + e.Path
+}
+
+// EnvModeErrors are the env dir and env files of c whose modes let others
+// read them (each a *ModeError, with its fix). Missing ones are not
+// errors here: the deploy's verify-env names them.
+func (c *Config) EnvModeErrors() []error {
+	if len(c.EnvFiles) == 0 {
+		return nil
+	}
+	var errs []error
+	paths := []string{filepath.Join(c.Root, "env")}
+	for _, name := range slices.Sorted(maps.Keys(c.EnvFiles)) {
+		if p := c.EnvFilePath(name); !slices.Contains(paths, p) {
+			paths = append(paths, p)
+		}
+	}
+	for _, p := range paths {
+		if info, err := os.Stat(p); err == nil {
+			if err := CheckPrivate(p, info); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errs
 }
 
 // CheckPrivate returns a *ModeError when the file or directory described

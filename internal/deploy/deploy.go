@@ -285,22 +285,13 @@ func (a *attempt) verifyEnv(ctx context.Context) (string, error) {
 	for _, u := range e.Cfg.Unset {
 		problems = append(problems, fmt.Sprintf("%s: ${%s} is not set in the environment or any env file", u.Pos, u.Name))
 	}
-	if len(e.Cfg.EnvFiles) > 0 {
-		if info, err := os.Stat(e.Layout.EnvDir()); err == nil {
-			if err := config.CheckPrivate(e.Layout.EnvDir(), info); err != nil {
-				problems = append(problems, privateProblem(err))
-			}
-		}
+	for _, err := range e.Cfg.EnvModeErrors() {
+		problems = append(problems, privateProblem(err))
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.Cfg.EnvFiles)) {
 		path := e.Cfg.EnvFilePath(name)
-		info, err := os.Stat(path)
-		if err != nil || e.Cfg.Env[name] == nil {
+		if _, err := os.Stat(path); err != nil || e.Cfg.Env[name] == nil {
 			problems = append(problems, fmt.Sprintf("env file %s (%s) is missing or unreadable", path, e.Cfg.EnvFiles[name]))
-			continue
-		}
-		if err := config.CheckPrivate(path, info); err != nil {
-			problems = append(problems, privateProblem(err))
 		}
 	}
 	for _, k := range e.Cfg.RequireEnv {
