@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -366,4 +367,52 @@ func TestProxyUnderSystemd(t *testing.T) {
 		st := s.mustSlipway("proxy", "status")
 		return strings.Contains(st, sha[:12]) && regexp.MustCompile(`\sok\s+\d+\s+false`).MatchString(st)
 	})
+}
+
+// TestServiceLogsUnderSystemd: `slipway logs --service` reads the unit's
+// journal, and follows it with -f; a release whose worker dies in the
+// settle window is reported with that run's last output only, not with
+// what an earlier run printed.
+func TestServiceLogsUnderSystemd(t *testing.T) {
+	t.Parallel()
+	vm := Boot(t, "logs")
+	s := newSite(t, vm, pythonAPI, nil)
+	s.bootstrap()
+	worker, err := os.ReadFile(filepath.Join(s.src, "worker", "worker.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withMain := func(code string) string {
+		return strings.Replace(string(worker), "def main():\n", "def main():\n"+code, 1)
+	}
+	const earlier = "WARNING-FROM-AN-EARLIER-RUN"
+	good := s.commit("a warning at start", map[string]string{
+		"worker/worker.py": withMain("    print('" + earlier + "', file=sys.stderr, flush=True)\n"),
+	})
+	s.push()
+	s.mustSlipway("deploy")
+
+	if out := s.mustSlipway("logs", "--service", "worker", "-n", "50"); !strings.Contains(out, earlier) {
+		t.Fatalf("logs --service worker does not show the journal:\n%s", out)
+	}
+	// -f follows until it is stopped.
+	if out, code := vm.Run(t, "timeout", "3", "slipway", "logs", "--service", "worker", "-f", "-n", "50"); code != 124 || !strings.Contains(out, earlier) {
+		t.Fatalf("logs --service worker -f: exit %d, want 124 (still following when stopped)\n%s", code, out)
+	}
+
+	// The worker has no health check: the settle window finds it dead.
+	s.commit("dies two seconds after start", map[string]string{
+		"worker/worker.py": withMain("    def crash():\n        print('v2: crashing now', file=sys.stderr, flush=True)\n        os._exit(1)\n" +
+			"    threading.Timer(2.0, crash).start()\n"),
+	})
+	s.push()
+	out, code := s.slipway("deploy")
+	if code != 1 || !strings.Contains(out, "service worker is not running") || !strings.Contains(out, "v2: crashing now") {
+		t.Fatalf("a release whose worker dies in the settle window: exit %d, want 1 with its last output\n%s", code, out)
+	}
+	if strings.Contains(out, earlier) {
+		t.Fatalf("the failure's last output mixes in an earlier run's:\n%s", out)
+	}
+	s.assertServing(good)
+	s.assertActive()
 }

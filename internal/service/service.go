@@ -57,7 +57,9 @@ type Manager interface {
 	Stop(ctx context.Context, s Spec) error
 	// Status reports whether the service runs.
 	Status(ctx context.Context, s Spec) (State, error)
-	// Logs returns the last lines of the service's output, for error messages.
+	// Logs returns the last lines of the output of the service's latest
+	// run (the one running, or the one that ended last), for error
+	// messages: never an earlier run's.
 	Logs(ctx context.Context, s Spec, lines int) (string, error)
 }
 

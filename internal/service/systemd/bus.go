@@ -2,6 +2,7 @@ package systemd
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"strings"
@@ -46,7 +47,7 @@ func busConn() (*sdbus.Conn, error) {
 
 // showKeys are the properties show reads: of the unit, then of the service.
 var showKeys = [2][]string{
-	{"LoadState", "ActiveState", "SubState", "ActiveEnterTimestamp"},
+	{"LoadState", "ActiveState", "SubState", "ActiveEnterTimestamp", "InvocationID"},
 	{"Result", "MainPID", "ExecMainCode", "ExecMainStatus", "NRestarts"},
 }
 
@@ -70,6 +71,11 @@ func showBus(ctx context.Context, unitName string) (props, error) {
 	p := props{}
 	for _, k := range showKeys[0] {
 		p[k] = fmt.Sprint(u[k])
+	}
+	// An id is bytes, which systemctl prints in hex.
+	p["InvocationID"] = ""
+	if id, ok := u["InvocationID"].([]byte); ok {
+		p["InvocationID"] = hex.EncodeToString(id)
 	}
 	// A time is microseconds since the epoch; systemctl prints it so.
 	p["ActiveEnterTimestamp"] = ""

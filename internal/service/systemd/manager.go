@@ -8,6 +8,7 @@ package systemd
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -111,7 +112,7 @@ func template(unitName string) string {
 // failed builds the error of a unit that did not stay up.
 func (m *Manager) failed(ctx context.Context, s service.Spec, since time.Time, cause error) error {
 	p, _ := show(ctx, s.Unit)
-	e := &service.ExitedError{Service: s.Name, ExitCode: -1, Log: journal(ctx, s.Unit, since, 20)}
+	e := &service.ExitedError{Service: s.Name, ExitCode: -1, Log: journal(ctx, s.Unit, p["InvocationID"], since, 20)}
 	switch p["ExecMainCode"] {
 	case "1": // CLD_EXITED
 		e.ExitCode, _ = strconv.Atoi(p["ExecMainStatus"])
@@ -188,11 +189,13 @@ func (m *Manager) Status(ctx context.Context, s service.Spec) (service.State, er
 	return st, nil
 }
 
-// Logs returns the unit's last journal lines.
+// Logs returns the last journal lines of the unit's latest run (its
+// invocation), so that no earlier run's output is mixed in.
 func (m *Manager) Logs(ctx context.Context, s service.Spec, lines int) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return journal(ctx, s.Unit, time.Time{}, lines), nil
+	p, _ := show(ctx, s.Unit)
+	return journal(ctx, s.Unit, p["InvocationID"], time.Time{}, lines), nil
 }
 
 // writeEnv writes the environment the unit reads (unit.EnvPath), 0600.
@@ -275,8 +278,14 @@ func parseTime(s string) time.Time {
 // journal returns the unit's last lines in the journal since a time (zero:
 // any), waiting briefly for journald to catch up with a process that just
 // exited. It returns "" when there are none or journalctl fails.
-func journal(ctx context.Context, unitName string, since time.Time, lines int) string {
-	args := []string{"--no-pager", "-o", "short-precise", "-n", strconv.Itoa(lines), "-u", unitName}
+func journal(ctx context.Context, unitName, invocation string, since time.Time, lines int) string {
+	args := []string{"--no-pager", "-o", "short-precise", "-n", strconv.Itoa(lines)}
+	if validInvocation(invocation) {
+		// The run's own output, and what systemd said of that run.
+		args = append(args, "_SYSTEMD_INVOCATION_ID="+invocation, "+", "INVOCATION_ID="+invocation)
+	} else {
+		args = append(args, "-u", unitName)
+	}
 	if !since.IsZero() {
 		args = append(args, "--since", "@"+strconv.FormatInt(since.Add(-time.Second).Unix(), 10))
 	}
@@ -293,6 +302,16 @@ func journal(ctx context.Context, unitName string, since time.Time, lines int) s
 		time.Sleep(100 * time.Millisecond)
 	}
 	return ""
+}
+
+// validInvocation reports whether id is an invocation id as systemd
+// prints it: 32 hex digits, and not all zeros (a unit never started).
+func validInvocation(id string) bool {
+	if len(id) != 32 || strings.Trim(id, "0") == "" {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
 }
 
 // Systemctl runs systemctl through the one command runner, with a
