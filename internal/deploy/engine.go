@@ -1,7 +1,8 @@
 // Package deploy is the engine: one deploy as the steps of docs/deploy.md, the
 // rollback that undoes a failed switch, and the recovery of a deploy that a
-// crash interrupted. It depends on small interfaces; the packages that talk
-// to git, the service manager and SQLite implement them.
+// crash interrupted. It depends on small interfaces (ports.go: the ledger,
+// the mirror, the proxy's control, the clock); the packages that talk to
+// git, the service manager, the proxy and SQLite implement them.
 package deploy
 
 import (
@@ -34,8 +35,8 @@ type Engine struct {
 	Observe func(Event)
 	// OnRecover, when set, is told what a recovery of a crashed deploy did.
 	OnRecover func(Recovered)
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock is the engine's time; nil means the system's.
+	Clock Clock
 
 	// starting are the instances of proxied services that startAll readied
 	// and that do not take traffic yet, by service: the health and smoke
@@ -114,12 +115,14 @@ func (e *Engine) tracker() *run.Tracker {
 	return &run.Tracker{Dir: e.Layout.CommandsDir()}
 }
 
-func (e *Engine) now() time.Time {
-	if e.Now != nil {
-		return e.Now().UTC()
+func (e *Engine) clock() Clock {
+	if e.Clock != nil {
+		return e.Clock
 	}
-	return time.Now().UTC()
+	return systemClock{}
 }
+
+func (e *Engine) now() time.Time { return e.clock().Now().UTC() }
 
 // Options selects what one deploy does.
 type Options struct {

@@ -87,3 +87,16 @@ func (e *Engine) control() ProxyControl {
 	}
 	return proxy.NewClient(e.Layout.ProxySocket())
 }
+
+// Clock is the engine's time: the times it records, and the settle
+// window it waits out.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+// systemClock is the system's time.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }

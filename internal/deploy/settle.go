@@ -39,10 +39,11 @@ func (e *Engine) settle(ctx context.Context, v vars, cred *syscall.Credential) (
 	if err != nil {
 		return "", err
 	}
-	t0 := time.Now()
+	clock := e.clock()
+	t0 := clock.Now()
 	deadline := t0.Add(window)
 	for {
-		into := time.Since(t0).Round(time.Millisecond)
+		into := clock.Now().Sub(t0).Round(time.Millisecond)
 		if err := e.alive(ctx, v, cred); err != nil {
 			return "", fmt.Errorf("%s into the settle window: %w", into, err)
 		}
@@ -60,14 +61,14 @@ func (e *Engine) settle(ctx context.Context, v vars, cred *syscall.Credential) (
 				return "", fmt.Errorf("%s into the settle window: health check: %w", into, err)
 			}
 		}
-		left := time.Until(deadline)
+		left := deadline.Sub(clock.Now())
 		if left <= 0 {
 			return fmt.Sprintf("every service up and healthy for %s", window), nil
 		}
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
-		case <-time.After(min(every, left)):
+		case <-clock.After(min(every, left)):
 		}
 	}
 }

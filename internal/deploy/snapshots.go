@@ -24,7 +24,7 @@ func (e *Engine) Providers() []snapshot.Provider {
 	}
 	var out []snapshot.Provider
 	if len(s.Data) > 0 {
-		out = append(out, &snapshot.Data{Shared: e.Layout.SharedDir(), Paths: s.Data, Dir: e.Layout.SnapshotsDir(), Now: e.Now})
+		out = append(out, &snapshot.Data{Shared: e.Layout.SharedDir(), Paths: s.Data, Dir: e.Layout.SnapshotsDir(), Now: e.now})
 	}
 	if s.Create != "" {
 		// The config was validated: these parse.
