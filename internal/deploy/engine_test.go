@@ -417,85 +417,173 @@ func TestFailDecides(t *testing.T) {
 	}
 }
 
-// TestRecoverInterrupted: a deploy killed after its switch leaves its row
-// running and current on its release; recovery marks it interrupted and
-// brings the safe release back, serving.
+// TestRecoverInterrupted: what recovery does with what a deploy killed at
+// each point left: its ledger row, current, the services, and its release.
 func TestRecoverInterrupted(t *testing.T) {
-	r := newRig(t, "")
-	good := r.mustDeploy().Commit
-	next := r.commit("second", map[string]string{"README": "2\n"})
-	ctx := t.Context()
-	if _, err := r.e.Mirror.FetchBranch(ctx, "main"); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		// left makes what the killed deploy of next left, its row id given.
+		left    func(r *rig, id int64, next string) release.Release
+		outcome ledger.Outcome
+		live    string // "good" or "next": the commit current runs after
+		kept    bool   // the killed deploy's release is still there
+	}{
+		{name: "killed while exporting its release", outcome: ledger.Interrupted, live: "good",
+			left: func(r *rig, _ int64, _ string) release.Release {
+				// A partial tree, as an interrupted Create leaves one.
+				if err := os.MkdirAll(filepath.Join(r.e.Layout.ReleasesDir(), ".tmp-20260101T000000Z-partial", "web"), 0o755); err != nil {
+					r.t.Fatal(err)
+				}
+				return release.Release{}
+			}},
+		{name: "killed after building, before the switch", outcome: ledger.Interrupted, live: "good",
+			left: func(r *rig, id int64, next string) release.Release {
+				return r.built(id, next)
+			}},
+		{name: "killed after the switch", outcome: ledger.Interrupted, live: "good",
+			left: func(r *rig, id int64, next string) release.Release {
+				rel := r.built(id, next)
+				if err := r.e.Layout.Switch(rel.Name); err != nil {
+					r.t.Fatal(err)
+				}
+				return rel
+			}},
+		{name: "killed after mark-safe", outcome: ledger.Succeeded, live: "next", kept: true,
+			left: func(r *rig, id int64, next string) release.Release {
+				rel := r.built(id, next)
+				if err := r.e.Layout.Switch(rel.Name); err != nil {
+					r.t.Fatal(err)
+				}
+				if _, err := r.e.startAll(r.t.Context(), vars{rel: rel}, nil); err != nil {
+					r.t.Fatal(err)
+				}
+				if err := r.e.Layout.WriteSafeCommit(next); err != nil {
+					r.t.Fatal(err)
+				}
+				return rel
+			}},
 	}
-	id, err := r.db.StartDeploy(ctx, ledger.Deploy{Trigger: "manual", Kind: ledger.KindDeploy, Commit: next, PreviousCommit: good, Started: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel, err := r.e.Layout.Create(ctx, r.e.Mirror, next, time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.e.Layout.Switch(rel.Name); err != nil {
-		t.Fatal(err)
-	}
-	var recovered Recovered
-	r.e.OnRecover = func(rc Recovered) { recovered.Deploys = append(recovered.Deploys, rc.Deploys...) }
-	if err := r.e.TryRecover(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if d := r.row(id); d.Outcome != ledger.Interrupted {
-		t.Fatalf("the killed deploy's row: %s, want interrupted", d.Outcome)
-	}
-	if len(recovered.Deploys) != 1 || recovered.Deploys[0] != id {
-		t.Fatalf("recovery reported %v, want deploy %d", recovered.Deploys, id)
-	}
-	if got := r.current(); got != good {
-		t.Fatalf("current runs %s after recovery, want the safe %s", got, good[:7])
-	}
-	testkit.WaitFor(t, 10*time.Second, "the safe release serving", r.healthy)
-	// Recovery is idempotent: a second one finds nothing to do.
-	recovered = Recovered{}
-	if err := r.e.TryRecover(ctx); err != nil || len(recovered.Deploys) != 0 {
-		t.Fatalf("a second recovery: %v %v", recovered, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, "")
+			good := r.mustDeploy().Commit
+			next := r.commit("second", map[string]string{"README": "2\n"})
+			ctx := t.Context()
+			if _, err := r.e.Mirror.FetchBranch(ctx, "main"); err != nil {
+				t.Fatal(err)
+			}
+			id, err := r.db.StartDeploy(ctx, ledger.Deploy{Trigger: "manual", Kind: ledger.KindDeploy, Commit: next, PreviousCommit: good, Started: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel := tt.left(r, id, next)
+
+			var recovered Recovered
+			r.e.OnRecover = func(rc Recovered) { recovered.Deploys = append(recovered.Deploys, rc.Deploys...) }
+			if err := r.e.TryRecover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if d := r.row(id); d.Outcome != tt.outcome {
+				t.Fatalf("the killed deploy's row: %s, want %s", d.Outcome, tt.outcome)
+			}
+			if len(recovered.Deploys) != 1 || recovered.Deploys[0] != id {
+				t.Fatalf("recovery reported %v, want deploy %d", recovered.Deploys, id)
+			}
+			want := map[string]string{"good": good, "next": next}[tt.live]
+			if got := r.current(); got != want {
+				t.Fatalf("current runs %s after recovery, want %s", got, want[:7])
+			}
+			testkit.WaitFor(t, 10*time.Second, "the live release serving", r.healthy)
+			entries, _ := os.ReadDir(r.e.Layout.ReleasesDir())
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), ".") || (!tt.kept && e.Name() == rel.Name) {
+					t.Fatalf("left behind: releases/%s", e.Name())
+				}
+			}
+			// Recovery is idempotent: a second one finds nothing to do.
+			recovered = Recovered{}
+			if err := r.e.TryRecover(ctx); err != nil || len(recovered.Deploys) != 0 {
+				t.Fatalf("a second recovery: %v %v", recovered, err)
+			}
+		})
 	}
 }
 
+// built exports next into a release for the deploy row id and records it
+// there, as the prepare step does.
+func (r *rig) built(id int64, next string) release.Release {
+	r.t.Helper()
+	rel, err := r.e.Layout.Create(r.t.Context(), r.e.Mirror, next, time.Now(), nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	d := r.row(id)
+	d.Release = rel.Name
+	if err := r.db.UpdateDeploy(r.t.Context(), d); err != nil {
+		r.t.Fatal(err)
+	}
+	return rel
+}
+
 // TestRollbackChoosesItsTarget: the previous good release by default, a
-// named kept one, and clear errors when there is none.
+// named kept one, and clear errors when there is none; step by step, in
+// the order an operator's day goes.
 func TestRollbackChoosesItsTarget(t *testing.T) {
 	r := newRig(t, "")
-	if _, err := r.e.Rollback(t.Context(), RollbackOptions{}); !errors.Is(err, ErrNoRelease) {
-		t.Fatalf("rollback with nothing deployed: %v, want ErrNoRelease", err)
+	shas := map[string]string{} // a, b, c: the commits deployed so far
+	deployNext := func(name string) func() {
+		return func() {
+			if name != "a" {
+				r.commit(name, map[string]string{"README": name + "\n"})
+			}
+			shas[name] = r.mustDeploy().Commit
+		}
 	}
-	a := r.mustDeploy().Commit
-	if _, err := r.e.Rollback(t.Context(), RollbackOptions{}); !errors.Is(err, ErrNoRelease) {
-		t.Fatalf("rollback with one release: %v, want ErrNoRelease", err)
+	steps := []struct {
+		name   string
+		before func()
+		to     string // a name of shas (its first 8 digits are given), or a commit id
+		want   string // the name of the commit live after; "" = refused
+		errIs  error
+		prev   string // the rollback row's previous commit
+	}{
+		{name: "nothing deployed", errIs: ErrNoRelease},
+		{name: "one release", before: deployNext("a"), errIs: ErrNoRelease},
+		{name: "by default, the previous good release", before: func() { deployNext("b")(); deployNext("c")() }, want: "b", prev: "c"},
+		{name: "a named kept release", to: "a", want: "a", prev: "b"},
+		{name: "a commit with no kept release", to: "deadbeef"},
 	}
-	r.commit("b", map[string]string{"README": "b\n"})
-	b := r.mustDeploy().Commit
-	r.commit("c", map[string]string{"README": "c\n"})
-	c := r.mustDeploy().Commit
-
-	res, err := r.e.Rollback(t.Context(), RollbackOptions{})
-	if err != nil || r.current() != b || res.Commit != b {
-		t.Fatalf("rollback: %+v %v; current %s, want %s", res, err, r.current(), b[:7])
-	}
-	if row := r.row(res.DeployID); row.Kind != ledger.KindRollback || row.Outcome != ledger.Succeeded || row.PreviousCommit != c {
-		t.Fatalf("rollback row: %+v", row)
-	}
-	if safe, _ := r.e.Layout.SafeCommit(); safe != b {
-		t.Fatalf("safe after the rollback: %s, want %s", safe, b[:7])
-	}
-	res, err = r.e.Rollback(t.Context(), RollbackOptions{To: a[:8]})
-	if err != nil || r.current() != a {
-		t.Fatalf("rollback --to %s: %+v %v; current %s", a[:8], res, err, r.current())
-	}
-	if _, err := r.e.Rollback(t.Context(), RollbackOptions{To: "deadbeef"}); err == nil {
-		t.Fatal("rollback to a commit with no kept release succeeded")
-	}
-	if r.current() != a || !r.healthy() {
-		t.Fatalf("a refused rollback changed what is live: current %s", r.current())
+	live := ""
+	for _, s := range steps {
+		if s.before != nil {
+			s.before()
+			live = r.current()
+		}
+		to := s.to
+		if sha, ok := shas[to]; ok {
+			to = sha[:8]
+		}
+		res, err := r.e.Rollback(t.Context(), RollbackOptions{To: to})
+		if s.want == "" {
+			if err == nil || (s.errIs != nil && !errors.Is(err, s.errIs)) {
+				t.Fatalf("%s: rollback: %v, want a refusal (%v)", s.name, err, s.errIs)
+			}
+			if r.current() != live || (live != "" && !r.healthy()) {
+				t.Fatalf("%s: a refused rollback changed what is live: current %s", s.name, r.current())
+			}
+			continue
+		}
+		want := shas[s.want]
+		if err != nil || r.current() != want || res.Commit != want {
+			t.Fatalf("%s: rollback: %+v %v; current %s, want %s", s.name, res, err, r.current(), want[:7])
+		}
+		if row := r.row(res.DeployID); row.Kind != ledger.KindRollback || row.Outcome != ledger.Succeeded || row.PreviousCommit != shas[s.prev] {
+			t.Fatalf("%s: rollback row: %+v", s.name, row)
+		}
+		if safe, _ := r.e.Layout.SafeCommit(); safe != want {
+			t.Fatalf("%s: safe after the rollback: %s, want %s", s.name, safe, want[:7])
+		}
+		live = want
 	}
 }
 
