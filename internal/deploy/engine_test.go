@@ -716,3 +716,38 @@ func TestProxySwitchRefused(t *testing.T) {
 		t.Fatal("the switch did not move the route to the new instance")
 	}
 }
+
+// TestServiceGetsItsPort: a service with `port:` gets it as PORT, unless
+// its env file sets PORT, which then wins; PORT is never given twice.
+func TestServiceGetsItsPort(t *testing.T) {
+	r := newRig(t, "")
+	ports := func() []string {
+		var out []string
+		for _, kv := range r.e.spec(r.e.Cfg.Services["web"], vars{rel: r.e.liveRelease()}, nil).Env {
+			if strings.HasPrefix(kv, "PORT=") {
+				out = append(out, kv)
+			}
+		}
+		return out
+	}
+	want := fmt.Sprintf("PORT=%d", r.port)
+	if got := ports(); len(got) != 1 || got[0] != want {
+		t.Fatalf("no PORT in the env file: %v, want [%s]", got, want)
+	}
+	// The running process has it (its command is `http.server $PORT`).
+	r.mustDeploy()
+	specs := r.e.specs(t.Context(), vars{rel: r.e.liveRelease()}, nil)
+	st, err := r.e.Services.Status(t.Context(), specs[0])
+	if err != nil || !st.Running {
+		t.Fatalf("web: %+v %v", st, err)
+	}
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", st.PID))
+	if err != nil || !strings.Contains("\x00"+string(environ)+"\x00", "\x00"+want+"\x00") {
+		t.Fatalf("the service's environment lacks %s (%v)", want, err)
+	}
+	r.writeEnv("GREETING=hello\nPORT=9999\n")
+	r.reload()
+	if got := ports(); len(got) != 1 || got[0] != "PORT=9999" {
+		t.Fatalf("PORT in the env file: %v, want [PORT=9999]", got)
+	}
+}
