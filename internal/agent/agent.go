@@ -70,7 +70,7 @@ type Agent struct {
 	settings  *config.Config
 
 	// clock is the time the settle of pushes runs on; nil is the real one.
-	clock clock
+	clock deploy.Clock
 
 	checks chan string             // "check the branch now", with the trigger
 	hooks  map[string]http.Handler // webhook handlers by provider, sharing one replay filter
@@ -141,23 +141,11 @@ func (a *Agent) wire(eng *deploy.Engine) {
 	}
 }
 
-// clock is what the agent's settle reads the time from: the real clock,
-// or in tests one that they move.
-type clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 func (a *Agent) now() time.Time { return a.clk().Now() }
 
-func (a *Agent) clk() clock {
+func (a *Agent) clk() deploy.Clock {
 	if a.clock == nil {
-		return realClock{}
+		return deploy.SystemClock{}
 	}
 	return a.clock
 }

@@ -119,7 +119,7 @@ func (e *Engine) clock() Clock {
 	if e.Clock != nil {
 		return e.Clock
 	}
-	return systemClock{}
+	return SystemClock{}
 }
 
 func (e *Engine) now() time.Time { return e.clock().Now().UTC() }

@@ -89,14 +89,14 @@ func (e *Engine) control() ProxyControl {
 }
 
 // Clock is the engine's time: the times it records, and the settle
-// window it waits out.
+// window it waits out (the agent's settle of pushes runs on one too).
 type Clock interface {
 	Now() time.Time
 	After(d time.Duration) <-chan time.Time
 }
 
-// systemClock is the system's time.
-type systemClock struct{}
+// SystemClock is the system's time.
+type SystemClock struct{}
 
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (SystemClock) Now() time.Time                         { return time.Now() }
+func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
