@@ -300,8 +300,13 @@ func (l *Ledger) insert(ctx context.Context, batch []pendingTransition) error {
 
 // Rollouts lists rollouts, newest first.
 func (l *Ledger) Rollouts(ctx context.Context, limit int) ([]RolloutRow, error) {
+	return l.rollouts(ctx, `ORDER BY id DESC LIMIT ?`, limit)
+}
+
+// rollouts reads the rollouts that the SQL after FROM rollouts selects.
+func (l *Ledger) rollouts(ctx context.Context, where string, args ...any) ([]RolloutRow, error) {
 	rows, err := l.sql.QueryContext(ctx, `SELECT id, app, kind, commit_sha, actor, plan, started, COALESCE(finished, ''), outcome, error
-		FROM rollouts ORDER BY id DESC LIMIT ?`, limit)
+		FROM rollouts `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -326,32 +331,30 @@ var ErrNoRollout = errors.New("no such rollout")
 
 // Rollout returns one rollout and its transitions.
 func (l *Ledger) Rollout(ctx context.Context, id int64) (RolloutRow, []Transition, error) {
-	all, err := l.Rollouts(ctx, 1<<30)
+	found, err := l.rollouts(ctx, `WHERE id = ?`, id)
 	if err != nil {
 		return RolloutRow{}, nil, err
 	}
-	for _, r := range all {
-		if r.ID != id {
-			continue
-		}
-		rows, err := l.sql.QueryContext(ctx, `SELECT host, state, commit_sha, detail, at FROM transitions WHERE rollout = ? ORDER BY id`, id)
-		if err != nil {
+	if len(found) == 0 {
+		return RolloutRow{}, nil, fmt.Errorf("rollout %d: %w", id, ErrNoRollout)
+	}
+	r := found[0]
+	rows, err := l.sql.QueryContext(ctx, `SELECT host, state, commit_sha, detail, at FROM transitions WHERE rollout = ? ORDER BY id`, id)
+	if err != nil {
+		return r, nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var ts []Transition
+	for rows.Next() {
+		t := Transition{Rollout: id}
+		var at string
+		if err := rows.Scan(&t.Host, &t.State, &t.Commit, &t.Detail, &at); err != nil {
 			return r, nil, err
 		}
-		defer func() { _ = rows.Close() }()
-		var ts []Transition
-		for rows.Next() {
-			t := Transition{Rollout: id}
-			var at string
-			if err := rows.Scan(&t.Host, &t.State, &t.Commit, &t.Detail, &at); err != nil {
-				return r, nil, err
-			}
-			t.At, _ = time.Parse(timeFormat, at)
-			ts = append(ts, t)
-		}
-		return r, ts, rows.Err()
+		t.At, _ = time.Parse(timeFormat, at)
+		ts = append(ts, t)
 	}
-	return RolloutRow{}, nil, fmt.Errorf("rollout %d: %w", id, ErrNoRollout)
+	return r, ts, rows.Err()
 }
 
 // MarkInterrupted marks every running rollout interrupted: called with the

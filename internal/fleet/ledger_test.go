@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -119,5 +120,31 @@ func TestFlushCommitsWhatWasPosted(t *testing.T) {
 	}
 	if n := count(); n != 150 {
 		t.Fatalf("after Close: %d transitions, want 150", n)
+	}
+}
+
+// TestRolloutByID: one rollout is read by its id, among others; an id the
+// ledger lacks is ErrNoRollout.
+func TestRolloutByID(t *testing.T) {
+	l, err := OpenLedger(filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	ctx := t.Context()
+	var ids []int64
+	for _, commit := range []string{"aaaa", "bbbb", "cccc"} {
+		id, err := l.StartRollout(ctx, RolloutRow{App: "board", Kind: KindDeploy, Commit: commit, Started: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	r, _, err := l.Rollout(ctx, ids[1])
+	if err != nil || r.ID != ids[1] || r.Commit != "bbbb" {
+		t.Fatalf("rollout %d: %+v %v", ids[1], r, err)
+	}
+	if _, _, err := l.Rollout(ctx, ids[2]+1); !errors.Is(err, ErrNoRollout) {
+		t.Fatalf("a missing rollout: %v, want ErrNoRollout", err)
 	}
 }
