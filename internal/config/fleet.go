@@ -192,43 +192,29 @@ func (v *validator) fleet() error {
 		return nil
 	}
 	p := keyPath{"fleet"}
-	if f.Batches == "" {
-		f.Batches = DefaultBatches
-	} else if _, err := ParseBatches(f.Batches); err != nil {
-		return v.ix.errorf(p.key("batches"), "%v", err)
+	if f.Batches != "" {
+		if _, err := ParseBatches(f.Batches); err != nil {
+			return v.ix.errorf(p.key("batches"), "%v", err)
+		}
 	}
-	if f.MaxFail == "" {
-		f.MaxFail = "0"
-	} else if _, err := ParseAmount(f.MaxFail); err != nil {
-		return v.ix.errorf(p.key("max_fail"), "%v", err)
+	if f.MaxFail != "" {
+		if _, err := ParseAmount(f.MaxFail); err != nil {
+			return v.ix.errorf(p.key("max_fail"), "%v", err)
+		}
 	}
 	switch f.OnFail {
-	case "":
-		f.OnFail = "halt"
-	case "halt", "revert":
+	case "", "halt", "revert":
 	default:
 		return v.ix.errorf(p.key("on_fail"), "%q: use halt or revert", f.OnFail)
 	}
 	if f.Connections < 0 {
 		return v.ix.errorf(p.key("connections"), "must be 1 or more")
 	}
-	if f.Connections == 0 {
-		f.Connections = DefaultConnections
-	}
-	if f.HoldTTL.D() == 0 {
-		f.HoldTTL = Duration(DefaultHoldTTL)
-	}
 	if f.SSHPersist.D() < 0 {
 		return v.ix.errorf(p.key("ssh_persist"), "must be positive")
 	}
-	if f.SSHPersist.D() == 0 {
-		f.SSHPersist = Duration(DefaultSSHPersist)
-	}
-	if f.Config == "" {
-		f.Config = DefaultFleetConfig
-	}
-	if f.Binary == "" {
-		f.Binary = DefaultFleetBinary
+	if err := ApplyFleetDefaults(f); err != nil {
+		return err
 	}
 	if sn := f.Snapshot; sn != nil {
 		sp := p.key("snapshot")
