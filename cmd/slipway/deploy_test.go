@@ -337,6 +337,11 @@ func TestManualLockFreezesDeploys(t *testing.T) {
 	if r := a.slipway("lock", "release"); r.code != 0 {
 		t.Fatalf("release: %s", r)
 	}
+	// Both are in the ledger, with who did them.
+	if r := a.slipway("history", "--events"); r.code != 0 || !strings.Contains(r.stdout, "deploys frozen by") ||
+		!strings.Contains(r.stdout, "incident 42") || !strings.Contains(r.stdout, "deploys unfrozen by") {
+		t.Fatalf("history --events after a freeze and an unfreeze:\n%s", r)
+	}
 	a.mustDeploy()
 }
 

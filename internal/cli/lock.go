@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/user"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/ledger"
 	"github.com/slipway-dev/slipway/internal/lock"
 	"github.com/slipway-dev/slipway/internal/release"
 )
@@ -80,6 +82,7 @@ func newLockCmd(g *globals) *cobra.Command {
 			if err := lock.Freeze(signalContext(cmd), l.LockFile(), h); err != nil {
 				return err
 			}
+			g.recordLockEvent(l, ledger.EventFreeze, fmt.Sprintf("deploys frozen by %s: %s", orDash(actor()), msg))
 			fmt.Fprintf(g.stdout, "deploys frozen: %s\n", msg)
 			return nil
 		},
@@ -149,6 +152,9 @@ again with the same key to renew it. A fleet rollout holds each host so.`,
 			if err != nil {
 				return err
 			}
+			if releaseKey == "" {
+				g.recordLockEvent(l, ledger.EventUnfreeze, "deploys unfrozen by "+orDash(actor()))
+			}
 			fmt.Fprintln(g.stdout, said)
 			return nil
 		},
@@ -179,6 +185,20 @@ func heldState(l release.Layout, key string, until time.Time) any {
 }
 
 // actor names who ran the command, for the ledger.
+// recordLockEvent writes a freeze or an unfreeze into the ledger, as the
+// dashboard's are. The change has happened: a ledger that cannot be
+// written is said, not an error.
+func (g *globals) recordLockEvent(l release.Layout, kind, detail string) {
+	db, err := ledger.Open(l.StateDB())
+	if err == nil {
+		_, err = db.AddEvent(context.Background(), ledger.Event{Kind: kind, Detail: detail})
+		_ = db.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(g.stderr, "warning: could not record it in the ledger: %v\n", err)
+	}
+}
+
 func actor() string {
 	if u, err := user.Current(); err == nil {
 		return u.Username

@@ -11,7 +11,8 @@ const (
 	// EventRestart is a service brought back after it exited on a failure.
 	EventRestart = "restart"
 	// EventFreeze and EventUnfreeze are deploys frozen and unfrozen from
-	// the dashboard; the detail says by whom, and why.
+	// the dashboard or with `slipway lock acquire|release`; the detail
+	// says by whom, and why.
 	EventFreeze   = "freeze"
 	EventUnfreeze = "unfreeze"
 )
