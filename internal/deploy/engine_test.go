@@ -237,6 +237,33 @@ func (r *rig) plan(target string, force bool) decision {
 	return r.e.planSkip(r.t.Context(), target, force, safeRel, r.e.liveRelease())
 }
 
+// appendConfig adds text to the rig's slipway.yml and reloads it.
+func appendConfig(t *testing.T, r *rig, text string) {
+	t.Helper()
+	old, err := os.ReadFile(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.cfgPath, append(old, text...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.reload()
+}
+
+// trimConfig takes text, added last, off the rig's slipway.yml and
+// reloads it.
+func trimConfig(t *testing.T, r *rig, text string) {
+	t.Helper()
+	old, err := os.ReadFile(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.cfgPath, []byte(strings.TrimSuffix(string(old), text)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.reload()
+}
+
 // TestPlanSkip: what a deploy of a target decides, state by state, in the
 // order an operator's day goes.
 func TestPlanSkip(t *testing.T) {
@@ -278,24 +305,19 @@ func TestPlanSkip(t *testing.T) {
 			before: func() { r.writeEnv("GREETING=bonjour\n"); r.reload() }},
 		{name: "the env file as it was", target: a, skip: "is the safe commit and is healthy",
 			before: func() { r.writeEnv("GREETING=hello\n"); r.reload() }},
+		{name: "require_env added", target: a, change: "reconfigure",
+			before: func() { appendConfig(t, r, "require_env: [GREETING]\n") }},
+		{name: "require_env as it was", target: a, skip: "is the safe commit and is healthy",
+			before: func() { trimConfig(t, r, "require_env: [GREETING]\n") }},
+		{name: "a shared path added", target: a, change: "rebuild",
+			before: func() { appendConfig(t, r, "shared: [data]\n") }},
+		{name: "shared as it was", target: a, skip: "is the safe commit and is healthy",
+			before: func() { trimConfig(t, r, "shared: [data]\n") }},
 		{name: "a build step added", target: a, change: "rebuild",
-			before: func() {
-				text, err := os.ReadFile(r.cfgPath)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(r.cfgPath, append(text, "build:\n  - run: \"true\"\n"...), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				r.reload()
-			}},
+			before: func() { appendConfig(t, r, "build:\n  - run: \"true\"\n") }},
 		{name: "the live release down", target: a, skip: "nothing to deploy", repair: true,
 			before: func() {
-				text, _ := os.ReadFile(r.cfgPath)
-				if err := os.WriteFile(r.cfgPath, []byte(strings.TrimSuffix(string(text), "build:\n  - run: \"true\"\n")), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				r.reload()
+				trimConfig(t, r, "build:\n  - run: \"true\"\n")
 				if _, err := r.e.StopEverything(t.Context()); err != nil {
 					t.Fatal(err)
 				}
