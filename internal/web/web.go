@@ -35,21 +35,25 @@ var templateFS embed.FS
 //go:embed assets
 var assetFS embed.FS
 
-var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"short": func(s string) string {
-		if len(s) > 7 {
-			return s[:7]
-		}
-		return s
-	},
-	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"secs": func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) },
-	"size": deploy.HumanBytes,
-	"add":  func(a, b int) int { return a + b },
-	// The durations chart's legend: six steps a row below the columns.
-	"legendY":      func(i int) int { return 215 + i/6*18 },
-	"legendHeight": func(l []legendItem) int { return 215 + (len(l)+5)/6*18 },
-}).ParseFS(templateFS, "templates/*.html"))
+// pages are the templates, parsed when a page is first rendered: every
+// slipway command links this package, and most render no page.
+var pages = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("").Funcs(template.FuncMap{
+		"short": func(s string) string {
+			if len(s) > 7 {
+				return s[:7]
+			}
+			return s
+		},
+		"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"secs": func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) },
+		"size": deploy.HumanBytes,
+		"add":  func(a, b int) int { return a + b },
+		// The durations chart's legend: six steps a row below the columns.
+		"legendY":      func(i int) int { return 215 + i/6*18 },
+		"legendHeight": func(l []legendItem) int { return 215 + (len(l)+5)/6*18 },
+	}).ParseFS(templateFS, "templates/*.html"))
+})
 
 // Roles a session has.
 const (
@@ -216,7 +220,7 @@ func (s *Server) render(w http.ResponseWriter, code int, name string, v pager) {
 	v.setSite(s.App, s.Fleet != nil && s.Status == nil)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
-	_ = pages.ExecuteTemplate(w, name, v)
+	_ = pages().ExecuteTemplate(w, name, v)
 }
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
