@@ -83,12 +83,9 @@ func (a *app) close() {
 }
 
 // openApp loads the config, creates the layout, opens the ledger and wires
-// the engine with the configured service manager.
-func (g *globals) openApp() (*app, error) { return g.openAppChecked(nil) }
-
-// openAppChecked is openApp with check run on the config before anything
-// is created.
-func (g *globals) openAppChecked(check func(*config.Config) error) (*app, error) {
+// the engine with the configured service manager; check, if set, vets the
+// config before anything is created.
+func (g *globals) openApp(check func(*config.Config) error) (*app, error) {
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, err
@@ -140,7 +137,7 @@ func (g *globals) withRunnableApp(fn func(a *app) error) error {
 }
 
 func (g *globals) withAppChecked(check func(*config.Config) error, fn func(a *app) error) error {
-	a, err := g.openAppChecked(check)
+	a, err := g.openApp(check)
 	if err != nil {
 		return err
 	}
