@@ -97,6 +97,13 @@ func TestBootstrapPython(t *testing.T) {
 	if !strings.Contains(st, "backend    running") || !strings.Contains(st, "health:    ok") {
 		t.Fatalf("status:\n%s", st)
 	}
+	// A one-off command runs as the app user, with the service's env file.
+	if out := s.mustSlipway("exec", "--", "id", "-un"); strings.TrimSpace(out) != "board" {
+		t.Fatalf("exec runs as %q, want the app user board", out)
+	}
+	if out := s.mustSlipway("exec", "--", "printenv", "TRICKY"); strings.TrimSuffix(out, "\n") != trickyValue {
+		t.Fatalf("exec's TRICKY = %q, want the env file's %q", out, trickyValue)
+	}
 
 	// uninstall keeps the data, the secrets and the ledger.
 	out = s.mustSlipway("uninstall")
