@@ -191,10 +191,17 @@ func (e *Engine) recordApplied(commit string) error {
 // back to the config before is a change too.
 func (e *Engine) recordFailedConfig(id int64, inPlace bool) error {
 	a, ok, err := e.readApplied()
-	if err != nil || !ok {
+	if err != nil {
 		return err
 	}
 	now := e.configParts()
+	if !ok {
+		// An unrecorded change failed: the live release's config is still
+		// unknown (no parts), but this one is not tried again.
+		if a.Commit, err = e.Layout.SafeCommit(); err != nil {
+			return err
+		}
+	}
 	if inPlace {
 		a.Parts = now
 	}

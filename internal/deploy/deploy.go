@@ -449,6 +449,10 @@ type decision struct {
 	// failedChange: the config differs from what the live release runs
 	// with by a change that failed before (it is not applied again).
 	failedChange bool
+	// down is why the live safe release is down, with a change: the
+	// change's restart brings it back, so repair stays "", but the
+	// agent's watch (LiveDown) must still see it.
+	down string
 }
 
 // planSkip decides whether the target needs no deploy, and whether the
@@ -474,7 +478,7 @@ func (e *Engine) planSkip(ctx context.Context, target string, force bool, safeRe
 	if safeRel.Commit == target && liveIsSafe {
 		change := e.changedConfig(target)
 		if change != nil && change.failedBy == 0 {
-			return decision{change: change}
+			return decision{change: change, down: down()}
 		}
 		if change != nil {
 			return decision{skip: fmt.Sprintf("nothing to do: %s is the safe commit; %s, but that change failed in deploy %d: fix it, or use --force",
@@ -505,7 +509,8 @@ func (e *Engine) LiveDown(ctx context.Context) string {
 	safe, _ := e.Layout.SafeCommit()
 	safeRel, _ := e.releaseOf(ctx, safe)
 	live := e.liveRelease()
-	return e.planSkip(ctx, safe, false, safeRel, live).repair
+	d := e.planSkip(ctx, safe, false, safeRel, live)
+	return cmp.Or(d.repair, d.down)
 }
 
 func firstLine(s string) string {

@@ -773,3 +773,23 @@ func TestServiceGetsItsPort(t *testing.T) {
 		t.Fatalf("PORT in the env file: %v, want [PORT=9999]", got)
 	}
 }
+
+// TestLiveDownWithAConfigChange: the agent's watch sees a live release
+// that is down even while the plan is a config change (here the host has
+// no record of its config, as one deployed by an older slipway).
+func TestLiveDownWithAConfigChange(t *testing.T) {
+	r := newRig(t, "")
+	r.mustDeploy()
+	if err := os.Remove(r.e.Layout.AppliedFile()); err != nil {
+		t.Fatal(err)
+	}
+	if why := r.e.LiveDown(t.Context()); why != "" {
+		t.Fatalf("LiveDown of a healthy release: %q", why)
+	}
+	if _, err := r.e.StopEverything(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if why := r.e.LiveDown(t.Context()); why == "" {
+		t.Fatal("LiveDown does not see the stopped release")
+	}
+}
