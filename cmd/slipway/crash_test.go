@@ -183,7 +183,11 @@ func (a *app) assertWhole(t *testing.T) string {
 		}
 	}
 	for _, pattern := range []string{"releases/.tmp-*", "shared/.restore-*", "shared/.slipway-restore*", ".current.tmp-*", "run/commands/*"} {
-		if m, _ := filepath.Glob(filepath.Join(a.root, pattern)); len(m) > 0 {
+		m, _ := filepath.Glob(filepath.Join(a.root, pattern))
+		// A pruned release's files wait in releases/.tmp-rm-* for the
+		// next settle window, by design.
+		m = slices.DeleteFunc(m, func(p string) bool { return strings.HasPrefix(filepath.Base(p), ".tmp-rm-") })
+		if len(m) > 0 {
 			t.Errorf("left behind: %v", m)
 		}
 	}
@@ -343,49 +347,71 @@ func crashPoints(t *testing.T, proxied bool) {
 	})
 }
 
-// TestPruneRunsInTheSettleWindow: the releases beyond keep_releases are
-// removed while the settle window watches the new release, not after it;
-// and a kill in the middle of a removal is recovered like any kill before
-// mark-safe: the safe release serves, nothing half-removed is left, and
-// the next deploy finishes the prune.
+// TestPruneRunsInTheSettleWindow: the prune step takes the releases beyond
+// keep_releases out of releases/ at once, and the next deploy's settle
+// window deletes their files while it waits on the new release. A kill in
+// the middle of that deletion is recovered like any kill before mark-safe:
+// the safe release serves, and the next deploy finishes the deletion.
 func TestPruneRunsInTheSettleWindow(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, "python-api", func(cfg string) string {
 		return replaceLine(cfg, "keep_releases:", "keep_releases: 2")
 	})
+	releases := filepath.Join(a.root, "releases")
 	a.mustDeploy()
 	first := a.current()
 	a.commit("two", map[string]string{"README": "two\n"})
 	a.mustDeploy()
-	good := a.head()
-
-	// The third release is one too many: the first goes, and the deploy
-	// is killed halfway through removing it.
+	second := a.current()
 	a.commit("three", map[string]string{"README": "three\n"})
+	a.mustDeploy()
+	good := a.head()
+	var prune string
+	for _, s := range a.steps(a.lastDeploy().ID) {
+		if s.Name == "prune" {
+			prune = s.Detail
+		}
+	}
+	if prune != "removed "+first {
+		t.Fatalf("the third deploy's prune: %q, want removed %s", prune, first)
+	}
+	if _, err := os.Stat(filepath.Join(releases, first)); !os.IsNotExist(err) {
+		t.Fatalf("the pruned release %s is still a release (%v)", first, err)
+	}
+	if _, err := os.Stat(filepath.Join(releases, ".tmp-rm-"+first)); err != nil {
+		t.Fatalf("the pruned release's files are not left for the next settle window: %v", err)
+	}
+
+	// The fourth deploy is killed while its settle window deletes them.
+	a.commit("four", map[string]string{"README": "four\n"})
 	a.runKilled("release:removing", "deploy")
 	killed := a.lastDeploy()
 	log := readFile(t, filepath.Join(a.root, "logs", "deploys", itoa(int(killed.ID))+".log"))
 	if !strings.Contains(log, " settle\n") || strings.Contains(log, "<== settle ") {
-		t.Fatalf("the prune did not run in the settle window: the killed deploy's log\n%s", log)
-	}
-	if _, err := os.Stat(filepath.Join(a.root, "releases", first)); !os.IsNotExist(err) {
-		t.Fatalf("the removed release %s is still there (%v)", first, err)
+		t.Fatalf("the deletion did not run in the settle window: the killed deploy's log\n%s", log)
 	}
 	a.recoverAfter(t, "release:removing", false)
-	assertRecovered(t, a, good)
+	a.assertServing(good)
+	if a.safeCommit() != good || !strings.HasSuffix(a.current(), good[:12]) {
+		t.Fatalf("after recovery: safe %s, current %s; want %s", a.safeCommit(), a.current(), good[:7])
+	}
+	if r := a.slipway("lock", "status"); !strings.Contains(r.stdout, "free") {
+		t.Fatalf("stale lock: %s", r)
+	}
 
-	// The next deploy of the same commit prunes nothing more than it must.
-	r := a.mustDeploy()
-	if !strings.Contains(r.stderr, "prune") {
-		t.Fatalf("no prune step\n%s", r)
+	// The next deploy finishes: the first release's files are gone, the
+	// second is taken out, and two releases remain.
+	a.mustDeploy()
+	entries, _ := os.ReadDir(releases)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
 	}
-	entries, _ := os.ReadDir(filepath.Join(a.root, "releases"))
-	if len(entries) != 2 {
-		t.Fatalf("releases after the deploy, with keep_releases 2: %v", entries)
+	want := []string{".tmp-rm-" + second, a.current()}
+	if !slices.Contains(names, want[0]) || !slices.Contains(names, want[1]) || len(names) != 3 {
+		t.Fatalf("releases/ after the next deploy: %v; want the trash of %s, and two releases with %s", names, second, want[1])
 	}
-	for _, s := range a.steps(a.lastDeploy().ID) {
-		if s.Name == "prune" && s.Detail != "nothing to remove" && !strings.HasPrefix(s.Detail, "removed ") {
-			t.Fatalf("prune: %+v", s)
-		}
+	if slices.Contains(names, ".tmp-rm-"+first) {
+		t.Fatalf("the first release's files outlived the next settle window: %v", names)
 	}
 }

@@ -184,7 +184,6 @@ func heldState(l release.Layout, key string, until time.Time) any {
 	return st
 }
 
-// actor names who ran the command, for the ledger.
 // recordLockEvent writes a freeze or an unfreeze into the ledger, as the
 // dashboard's are. The change has happened: a ledger that cannot be
 // written is said, not an error.
@@ -199,6 +198,7 @@ func (g *globals) recordLockEvent(l release.Layout, kind, detail string) {
 	}
 }
 
+// actor names who ran the command, for the ledger.
 func actor() string {
 	if u, err := user.Current(); err == nil {
 		return u.Username

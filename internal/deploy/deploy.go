@@ -60,10 +60,10 @@ type attempt struct {
 	started  bool            // services of the new release were (re)started
 	migrated bool            // the migrate step started: the data may have changed
 	preData  ledger.Snapshot // the pre-deploy data snapshot (ID 0: none)
-	// pruneEarly: the settle window starts the prune (deploySteps); pruned
-	// carries what that prune removed to the prune step.
-	pruneEarly bool
-	pruned     chan pruneResult
+	// emptiesTrash: the settle window deletes what earlier prunes took out
+	// (deploySteps); emptied says when it is done.
+	emptiesTrash bool
+	emptied      chan error
 }
 
 func (e *Engine) deployLocked(ctx context.Context, opts Options, lockWait time.Duration) (Result, error) {

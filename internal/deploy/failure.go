@@ -97,7 +97,9 @@ func (a *attempt) fail(ctx context.Context, err error) (Result, error) {
 		// Most often a full disk, which the failed release may have
 		// filled: it never went live and nothing needs it, so it goes,
 		// and the row is written again. A row left running would look
-		// like a crash to the next command.
+		// like a crash to the next command. The trash of earlier prunes
+		// goes too.
+		_, _ = e.Layout.EmptyTrash()
 		if rerr := e.Layout.Remove(a.rel.Name); rerr == nil {
 			f.State += "; the failed release " + a.rel.Name + " was removed to record this"
 			msg = f.Error()

@@ -64,44 +64,39 @@ func (e *Engine) restore(ctx context.Context, to release.Release, from vars, cre
 	return fmt.Sprintf("current -> releases/%s (%s), services restarted (%s), healthy", to.Name, short(to.Commit), done), nil
 }
 
-// pruneResult is what a prune removed.
-type pruneResult struct {
-	removed []string
-	err     error
-}
-
-// startPrune removes the releases beyond keep_releases in the background
-// while the settle window watches the new release: deleting a release (a
-// venv or node_modules is thousands of files) takes tens of milliseconds
-// that the deploy need not wait for. It protects what the prune step
-// would, and the safe release a failed settle rolls back to.
-func (a *attempt) startPrune(ctx context.Context) {
-	a.pruned = make(chan pruneResult, 1)
+// startEmptyTrash deletes, in the background while the settle window
+// watches the new release, the files of the releases that earlier prunes
+// took out: deleting a release (a venv or node_modules is thousands of
+// files) takes tens of milliseconds the deploy need not wait for. The
+// prune step waits for it.
+func (a *attempt) startEmptyTrash() {
+	a.emptied = make(chan error, 1)
 	go func() {
-		removed, err := a.e.prune(ctx, "")
-		a.pruned <- pruneResult{removed, err}
+		_, err := a.e.Layout.EmptyTrash()
+		a.emptied <- err
 	}()
 }
 
-// prune is the prune step: it waits for the prune the settle window
-// started, if any, then prunes what is left.
+// prune is the prune step. It waits for the deletion the settle window
+// started, then takes out the releases beyond keep_releases; with a settle
+// window, their files are left for the next deploy's to delete.
 func (a *attempt) prune(ctx context.Context, failedNow string) (string, error) {
-	var early pruneResult
-	if a.pruned != nil {
-		early = <-a.pruned
-		a.pruned = nil
+	var emptyErr error
+	if a.emptied != nil {
+		emptyErr = <-a.emptied
+		a.emptied = nil
 	}
-	msg, err := a.e.pruneAll(ctx, failedNow, early.removed)
-	return msg, errors.Join(early.err, err)
+	msg, err := a.e.pruneAll(ctx, failedNow, a.e.settleWindow() > 0)
+	return msg, errors.Join(emptyErr, err)
 }
 
-// pruneAll prunes releases, then snapshots; already are releases removed
-// before, for the message.
-func (e *Engine) pruneAll(ctx context.Context, failedNow string, already []string) (string, error) {
-	removed, err := e.prune(ctx, failedNow)
+// pruneAll prunes releases (with later, their files are deleted by the
+// next deploy's settle window), then snapshots.
+func (e *Engine) pruneAll(ctx context.Context, failedNow string, later bool) (string, error) {
+	removed, err := e.prune(ctx, failedNow, later)
 	msg := "nothing to remove"
-	if all := append(already, removed...); len(all) > 0 {
-		msg = "removed " + strings.Join(all, ", ")
+	if len(removed) > 0 {
+		msg = "removed " + strings.Join(removed, ", ")
 	}
 	smsg, serr := e.pruneSnapshots(ctx)
 	if smsg != "" {
@@ -152,7 +147,7 @@ func (e *Engine) pruneInstanceLogs(ctx context.Context) int {
 // prune removes releases beyond keep_releases, never current or the safe
 // release; failed releases go first. failedNow is the release of a deploy
 // failing right now, which the ledger does not show as failed yet.
-func (e *Engine) prune(ctx context.Context, failedNow string) ([]string, error) {
+func (e *Engine) prune(ctx context.Context, failedNow string, later bool) ([]string, error) {
 	cur, _ := e.Layout.Current()
 	safe, _ := e.Layout.SafeCommit()
 	safeRel, _ := e.releaseOf(ctx, safe)
@@ -189,5 +184,10 @@ func (e *Engine) prune(ctx context.Context, failedNow string) ([]string, error) 
 	if _, err := e.Layout.RemovePartial(); err != nil {
 		return nil, err
 	}
-	return e.Layout.Prune(e.Cfg.KeepReleases, protect, failed)
+	if !later {
+		if _, err := e.Layout.EmptyTrash(); err != nil {
+			return nil, err
+		}
+	}
+	return e.Layout.Prune(e.Cfg.KeepReleases, protect, failed, later)
 }

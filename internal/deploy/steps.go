@@ -47,7 +47,7 @@ func planOf(ctx context.Context, steps []seqStep) []PlanStep {
 // release built, switched to and proven, then marked safe.
 func (a *attempt) deploySteps(target string) []seqStep {
 	e := a.e
-	a.pruneEarly = true // the prune step ends it
+	a.emptiesTrash = true // the prune step waits for it
 	steps := []seqStep{
 		a.verifyEnvStep(),
 		{name: "prepare", run: a.prepare, plan: func(context.Context) string {
@@ -180,8 +180,8 @@ func (a *attempt) proof(start func(context.Context) (string, error), bad, traffi
 	}
 	return append(steps, seqStep{name: "settle", bad: bad,
 		run: func(ctx context.Context) (string, error) {
-			if a.pruneEarly {
-				a.startPrune(ctx)
+			if a.emptiesTrash {
+				a.startEmptyTrash()
 			}
 			return e.settle(ctx, a.vars(), a.cred)
 		},

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -186,7 +187,7 @@ func checkShared(cfg *config.Config, layout release.Layout) []Finding {
 		path := filepath.Join(layout.SharedDir(), p)
 		info, err := os.Stat(path)
 		switch {
-		case errors.Is(err, os.ErrNotExist) && live != "":
+		case errors.Is(err, os.ErrNotExist) && live != "" && linked(layout, live, p):
 			fs = append(fs, Finding{Fail, "shared", path + " does not exist, but release " + live + " is live: its data is not where the releases link, and the next deploy would start the app on an empty directory",
 				"put the data back (from a backup, or `slipway snapshot list` and `slipway snapshot restore`), or create it empty: install -d " + path})
 		case errors.Is(err, os.ErrNotExist):
@@ -213,6 +214,13 @@ func checkShared(cfg *config.Config, layout release.Layout) []Finding {
 	return fs
 }
 
+// linked reports whether the live release links shared path p: a shared
+// path just added to the config is linked by no release yet.
+func linked(layout release.Layout, live, p string) bool {
+	fi, err := os.Lstat(filepath.Join(layout.Dir(live), p))
+	return err == nil && fi.Mode()&os.ModeSymlink != 0
+}
+
 // sharedLook bounds how many entries of a shared tree notWritableBy looks
 // at: a data directory may hold millions of files.
 const sharedLook = 10000
@@ -231,6 +239,9 @@ func notWritableBy(dir, name string) (string, error) {
 	var first string
 	n, seen := 0, 0
 	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // gone meanwhile: a live app's temporary file
+		}
 		if err != nil {
 			return err
 		}
@@ -245,7 +256,8 @@ func notWritableBy(dir, name string) (string, error) {
 			return err
 		}
 		st, ok := info.Sys().(*syscall.Stat_t)
-		if !ok || (p == dir && st.Uid == 0) || writable(st, u.Uid, gids) {
+		// A deploy gives the top directory (not a file) to the user.
+		if !ok || (p == dir && d.IsDir() && st.Uid == 0) || writable(st, u.Uid, gids) {
 			return nil
 		}
 		if n++; first == "" {

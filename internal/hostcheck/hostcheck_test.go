@@ -393,6 +393,13 @@ func TestCheckShared(t *testing.T) {
 		if err := os.Symlink(filepath.Join("releases", rel), l.CurrentLink()); err != nil {
 			t.Fatal(err)
 		}
+		// A shared path just added: no release links it yet.
+		if f := find(t, cfg, l); f.Level != Warn || !strings.Contains(f.What, "the next deploy creates it") {
+			t.Fatalf("a shared path the live release does not link: %+v", f)
+		}
+		if err := os.Symlink(filepath.Join("..", "..", "shared", "data"), filepath.Join(l.Dir(rel), "data")); err != nil {
+			t.Fatal(err)
+		}
 		if f := find(t, cfg, l); f.Level != Fail || !strings.Contains(f.What, "is live") || !strings.Contains(f.Fix, "install -d "+filepath.Join(l.SharedDir(), "data")) {
 			t.Fatalf("with a release live: %+v", f)
 		}

@@ -172,28 +172,66 @@ func (l Layout) List() ([]Release, error) {
 	return out, nil
 }
 
-// Remove deletes a release tree. It refuses the current release.
-func (l Layout) Remove(name string) error {
+// trashPrefix names a release that was removed from releases/ (renamed)
+// and whose files are not all deleted yet.
+const trashPrefix = tmpPrefix + "rm-"
+
+// Trash takes a release out of releases/ in one rename: it is no release
+// any more, and EmptyTrash deletes its files later. It refuses the current
+// release.
+func (l Layout) Trash(name string) error {
 	if name == "" || strings.ContainsAny(name, "/") {
 		return fmt.Errorf("remove release: bad name %q", name)
 	}
 	if cur, _ := l.Current(); cur == name {
 		return fmt.Errorf("remove release %s: it is current", name)
 	}
-	// Rename first so a half-deleted tree never looks like a release.
-	dir := l.Dir(name)
-	trash := filepath.Join(l.ReleasesDir(), tmpPrefix+"rm-"+name)
-	if err := os.Rename(dir, trash); err != nil {
-		if os.IsNotExist(err) {
-			return nil
-		}
+	trash := filepath.Join(l.ReleasesDir(), trashPrefix+name)
+	if err := os.RemoveAll(trash); err != nil { // an earlier one, half deleted
 		return fmt.Errorf("remove release %s: %w", name, err)
 	}
-	failpoint.Hit("release:removing")
-	return os.RemoveAll(trash)
+	if err := os.Rename(l.Dir(name), trash); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove release %s: %w", name, err)
+	}
+	return nil
 }
 
-// RemovePartial deletes temporary trees left by an interrupted create or remove.
+// Remove deletes a release tree now. It refuses the current release.
+func (l Layout) Remove(name string) error {
+	// Renamed first, so that a half-deleted tree never looks like a release.
+	if err := l.Trash(name); err != nil {
+		return err
+	}
+	failpoint.Hit("release:removing")
+	return os.RemoveAll(filepath.Join(l.ReleasesDir(), trashPrefix+name))
+}
+
+// EmptyTrash deletes the files of the releases Trash took out, and returns
+// their names.
+func (l Layout) EmptyTrash() ([]string, error) {
+	entries, err := os.ReadDir(l.ReleasesDir())
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), trashPrefix) {
+			continue
+		}
+		failpoint.Hit("release:removing")
+		if err := os.RemoveAll(filepath.Join(l.ReleasesDir(), e.Name())); err != nil {
+			return removed, err
+		}
+		removed = append(removed, strings.TrimPrefix(e.Name(), trashPrefix))
+	}
+	return removed, nil
+}
+
+// RemovePartial deletes temporary trees left by an interrupted create. The
+// trash of removed releases is left to EmptyTrash.
 func (l Layout) RemovePartial() ([]string, error) {
 	entries, err := os.ReadDir(l.ReleasesDir())
 	if err != nil {
@@ -204,7 +242,7 @@ func (l Layout) RemovePartial() ([]string, error) {
 	}
 	var removed []string
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tmpPrefix) {
+		if strings.HasPrefix(e.Name(), tmpPrefix) && !strings.HasPrefix(e.Name(), trashPrefix) {
 			if err := os.RemoveAll(filepath.Join(l.ReleasesDir(), e.Name())); err != nil {
 				return removed, err
 			}
@@ -214,9 +252,11 @@ func (l Layout) RemovePartial() ([]string, error) {
 	return removed, nil
 }
 
-// Prune deletes releases beyond keep, never one in protect; releases in
-// failed go first, then the oldest. It returns the names it removed.
-func (l Layout) Prune(keep int, protect, failed map[string]bool) ([]string, error) {
+// Prune takes out releases beyond keep, never one in protect; releases in
+// failed go first, then the oldest. It returns the names it took out. With
+// later, their files stay in the trash for EmptyTrash; else they are
+// deleted now.
+func (l Layout) Prune(keep int, protect, failed map[string]bool, later bool) ([]string, error) {
 	all, err := l.List()
 	if err != nil {
 		return nil, err
@@ -233,12 +273,16 @@ func (l Layout) Prune(keep int, protect, failed map[string]bool) ([]string, erro
 			}
 		}
 	}
+	remove := l.Remove
+	if later {
+		remove = l.Trash
+	}
 	var removed []string
 	for _, name := range order {
 		if excess == 0 {
 			break
 		}
-		if err := l.Remove(name); err != nil {
+		if err := remove(name); err != nil {
 			return removed, err
 		}
 		removed = append(removed, name)

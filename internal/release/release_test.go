@@ -3,10 +3,12 @@ package release
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -625,15 +627,19 @@ func TestRemovePartial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{".tmp-20250102T000000Z-bbbbbbbbbbbb", ".tmp-rm-20241201T000000Z-cccccccccccc"}
-	if strings.Join(removed, " ") != strings.Join(want, " ") {
+	// The half-removed release is the trash's: EmptyTrash deletes it.
+	if want := []string{".tmp-20250102T000000Z-bbbbbbbbbbbb"}; strings.Join(removed, " ") != strings.Join(want, " ") {
 		t.Errorf("removed %q; want %q", removed, want)
-	}
-	if got := entries(t, l.ReleasesDir()); len(got) != 1 || got[0] != good {
-		t.Errorf("releases/ holds %q; want only %s", got, good)
 	}
 	if again, err := l.RemovePartial(); len(again) != 0 || err != nil {
 		t.Errorf("second RemovePartial = %q, %v", again, err)
+	}
+	emptied, err := l.EmptyTrash()
+	if err != nil || len(emptied) != 1 || emptied[0] != "20241201T000000Z-cccccccccccc" {
+		t.Errorf("EmptyTrash = %q, %v", emptied, err)
+	}
+	if got := entries(t, l.ReleasesDir()); len(got) != 1 || got[0] != good {
+		t.Errorf("releases/ holds %q; want only %s", got, good)
 	}
 }
 
@@ -680,30 +686,49 @@ func TestPrune(t *testing.T) {
 			removed: list(1, 2), remained: list(3, 4)},
 		{name: "everything protected", have: 3, keep: 1, protect: set(1, 2, 3), remained: list(1, 2, 3)},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			l := newLayout(t)
-			for i := 1; i <= tt.have; i++ {
-				makeRelease(t, l, r(i), sha1)
-			}
-			if err := l.Switch(r(tt.have)); err != nil {
-				t.Fatal(err)
-			}
-			removed, err := l.Prune(tt.keep, tt.protect, tt.failed)
-			if err != nil {
-				t.Fatalf("Prune: %v", err)
-			}
-			if strings.Join(removed, " ") != strings.Join(tt.removed, " ") {
-				t.Errorf("removed %q; want %q", removed, tt.removed)
-			}
-			all, _ := l.List()
-			if strings.Join(names(all), " ") != strings.Join(tt.remained, " ") {
-				t.Errorf("left %q; want %q", names(all), tt.remained)
-			}
-			if cur, _ := l.Current(); cur != r(tt.have) {
-				t.Errorf("current = %q", cur)
-			}
-		})
+	for _, later := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s/later=%v", tt.name, later), func(t *testing.T) {
+				l := newLayout(t)
+				for i := 1; i <= tt.have; i++ {
+					makeRelease(t, l, r(i), sha1)
+				}
+				if err := l.Switch(r(tt.have)); err != nil {
+					t.Fatal(err)
+				}
+				removed, err := l.Prune(tt.keep, tt.protect, tt.failed, later)
+				if err != nil {
+					t.Fatalf("Prune: %v", err)
+				}
+				if strings.Join(removed, " ") != strings.Join(tt.removed, " ") {
+					t.Errorf("removed %q; want %q", removed, tt.removed)
+				}
+				all, _ := l.List()
+				if strings.Join(names(all), " ") != strings.Join(tt.remained, " ") {
+					t.Errorf("left %q; want %q", names(all), tt.remained)
+				}
+				if cur, _ := l.Current(); cur != r(tt.have) {
+					t.Errorf("current = %q", cur)
+				}
+				// Their files are deleted now, or by EmptyTrash; a partial
+				// tree's cleanup leaves the trash alone.
+				if partial, _ := l.RemovePartial(); len(partial) != 0 {
+					t.Errorf("RemovePartial took %v", partial)
+				}
+				emptied, err := l.EmptyTrash()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := slices.Sorted(slices.Values(map[bool][]string{true: tt.removed}[later])) // in name order
+				if strings.Join(emptied, " ") != strings.Join(want, " ") {
+					t.Errorf("EmptyTrash deleted %q; want %q", emptied, want)
+				}
+				entries, _ := os.ReadDir(l.ReleasesDir())
+				if len(entries) != len(tt.remained) {
+					t.Errorf("releases/ holds %d entries after EmptyTrash, want %d", len(entries), len(tt.remained))
+				}
+			})
+		}
 	}
 
 	t.Run("current survives even unprotected", func(t *testing.T) {
@@ -713,7 +738,7 @@ func TestPrune(t *testing.T) {
 		if err := l.Switch(r(1)); err != nil {
 			t.Fatal(err)
 		}
-		_, _ = l.Prune(0, nil, nil)
+		_, _ = l.Prune(0, nil, nil, false)
 		if got := readFile(t, filepath.Join(l.CurrentLink(), "REVISION")); got != sha1+"\n" {
 			t.Errorf("current/REVISION = %q", got)
 		}

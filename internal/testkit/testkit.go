@@ -26,6 +26,15 @@ func FreePort(t testing.TB) int {
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	low := ephemeralLow()
+	if low < portsFloor+1000 {
+		// No room below the ephemeral range: the kernel's pick.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = l.Close() }()
+		return l.Addr().(*net.TCPAddr).Port
+	}
 	for range 1000 {
 		port := portsFloor + rand.IntN(low-portsFloor)
 		if portsGiven[port] {
@@ -57,7 +66,7 @@ func ephemeralLow() int {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > portsFloor+1000 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
 				return n
 			}
 		}

@@ -59,6 +59,12 @@ func diagListeningInodes(family uint8, port int) ([]uint64, error) {
 		for _, m := range msgs {
 			switch m.Header.Type {
 			case syscall.NLMSG_DONE:
+				// A dump that failed part-way says so here (newer kernels).
+				if len(m.Data) >= 4 {
+					if errno := int32(ne.Uint32(m.Data)); errno < 0 {
+						return nil, fmt.Errorf("sock_diag: %w", syscall.Errno(-errno))
+					}
+				}
 				return inodes, nil
 			case syscall.NLMSG_ERROR:
 				if len(m.Data) >= 4 {
