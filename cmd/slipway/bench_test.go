@@ -97,33 +97,35 @@ func appTime(steps map[string]time.Duration) time.Duration {
 // settle window, which is waiting for the app by design; the harness sets
 // health.settle: 200ms, the default is 5 s), of the Python example and of
 // the Node example, each deploy a new commit that changes no dependency.
-// With $SLIPWAY_BENCH_BASELINE naming another slipway binary, the
-// deploys alternate between it and this tree's, on the same app, and
-// both are reported.
+// With $SLIPWAY_BENCH_BASELINE naming another slipway binary, that binary
+// deploys a second copy of the app (its own root and repository), the two
+// taking turns, and both are reported.
 func BenchmarkDeployOverhead(b *testing.B) {
 	baseline := os.Getenv("SLIPWAY_BENCH_BASELINE")
 	for _, name := range []string{"python-api", "node-web"} {
 		b.Run(name, func(b *testing.B) {
-			a := newApp(b, name, nil)
-			a.mustDeploy()
+			apps := map[string]*app{"slipway": newApp(b, name, nil)}
+			if baseline != "" {
+				apps["baseline"] = newApp(b, name, nil)
+				apps["baseline"].bin = baseline
+			}
+			for _, a := range apps {
+				a.mustDeploy()
+			}
 			own := map[string][]time.Duration{}
 			var total, settle []time.Duration
 			i := 0
 			for b.Loop() {
 				i++
-				bins := []string{""}
-				if baseline != "" {
-					bins = append(bins, baseline)
-				}
-				for _, bin := range bins {
-					a.bin = bin
-					a.commit("change "+itoa(i)+bin, map[string]string{"README": "change " + itoa(i) + bin + "\n"})
+				for _, which := range []string{"slipway", "baseline"} {
+					a := apps[which]
+					if a == nil {
+						continue
+					}
+					a.commit("change "+itoa(i), map[string]string{"README": "change " + itoa(i) + "\n"})
 					d, _ := timed(b, a, "deploy")
 					steps := stepDurations(b, a, a.lastDeploy().ID)
-					which := "slipway"
-					if bin != "" {
-						which = "baseline"
-					} else {
+					if which == "slipway" {
 						total = append(total, d)
 						settle = append(settle, steps["settle"])
 					}
@@ -133,7 +135,6 @@ func BenchmarkDeployOverhead(b *testing.B) {
 					}
 				}
 			}
-			a.bin = ""
 			b.ReportMetric(ms(median(total)), "total-ms")
 			b.ReportMetric(ms(median(settle)), "settle-ms")
 			b.ReportMetric(ms(median(own["slipway"])), "slipway-ms")
