@@ -216,9 +216,24 @@ func (a *app) mustDeploy(args ...string) result {
 	a.t.Helper()
 	r := a.slipway(append([]string{"deploy"}, args...)...)
 	if r.code != 0 {
-		a.t.Fatalf("deploy: %s", r)
+		a.t.Fatalf("deploy: %s%s", r, a.repoState(r))
 	}
 	return r
+}
+
+// repoState describes the source repository when git said it is none: a
+// rare failure of a first deploy whose cause is not known yet.
+func (a *app) repoState(r result) string {
+	if !strings.Contains(r.stderr, "does not appear to be a git repository") {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n--- the source repository, now\n")
+	for _, argv := range [][]string{{"ls", "-la", a.src, filepath.Join(a.src, ".git")}, {"git", "-C", a.src, "rev-parse", "--git-dir", "HEAD"}, {"git", "ls-remote", a.src}} {
+		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+		fmt.Fprintf(&b, "$ %s (%v)\n%s", strings.Join(argv, " "), err, out)
+	}
+	return b.String()
 }
 
 // commit writes files into the repository and commits them; "" deletes.
