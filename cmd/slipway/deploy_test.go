@@ -764,7 +764,12 @@ func TestFullDisk(t *testing.T) {
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", a.root).CombinedOutput(); err != nil {
 		t.Skipf("mount tmpfs: %v %s", err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", a.root).Run() })
+	// Cleanups run last-registered first: the services (whose pid files
+	// are on the tmpfs) are stopped before it is unmounted.
+	t.Cleanup(func() {
+		a.stopServices()
+		_ = exec.Command("umount", "-l", a.root).Run()
+	})
 	a.writeEnv("backend.env", map[string]string{"VERS_AUTH_TOKEN": testToken, "PORT": itoa(a.port), "DATA_DIR": "../data"})
 	a.writeEnv("worker.env", map[string]string{"VERS_AUTH_TOKEN": testToken, "DATA_DIR": "../data"})
 	if err := os.Chmod(filepath.Join(a.root, "env"), 0o700); err != nil {
