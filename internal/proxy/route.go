@@ -73,8 +73,10 @@ func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 type route struct {
 	service string
 	listen  string
-	health  string // path on the backend; "" means no health checks
-	log     *slog.Logger
+	// health is the path on the backend ("" means no health checks); it
+	// changes under both the Server's mu and this route's mu.
+	health string
+	log    *slog.Logger
 
 	active atomic.Pointer[backend]
 	// previous served before the last switch, until drained (guarded by
@@ -156,10 +158,13 @@ func drain(b *backend, timeout time.Duration) int64 {
 // check runs one health check of the active backend.
 func (rt *route) check(ctx context.Context, client *http.Client) {
 	b := rt.active.Load()
-	if b == nil || rt.health == "" {
+	rt.mu.Lock()
+	health := rt.health
+	rt.mu.Unlock()
+	if b == nil || health == "" {
 		return
 	}
-	err := probe(ctx, client, b.addr, rt.health)
+	err := probe(ctx, client, b.addr, health)
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.active.Load() != b {

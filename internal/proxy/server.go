@@ -158,7 +158,9 @@ func (s *Server) EnsureServing(service, listen, health, backend, release string)
 		next.active.Store(rt.active.Load())
 		go func() { _ = rt.srv.Shutdown(context.Background()) }()
 	default:
+		rt.mu.Lock()
 		rt.health = health
+		rt.mu.Unlock()
 	}
 	return s.persist()
 }
