@@ -106,7 +106,11 @@ func BenchmarkDeployOverhead(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			apps := map[string]*app{"slipway": newApp(b, name, nil)}
 			if baseline != "" {
-				apps["baseline"] = newApp(b, name, nil)
+				// The example as it was before reuse.share, which an
+				// older binary does not know.
+				apps["baseline"] = newApp(b, name, func(cfg string) string {
+					return strings.Replace(cfg, "share: true }", "link: true }", 1)
+				})
 				apps["baseline"].bin = baseline
 			}
 			for _, a := range apps {

@@ -415,3 +415,32 @@ func TestPruneRunsInTheSettleWindow(t *testing.T) {
 		t.Fatalf("the first release's files outlived the next settle window: %v", names)
 	}
 }
+
+// Killed between moving a freshly built venv to deps/ and linking it back
+// (reuse.share): the half-built release goes, the next deploy builds a
+// venv of its own, its prune takes out the orphaned one, and the deploy
+// after that deletes it.
+func TestKilledWhileSharingTheVenv(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	deps := filepath.Join(a.root, "deps")
+	a.runKilled("deps:moved", "deploy")
+	orphan := testkit.Names(t, deps)
+	if len(orphan) != 1 {
+		t.Fatalf("deps/ = %v; want the moved venv", orphan)
+	}
+	a.mustDeploy()
+	a.assertServing(a.head())
+	if d := a.history(); len(d) < 2 || d[len(d)-1].Outcome != "interrupted" {
+		t.Fatalf("the killed deploy is not recorded as interrupted: %+v", d)
+	}
+	built := a.current()
+	if got := testkit.Names(t, deps); !slices.Equal(got, []string{".tmp-rm-" + orphan[0], built}) {
+		t.Fatalf("deps/ = %v; want the orphan in the trash and %s", got, built)
+	}
+	a.commit("change", map[string]string{"README": "change\n"})
+	a.mustDeploy()
+	if got := testkit.Names(t, deps); !slices.Equal(got, []string{built}) {
+		t.Fatalf("deps/ = %v; want only %s", got, built)
+	}
+}

@@ -69,6 +69,7 @@ func TestFirstDeployThenNoopThenNewCommit(t *testing.T) {
 		}
 	})
 
+	first0 := a.current()
 	t.Run("a new commit is deployed, reusing the venv", func(t *testing.T) {
 		a := a.with(t)
 		second := a.commit("add a migration", map[string]string{
@@ -82,17 +83,113 @@ func TestFirstDeployThenNoopThenNewCommit(t *testing.T) {
 		if _, body := a.get("/board/tasks", true); !strings.Contains(body, "third") {
 			t.Fatalf("migration 0002 not applied: %s", body)
 		}
-		// The reused venv must work from its new place.
-		// Its scripts' shebangs point at the new release, not the old one.
+		// The example shares the venv (reuse.share): kept once in deps/,
+		// where the first release built it, and linked into this one.
+		entry := filepath.Join(a.root, "deps", first0, "backend", ".venv")
+		if target, err := os.Readlink(filepath.Join(a.root, "current", "backend", ".venv")); err != nil || target != entry {
+			t.Fatalf("backend/.venv links to %q (%v); want %s", target, err, entry)
+		}
 		pip := readFile(t, filepath.Join(a.root, "current", "backend", ".venv", "bin", "pip"))
-		if !strings.Contains(pip, a.current()+"/backend/.venv/bin/python") {
-			t.Fatalf("reused venv's pip does not run the release's python %s:\n%s", a.current(), pip)
+		if !strings.Contains(pip, entry+"/bin/python") {
+			t.Fatalf("shared venv's pip does not run its python in deps/:\n%s", pip)
 		}
 		pipPath := filepath.Join(a.root, "current", "backend", ".venv", "bin", "pip")
 		if out, err := exec.Command(pipPath, "--version").CombinedOutput(); err != nil {
-			t.Fatalf("reused venv's pip: %v %s", err, out)
+			t.Fatalf("shared venv's pip: %v %s", err, out)
 		}
 	})
+}
+
+// With reuse.link instead, the venv is a hard-linked copy in the new
+// release, its scripts re-pointed at it.
+func TestReuseLinksTheVenv(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		return strings.Replace(cfg, "share: true }", "link: true }", 1)
+	})
+	a.mustDeploy()
+	first := filepath.Join(a.root, "releases", a.current())
+	a.commit("change", map[string]string{"README": "change\n"})
+	if r := a.mustDeploy(); !strings.Contains(r.stderr, "reused .venv") {
+		t.Fatalf("venv not reused:\n%s", r.stderr)
+	}
+	venv := filepath.Join(a.root, "releases", a.current(), "backend", ".venv")
+	if info, err := os.Lstat(venv); err != nil || !info.IsDir() {
+		t.Fatalf("backend/.venv is not a directory of the release: %v", err)
+	}
+	a1, _ := os.Stat(filepath.Join(first, "backend", ".venv", "pyvenv.cfg"))
+	a2, _ := os.Stat(filepath.Join(venv, "pyvenv.cfg"))
+	if a1 == nil || a2 == nil || !os.SameFile(a1, a2) {
+		t.Fatal("pyvenv.cfg is not hard-linked to the previous release's")
+	}
+	pip := readFile(t, filepath.Join(venv, "bin", "pip"))
+	if !strings.Contains(pip, venv+"/bin/python") {
+		t.Fatalf("reused venv's pip does not run the release's python %s:\n%s", venv, pip)
+	}
+	if out, err := exec.Command(filepath.Join(venv, "bin", "pip"), "--version").CombinedOutput(); err != nil {
+		t.Fatalf("reused venv's pip: %v %s", err, out)
+	}
+}
+
+// A shared venv outlives the release that built it while releases link
+// it; a changed key builds a new one; once no kept release links the old
+// one, a deploy's prune takes it out and the next settle window deletes
+// it. A rollback to a kept release runs on that release's own venv.
+func TestSharedVenvLifetime(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		return replaceLine(cfg, "keep_releases:", "keep_releases: 2")
+	})
+	deps := filepath.Join(a.root, "deps")
+	a.mustDeploy()
+	builder := a.current()
+	for i := range 2 {
+		a.commit("change", map[string]string{"README": fmt.Sprintf("change %d\n", i)})
+		a.mustDeploy()
+	}
+	if _, err := os.Stat(filepath.Join(a.root, "releases", builder)); !os.IsNotExist(err) {
+		t.Fatalf("the first release is still there: %v", err)
+	}
+	if got := testkit.Names(t, deps); !slices.Equal(got, []string{builder}) {
+		t.Fatalf("deps/ = %v; want the first release's venv, which the two kept releases link", got)
+	}
+	old := a.current()
+
+	a.commit("a new requirement", map[string]string{"backend/requirements.txt": "# now with a comment\n"})
+	if r := a.mustDeploy(); strings.Contains(r.stderr, "reused .venv") || !strings.Contains(r.stderr, "kept in deps/") {
+		t.Fatalf("a changed requirements.txt did not build a new venv:\n%s", r.stderr)
+	}
+	rebuilt := a.current()
+	// The old venv is still linked by the kept release before this one.
+	if got := testkit.Names(t, deps); !slices.Equal(got, []string{builder, rebuilt}) {
+		t.Fatalf("deps/ = %v; want %s and %s", got, builder, rebuilt)
+	}
+	kept := a.commit("change again", map[string]string{"README": "again\n"})
+	a.mustDeploy() // prunes the last release that linked the old venv
+	if got := testkit.Names(t, deps); !slices.Equal(got, []string{".tmp-rm-" + builder, rebuilt}) {
+		t.Fatalf("deps/ = %v; want the old venv in the trash", got)
+	}
+	a.commit("and again", map[string]string{"README": "and again\n"})
+	a.mustDeploy() // its settle window empties the trash
+	if got := testkit.Names(t, deps); !slices.Equal(got, []string{rebuilt}) {
+		t.Fatalf("deps/ = %v; want only %s", got, rebuilt)
+	}
+	if got := testkit.Names(t, filepath.Join(a.root, "releases")); slices.Contains(got, old) || slices.Contains(got, ".tmp-rm-"+old) {
+		t.Fatalf("releases/ = %v; %s should be gone", got, old)
+	}
+
+	if r := a.slipway("rollback", "--to", kept); r.code != 0 {
+		t.Fatalf("rollback: %s", r)
+	}
+	if a.safeCommit() != kept {
+		t.Fatalf("SAFE_COMMIT = %s after the rollback; want %s", a.safeCommit(), kept)
+	}
+	if target, _ := os.Readlink(filepath.Join(a.root, "current", "backend", ".venv")); target != filepath.Join(deps, rebuilt, "backend", ".venv") {
+		t.Fatalf("the rolled-back release links %q", target)
+	}
+	if code, _ := a.get("/health", false); code != 200 {
+		t.Fatalf("/health after rollback = %d", code)
+	}
 }
 
 func TestBuildFailureKeepsOldVersion(t *testing.T) {

@@ -205,7 +205,7 @@ func TestUninstallStopsWhatItStarted(t *testing.T) {
 		t.Fatalf("the proxy's port is still held after uninstall: %v", err)
 	}
 	_ = l.Close()
-	for _, gone := range []string{"releases", "run", "logs", "current"} {
+	for _, gone := range []string{"releases", "deps", "run", "logs", "current"} {
 		if _, err := os.Lstat(filepath.Join(a.root, gone)); !os.IsNotExist(err) {
 			t.Errorf("%s left after uninstall: %v", gone, err)
 		}

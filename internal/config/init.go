@@ -171,6 +171,7 @@ type plannedStep struct {
 	name, dir, run, note string
 	label, what          string // the parts of the name
 	reuse, key           []string
+	share                bool // reuse.share: a venv, which nothing writes into once built
 }
 
 // plannedService is one service of the template.
@@ -233,12 +234,12 @@ func buildSteps(p Project) []plannedStep {
 	switch p.Tool {
 	case ToolUV:
 		s := step("deps", "uv sync --frozen", "")
-		s.reuse, s.key = []string{".venv"}, []string{"uv.lock", "pyproject.toml"}
+		s.reuse, s.key, s.share = []string{".venv"}, []string{"uv.lock", "pyproject.toml"}, true
 		return []plannedStep{s}
 	case ToolPip:
 		if p.Requirements {
 			s := step("deps", "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt", "")
-			s.reuse, s.key = []string{".venv"}, []string{"requirements.txt"}
+			s.reuse, s.key, s.share = []string{".venv"}, []string{"requirements.txt"}, true
 			return []plannedStep{s}
 		}
 		return []plannedStep{step("deps", "python3 -m venv .venv && .venv/bin/pip install .", "")}
@@ -381,6 +382,9 @@ func (s plannedStep) write(w *yamlWriter) {
 		w.line(2, "reuse:", "copied from the previous release, and the step skipped, while the key files are unchanged")
 		w.line(3, "paths: ["+quoteAll(s.reuse)+"]", "what is copied")
 		w.line(3, "key: ["+quoteAll(s.key)+"]", "the files compared")
+		if s.share {
+			w.line(3, "share: true", "kept once in <root>/deps/ and linked into each release, not copied")
+		}
 	}
 	w.line(2, "timeout: 10m", "the step fails after this long")
 }

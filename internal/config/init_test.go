@@ -170,8 +170,8 @@ func TestTemplateOfDetect(t *testing.T) {
 	if !strings.Contains(out, "TODO: no lock file") {
 		t.Errorf("npm without a lock file must be marked:\n%s", out)
 	}
-	// The venv is reused while its lock file is unchanged.
-	if r := c.Build[0].Reuse; r == nil || !reflect.DeepEqual(r.Paths, []string{".venv"}) || !reflect.DeepEqual(r.Key, []string{"uv.lock", "pyproject.toml"}) {
+	// The venv is reused while its lock file is unchanged, shared in deps/.
+	if r := c.Build[0].Reuse; r == nil || !reflect.DeepEqual(r.Paths, []string{".venv"}) || !reflect.DeepEqual(r.Key, []string{"uv.lock", "pyproject.toml"}) || !r.Share {
 		t.Errorf("uv sync's reuse = %+v", r)
 	}
 }
@@ -189,7 +189,7 @@ func TestTemplateReusesTheVenvOfRequirements(t *testing.T) {
 	if len(c.Build) == 0 {
 		t.Fatal("no build step")
 	}
-	if r := c.Build[0].Reuse; r == nil || !reflect.DeepEqual(r.Paths, []string{".venv"}) || !reflect.DeepEqual(r.Key, []string{"requirements.txt"}) {
+	if r := c.Build[0].Reuse; r == nil || !reflect.DeepEqual(r.Paths, []string{".venv"}) || !reflect.DeepEqual(r.Key, []string{"requirements.txt"}) || !r.Share {
 		t.Errorf("the venv step %q: reuse = %+v", c.Build[0].Run, r)
 	}
 }

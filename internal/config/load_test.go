@@ -93,6 +93,8 @@ func TestLoadErrors(t *testing.T) {
 			`4:5: shared[0]: "../data" must stay inside its directory (no ..)`},
 		{"unclean dir", minimal + "build:\n  - run: make\n    dir: web/\n",
 			`5:10: build[0].dir: "web/" is not clean (write "web")`},
+		{"reuse link and share", minimal + "build:\n  - run: uv sync\n    reuse: {paths: [.venv], key: [uv.lock], link: true, share: true}\n",
+			`5:64: build[0].reuse.share: set "link" or "share", not both`},
 		{"reuse path escaping", minimal + "build:\n  - run: uv sync\n    reuse: {paths: [a/../../x], key: [uv.lock]}\n",
 			`5:21: build[0].reuse.paths[0]: "a/../../x" must stay inside its directory (no ..)`},
 		{"env file escaping", minimal + "env_files:\n  web: ../web.env\n",

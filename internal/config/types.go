@@ -83,6 +83,11 @@ type Reuse struct {
 	// never modify a file under Paths in place (it would change the older
 	// release too). New and replaced files are safe.
 	Link bool `yaml:"link"`
+	// Share keeps each path once, in <root>/deps/, and links it into
+	// every release that reuses it: no copy at all, whatever its size,
+	// at the price that the releases sharing it share its files (nothing
+	// may modify it in place, nor write into it).
+	Share bool `yaml:"share"`
 }
 
 // Service is one long-running process of the app.

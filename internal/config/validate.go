@@ -183,6 +183,9 @@ func (v *validator) step(p keyPath, s *Step) error {
 	if len(s.Reuse.Key) == 0 {
 		return v.missing(p.key("reuse"), "key", "the files whose change forces a fresh build")
 	}
+	if s.Reuse.Link && s.Reuse.Share {
+		return v.ix.errorf(p.key("reuse").key("share"), `set "link" or "share", not both`)
+	}
 	for i, r := range s.Reuse.Paths {
 		if err := v.relPath(p.key("reuse").key("paths").index(i), r, false); err != nil {
 			return err

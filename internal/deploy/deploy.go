@@ -249,17 +249,32 @@ func (a *attempt) build(ctx context.Context, b *config.Step) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if same && pathsExist(prevDir, b.Reuse.Paths) {
-			if err := release.CopyPaths(ctx, a.live.Dir, a.rel.Dir, prevDir, nextDir, b.Reuse.Paths, b.Reuse.Link); err != nil {
+		if same && pathsExist(prevDir, b.Reuse.Paths, b.Reuse.Share) {
+			how := ""
+			if b.Reuse.Share {
+				if err := a.e.Layout.LinkDeps(ctx, a.live, a.rel, b.Dir, b.Reuse.Paths); err != nil {
+					return "", err
+				}
+				how = ", linked from deps/"
+			} else if err := release.CopyPaths(ctx, a.live.Dir, a.rel.Dir, prevDir, nextDir, b.Reuse.Paths, b.Reuse.Link); err != nil {
 				return "", err
 			}
 			if err := chown(nextDir, a.cred); err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("reused %s from %s (%s unchanged)", strings.Join(b.Reuse.Paths, ", "), a.live.Name, strings.Join(b.Reuse.Key, ", ")), nil
+			return fmt.Sprintf("reused %s from %s (%s unchanged)%s", strings.Join(b.Reuse.Paths, ", "), a.live.Name, strings.Join(b.Reuse.Key, ", "), how), nil
 		}
 	}
-	return "", a.command(ctx, b)
+	if err := a.command(ctx, b); err != nil {
+		return "", err
+	}
+	if b.Reuse != nil && b.Reuse.Share {
+		if err := a.e.Layout.Share(a.rel, b.Dir, b.Reuse.Paths); err != nil {
+			return "", err
+		}
+		return "built " + strings.Join(b.Reuse.Paths, ", ") + ", kept in deps/ for the next releases", nil
+	}
+	return "", nil
 }
 
 // command runs a build or migrate step's command inside the new release.
@@ -370,9 +385,16 @@ func sameGroup(pid, leader int) bool {
 	return err == nil && (pg == leader || (pg == lg && lg != syscall.Getpgrp()))
 }
 
-func pathsExist(dir string, paths []string) bool {
+// pathsExist reports whether every path is in dir; with follow, a
+// symlink counts only when what it points to exists (a shared deps/ tree).
+func pathsExist(dir string, paths []string, follow bool) bool {
 	for _, p := range paths {
-		if !exists(filepath.Join(dir, p)) {
+		path := filepath.Join(dir, p)
+		if follow {
+			if _, err := os.Stat(path); err != nil {
+				return false
+			}
+		} else if !exists(path) {
 			return false
 		}
 	}

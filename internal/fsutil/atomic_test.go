@@ -9,21 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-)
 
-// names lists the entries of dir.
-func names(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out
-}
+	"github.com/slipway-dev/slipway/internal/testkit"
+)
 
 func TestWriteFile(t *testing.T) {
 	tests := []struct {
@@ -62,7 +50,7 @@ func TestWriteFile(t *testing.T) {
 			if info.Mode().Perm() != tt.perm {
 				t.Errorf("mode = %04o; want %04o", info.Mode().Perm(), tt.perm)
 			}
-			if n := names(t, dir); len(n) != 1 || n[0] != "SAFE_COMMIT" {
+			if n := testkit.Names(t, dir); len(n) != 1 || n[0] != "SAFE_COMMIT" {
 				t.Errorf("directory holds %q; want only SAFE_COMMIT (no temp files)", n)
 			}
 		})
@@ -75,7 +63,7 @@ func TestWriteFileMissingDir(t *testing.T) {
 	if err := WriteFile(path, []byte("x"), 0o644); err == nil {
 		t.Fatal("WriteFile into a missing directory succeeded")
 	}
-	if n := names(t, dir); len(n) != 0 {
+	if n := testkit.Names(t, dir); len(n) != 0 {
 		t.Errorf("left %q behind", n)
 	}
 }
@@ -120,7 +108,7 @@ func TestWriteFileReadersSeeWholeFile(t *testing.T) {
 	if bad.Load() != 0 {
 		t.Errorf("%d of %d reads saw a missing or partial file", bad.Load(), reads.Load())
 	}
-	if n := names(t, dir); len(n) != 1 {
+	if n := testkit.Names(t, dir); len(n) != 1 {
 		t.Errorf("directory holds %q; want only the file", n)
 	}
 }
@@ -160,7 +148,7 @@ func TestSymlink(t *testing.T) {
 			if got, err := os.Readlink(link); err != nil || got != "releases/new" {
 				t.Errorf("current -> %q, %v; want releases/new", got, err)
 			}
-			if n := names(t, dir); len(n) != 1 || n[0] != "current" {
+			if n := testkit.Names(t, dir); len(n) != 1 || n[0] != "current" {
 				t.Errorf("directory holds %q; want only current", n)
 			}
 		})
@@ -179,7 +167,7 @@ func TestSymlinkOverDirectoryFails(t *testing.T) {
 	if info, err := os.Lstat(link); err != nil || !info.IsDir() {
 		t.Errorf("the directory was disturbed: %v, %v", info, err)
 	}
-	if n := names(t, dir); len(n) != 1 {
+	if n := testkit.Names(t, dir); len(n) != 1 {
 		t.Errorf("directory holds %q; want no temp link left", n)
 	}
 }
@@ -243,7 +231,7 @@ func TestSymlinkNeverMissing(t *testing.T) {
 	if got, _ := os.Readlink(link); got != "releases/a" {
 		t.Errorf("current -> %q after the last switch; want releases/a", got)
 	}
-	if n := names(t, dir); len(n) != 2 {
+	if n := testkit.Names(t, dir); len(n) != 2 {
 		t.Errorf("directory holds %q; want current and releases only", n)
 	}
 }

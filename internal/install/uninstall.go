@@ -50,7 +50,7 @@ func Uninstall(ctx context.Context, o Options) (int, error) {
 		return in.changed, in.remove(in.Cfg.Root)
 	}
 	l := in.layout
-	for _, p := range []string{l.CurrentLink(), l.ReleasesDir(), l.Repo(), l.RunDir(), l.LogDir()} {
+	for _, p := range []string{l.CurrentLink(), l.ReleasesDir(), l.DepsDir(), l.Repo(), l.RunDir(), l.LogDir()} {
 		if err := in.remove(p); err != nil {
 			return in.changed, err
 		}

@@ -206,26 +206,29 @@ func (l Layout) Remove(name string) error {
 	return os.RemoveAll(filepath.Join(l.ReleasesDir(), trashPrefix+name))
 }
 
-// EmptyTrash deletes the files of the releases Trash took out, and returns
-// their names.
+// EmptyTrash deletes the files of the releases Trash took out, and of the
+// deps/ trees Prune took out, and returns their names (the trees' as
+// "deps/NAME").
 func (l Layout) EmptyTrash() ([]string, error) {
-	entries, err := os.ReadDir(l.ReleasesDir())
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, nil
-		}
-		return nil, err
-	}
 	var removed []string
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), trashPrefix) {
+	for _, d := range []struct{ dir, prefix string }{{l.ReleasesDir(), ""}, {l.DepsDir(), "deps/"}} {
+		entries, err := os.ReadDir(d.dir)
+		if os.IsNotExist(err) {
 			continue
 		}
-		failpoint.Hit("release:removing")
-		if err := os.RemoveAll(filepath.Join(l.ReleasesDir(), e.Name())); err != nil {
+		if err != nil {
 			return removed, err
 		}
-		removed = append(removed, strings.TrimPrefix(e.Name(), trashPrefix))
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), trashPrefix) {
+				continue
+			}
+			failpoint.Hit("release:removing")
+			if err := os.RemoveAll(filepath.Join(d.dir, e.Name())); err != nil {
+				return removed, err
+			}
+			removed = append(removed, d.prefix+strings.TrimPrefix(e.Name(), trashPrefix))
+		}
 	}
 	return removed, nil
 }
@@ -253,10 +256,18 @@ func (l Layout) RemovePartial() ([]string, error) {
 }
 
 // Prune takes out releases beyond keep, never one in protect; releases in
-// failed go first, then the oldest. It returns the names it took out. With
-// later, their files stay in the trash for EmptyTrash; else they are
-// deleted now.
+// failed go first, then the oldest. It returns the names it took out. Then
+// it takes out the deps/ trees that no release left links. With later,
+// their files stay in the trash for EmptyTrash; else they are deleted now.
 func (l Layout) Prune(keep int, protect, failed map[string]bool, later bool) ([]string, error) {
+	removed, err := l.pruneReleases(keep, protect, failed, later)
+	if err != nil {
+		return removed, err
+	}
+	return removed, l.pruneDeps(later)
+}
+
+func (l Layout) pruneReleases(keep int, protect, failed map[string]bool, later bool) ([]string, error) {
 	all, err := l.List()
 	if err != nil {
 		return nil, err

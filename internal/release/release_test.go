@@ -72,20 +72,6 @@ func newLayout(t *testing.T) Layout {
 	return l
 }
 
-// entries lists the names in dir.
-func entries(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range es {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 func names(rs []Release) []string {
 	var out []string
 	for _, r := range rs {
@@ -203,7 +189,7 @@ func TestCreate(t *testing.T) {
 	if x.dirs[0] == r.Dir || !strings.HasPrefix(filepath.Base(x.dirs[0]), ".") {
 		t.Errorf("exported straight into %s; want a hidden temporary tree", x.dirs[0])
 	}
-	if got := entries(t, l.ReleasesDir()); len(got) != 1 || got[0] != r.Name {
+	if got := testkit.Names(t, l.ReleasesDir()); len(got) != 1 || got[0] != r.Name {
 		t.Errorf("releases/ holds %q; want only %s (no temporary tree)", got, r.Name)
 	}
 
@@ -273,7 +259,7 @@ func TestCreateExportFails(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("Create = %v; want the export error", err)
 	}
-	if got := entries(t, l.ReleasesDir()); len(got) != 0 {
+	if got := testkit.Names(t, l.ReleasesDir()); len(got) != 0 {
 		t.Errorf("releases/ holds %q after a failed create", got)
 	}
 	if all, _ := l.List(); len(all) != 0 {
@@ -335,7 +321,7 @@ func TestCreateStaysInsideRelease(t *testing.T) {
 				if err == nil {
 					t.Fatal("Create accepted a tree that leads outside the release")
 				}
-				if got := entries(t, l.ReleasesDir()); len(got) != 0 {
+				if got := testkit.Names(t, l.ReleasesDir()); len(got) != 0 {
 					t.Errorf("releases/ holds %q after a refused create", got)
 				}
 			}
@@ -455,7 +441,7 @@ func TestSwitchAndCurrent(t *testing.T) {
 	if got := readFile(t, filepath.Join(l.CurrentLink(), "REVISION")); got != sha2+"\n" {
 		t.Errorf("current/REVISION = %q", got)
 	}
-	if got := entries(t, l.Root); strings.Contains(strings.Join(got, " "), ".tmp") {
+	if got := testkit.Names(t, l.Root); strings.Contains(strings.Join(got, " "), ".tmp") {
 		t.Errorf("root holds %q", got)
 	}
 
@@ -486,7 +472,7 @@ func TestSafeCommit(t *testing.T) {
 			t.Errorf("run/SAFE_COMMIT = %q", got)
 		}
 	}
-	if got := entries(t, l.RunDir()); len(got) != 1 || got[0] != "SAFE_COMMIT" {
+	if got := testkit.Names(t, l.RunDir()); len(got) != 1 || got[0] != "SAFE_COMMIT" {
 		t.Errorf("run/ holds %q; want only SAFE_COMMIT", got)
 	}
 }
@@ -602,7 +588,7 @@ func TestRemove(t *testing.T) {
 	if strings.Join(names(all), " ") != cur {
 		t.Errorf("List = %q; want only %s", names(all), cur)
 	}
-	if got := entries(t, l.ReleasesDir()); len(got) != 1 {
+	if got := testkit.Names(t, l.ReleasesDir()); len(got) != 1 {
 		t.Errorf("releases/ holds %q; want no leftovers", got)
 	}
 }
@@ -638,7 +624,7 @@ func TestRemovePartial(t *testing.T) {
 	if err != nil || len(emptied) != 1 || emptied[0] != "20241201T000000Z-cccccccccccc" {
 		t.Errorf("EmptyTrash = %q, %v", emptied, err)
 	}
-	if got := entries(t, l.ReleasesDir()); len(got) != 1 || got[0] != good {
+	if got := testkit.Names(t, l.ReleasesDir()); len(got) != 1 || got[0] != good {
 		t.Errorf("releases/ holds %q; want only %s", got, good)
 	}
 }

@@ -140,3 +140,17 @@ func Commit(t testing.TB, dir, msg string, files map[string]string) string {
 	Git(t, dir, "commit", "-q", "--allow-empty", "-m", msg)
 	return Git(t, dir, "rev-parse", "HEAD")
 }
+
+// Names lists the names in dir, sorted.
+func Names(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
