@@ -1000,3 +1000,27 @@ func TestFleetHoldAndReport(t *testing.T) {
 		t.Fatalf("the fleet record: %v", err)
 	}
 }
+
+// A shared venv deleted from deps/ under the live release: `slipway check`
+// fails on it, and `slipway deploy --force`, the fix it names, builds the
+// venv again.
+func TestMissingSharedVenvIsBuiltAgain(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", nil)
+	a.mustDeploy()
+	if err := os.RemoveAll(filepath.Join(a.root, "deps")); err != nil {
+		t.Fatal(err)
+	}
+	r := a.slipway("check")
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "links trees that are gone") || !strings.Contains(r.stdout+r.stderr, "slipway deploy --force") {
+		t.Fatalf("check with the live venv gone:\n%s", r)
+	}
+	r = a.slipway("deploy", "--force")
+	if r.code != 0 || !strings.Contains(r.stderr, "kept in deps/") {
+		t.Fatalf("deploy --force did not build the venv again:\n%s", r)
+	}
+	a.assertServing(a.head())
+	if r := a.slipway("check"); strings.Contains(r.stdout+r.stderr, "links trees that are gone") {
+		t.Fatalf("check after the fix:\n%s", r)
+	}
+}

@@ -88,6 +88,7 @@ func Run(ctx context.Context, cfg *config.Config, ours Owner) []Finding {
 	fs = append(fs, checkRoot(cfg.Root)...)
 	fs = append(fs, checkEnv(cfg, layout)...)
 	fs = append(fs, checkShared(cfg, layout)...)
+	fs = append(fs, checkDeps(layout)...)
 	fs = append(fs, checkPorts(cfg, ours)...)
 	fs = append(fs, checkDisk(cfg.Root)...)
 
@@ -212,6 +213,27 @@ func checkShared(cfg *config.Config, layout release.Layout) []Finding {
 		}
 	}
 	return fs
+}
+
+// checkDeps checks that the dependency trees the live release links
+// (reuse.share) are in deps/.
+func checkDeps(layout release.Layout) []Finding {
+	live, _ := layout.Current()
+	if live == "" {
+		return nil
+	}
+	missing, err := layout.MissingDeps(live)
+	switch {
+	case err != nil:
+		return []Finding{{Fail, "deps", err.Error(), ""}}
+	case len(missing) > 0:
+		return []Finding{{Fail, "deps", fmt.Sprintf("release %s is live but links trees that are gone from %s: %s; its services would not start again",
+			live, layout.DepsDir(), strings.Join(missing, ", ")), "slipway deploy --force (the build steps build them again)"}}
+	}
+	if linked, _ := layout.Deps(live); len(linked) > 0 {
+		return []Finding{{OK, "deps", fmt.Sprintf("the trees release %s links are in %s", live, layout.DepsDir()), ""}}
+	}
+	return nil
 }
 
 // linked reports whether the live release links shared path p: a shared

@@ -431,3 +431,37 @@ func TestCheckShared(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckDeps: a live release that links a deps/ tree that is gone
+// fails the check, with the deploy that builds it again.
+func TestCheckDeps(t *testing.T) {
+	l := release.Layout{Root: t.TempDir()}
+	if err := l.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	if fs := checkDeps(l); len(fs) != 0 {
+		t.Fatalf("nothing live: %s", dump(fs))
+	}
+	name := "20260101T000000Z-aaaaaaaaaaaa"
+	r := release.Release{Name: name, Dir: l.Dir(name)}
+	venv := filepath.Join(r.Dir, "backend", ".venv")
+	if err := os.MkdirAll(filepath.Join(venv, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Share(r, "backend", []string{".venv"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("releases", name), l.CurrentLink()); err != nil {
+		t.Fatal(err)
+	}
+	if fs := checkDeps(l); len(fs) != 1 || fs[0].Level != OK {
+		t.Fatalf("the tree is there: %s", dump(fs))
+	}
+	if err := os.RemoveAll(l.DepsDir()); err != nil {
+		t.Fatal(err)
+	}
+	fs := checkDeps(l)
+	if len(fs) != 1 || fs[0].Level != Fail || !strings.Contains(fs[0].What, name+"/backend/.venv") || !strings.Contains(fs[0].Fix, "deploy --force") {
+		t.Fatalf("the tree is gone: %s", dump(fs))
+	}
+}

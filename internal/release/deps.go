@@ -226,3 +226,22 @@ func (l Layout) pruneDeps(later bool) error {
 	}
 	return nil
 }
+
+// Deps returns the deps/ trees the release called name links.
+func (l Layout) Deps(name string) ([]string, error) { return readDeps(l.Dir(name)) }
+
+// MissingDeps returns the deps/ trees that the release called name lists
+// but that are gone: that release's services would not start.
+func (l Layout) MissingDeps(name string) ([]string, error) {
+	lines, err := l.Deps(name)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, e := range lines {
+		if _, err := os.Stat(filepath.Join(l.DepsDir(), e)); err != nil {
+			missing = append(missing, e)
+		}
+	}
+	return missing, nil
+}
