@@ -1024,3 +1024,33 @@ func TestMissingSharedVenvIsBuiltAgain(t *testing.T) {
 		t.Fatalf("check after the fix:\n%s", r)
 	}
 }
+
+// reuse.share turned off (here for link): the next release copies the
+// venv the live one links into a tree of its own, so the shared one can
+// go with the last release that links it, and nothing live breaks.
+func TestTurningShareOff(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "python-api", func(cfg string) string {
+		return replaceLine(cfg, "keep_releases:", "keep_releases: 1")
+	})
+	a.mustDeploy()
+	cfg := readFile(t, a.cfgPath)
+	testkit.WriteFile(t, a.cfgPath, strings.Replace(cfg, "share: true }", "link: true }", 1), 0o644)
+	for i := range 3 {
+		a.commit("change", map[string]string{"README": fmt.Sprintf("change %d\n", i)})
+		if r := a.mustDeploy(); !strings.Contains(r.stderr, "reused .venv") {
+			t.Fatalf("venv not reused:\n%s", r.stderr)
+		}
+	}
+	venv := filepath.Join(a.root, "current", "backend", ".venv")
+	if info, err := os.Lstat(venv); err != nil || !info.IsDir() {
+		t.Fatalf("the live .venv is not a directory of its own: %v", err)
+	}
+	if got := testkit.Names(t, filepath.Join(a.root, "deps")); len(got) != 0 {
+		t.Fatalf("deps/ = %v; want it empty once no release links the shared venv", got)
+	}
+	a.assertServing(a.head())
+	if out, err := exec.Command(filepath.Join(venv, "bin", "pip"), "--version").CombinedOutput(); err != nil {
+		t.Fatalf("the copied venv's pip: %v %s", err, out)
+	}
+}

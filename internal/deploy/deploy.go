@@ -249,14 +249,18 @@ func (a *attempt) build(ctx context.Context, b *config.Step) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if same && pathsExist(prevDir, b.Reuse.Paths, b.Reuse.Share) {
+		if same && pathsExist(prevDir, b.Reuse.Paths) {
 			how := ""
 			if b.Reuse.Share {
-				if err := a.e.Layout.LinkDeps(ctx, a.live, a.rel, b.Dir, b.Reuse.Paths); err != nil {
+				made, err := a.e.Layout.LinkDeps(ctx, a.live, a.rel, b.Dir, b.Reuse.Paths)
+				if err != nil {
+					return "", err
+				}
+				if err := chownAll(made, a.cred); err != nil {
 					return "", err
 				}
 				how = ", linked from deps/"
-			} else if err := release.CopyPaths(ctx, a.live.Dir, a.rel.Dir, prevDir, nextDir, b.Reuse.Paths, b.Reuse.Link); err != nil {
+			} else if err := a.e.Layout.CopyReused(ctx, a.live, a.rel, b.Dir, b.Reuse.Paths, b.Reuse.Link); err != nil {
 				return "", err
 			}
 			if err := chown(nextDir, a.cred); err != nil {
@@ -269,7 +273,12 @@ func (a *attempt) build(ctx context.Context, b *config.Step) (string, error) {
 		return "", err
 	}
 	if b.Reuse != nil && b.Reuse.Share {
-		if err := a.e.Layout.Share(a.rel, b.Dir, b.Reuse.Paths); err != nil {
+		moved, err := a.e.Layout.Share(a.rel, b.Dir, b.Reuse.Paths)
+		if err != nil {
+			return "", err
+		}
+		// The scripts re-pointed at deps/ are new files, made by slipway.
+		if err := chownAll(moved, a.cred); err != nil {
 			return "", err
 		}
 		return "built " + strings.Join(b.Reuse.Paths, ", ") + ", kept in deps/ for the next releases", nil
@@ -385,16 +394,12 @@ func sameGroup(pid, leader int) bool {
 	return err == nil && (pg == leader || (pg == lg && lg != syscall.Getpgrp()))
 }
 
-// pathsExist reports whether every path is in dir; with follow, a
-// symlink counts only when what it points to exists (a shared deps/ tree).
-func pathsExist(dir string, paths []string, follow bool) bool {
+// pathsExist reports whether every path is in dir; a symlink counts only
+// when what it points to exists (a shared deps/ tree that is gone is
+// built again).
+func pathsExist(dir string, paths []string) bool {
 	for _, p := range paths {
-		path := filepath.Join(dir, p)
-		if follow {
-			if _, err := os.Stat(path); err != nil {
-				return false
-			}
-		} else if !exists(path) {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
 			return false
 		}
 	}

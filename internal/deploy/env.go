@@ -100,6 +100,16 @@ func chown(dir string, cred *syscall.Credential) error {
 	})
 }
 
+// chownAll is chown for each of dirs.
+func chownAll(dirs []string, cred *syscall.Credential) error {
+	for _, d := range dirs {
+		if err := chown(d, cred); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // chownShared gives each shared path that slipway created (still owned by
 // root) to the configured user, so services running as that user can write
 // their data. Only the top directory changes: data already there keeps

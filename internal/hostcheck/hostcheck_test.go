@@ -448,7 +448,7 @@ func TestCheckDeps(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(venv, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Share(r, "backend", []string{".venv"}); err != nil {
+	if _, err := l.Share(r, "backend", []string{".venv"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(filepath.Join("releases", name), l.CurrentLink()); err != nil {

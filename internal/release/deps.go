@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/slipway-dev/slipway/internal/failpoint"
 )
@@ -18,11 +21,17 @@ import (
 // symlink takes its place; a later release whose key files are unchanged
 // gets the same symlink, which costs the same for a venv of ten thousand
 // files as for one of ten. Each release lists the trees it links in its
-// .slipway-deps file, and Prune deletes a tree that no release lists.
+// .slipway-deps file, and each deps/<release> directory lists the trees it
+// holds in its own; Prune deletes a tree that no release lists.
 
-// depsFile, in a release's root, lists the trees under deps/ that the
-// release links, one per line, relative to deps/.
+// depsFile lists trees under deps/, one per line, relative to deps/: in a
+// release's root, the trees it links; in deps/<release>/, the trees held
+// there.
 const depsFile = ".slipway-deps"
+
+// maxDepsFile bounds what is read of a depsFile (a release tree is the
+// app user's, who could put anything there).
+const maxDepsFile = 1 << 20
 
 // DepsDir holds the shared dependency trees.
 func (l Layout) DepsDir() string { return filepath.Join(l.Root, "deps") }
@@ -30,50 +39,96 @@ func (l Layout) DepsDir() string { return filepath.Join(l.Root, "deps") }
 // Share moves each path under sub of r, which its build step has just
 // made, into deps/ and links it back. The scripts under the tree's bin/
 // are re-pointed at its new place. A path the step did not make, or made
-// a symlink, is left as it is.
-func (l Layout) Share(r Release, sub string, paths []string) error {
-	var linked []string
+// a symlink, is left as it is. It returns the trees it moved.
+func (l Layout) Share(r Release, sub string, paths []string) ([]string, error) {
+	var moved []string
 	for _, p := range paths {
 		rel := filepath.Join(sub, p)
 		src, err := inRelease(r, rel)
 		if err != nil {
-			return err
+			return moved, err
 		}
 		info, err := os.Lstat(src)
 		if errors.Is(err, os.ErrNotExist) || (err == nil && info.Mode()&fs.ModeSymlink != 0) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("share %s: %w", rel, err)
+			return moved, fmt.Errorf("share %s: %w", rel, err)
 		}
 		entry := filepath.Join(r.Name, rel)
-		dst := filepath.Join(l.DepsDir(), entry)
-		if err := os.RemoveAll(dst); err != nil { // an interrupted attempt's
-			return fmt.Errorf("share %s: %w", rel, err)
-		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return fmt.Errorf("share %s: %w", rel, err)
+		dst, err := l.newTree(entry)
+		if err != nil {
+			return moved, fmt.Errorf("share %s: %w", rel, err)
 		}
 		if err := os.Rename(src, dst); err != nil {
-			return fmt.Errorf("share %s: %w", rel, err)
+			return moved, fmt.Errorf("share %s: %w", rel, err)
 		}
 		failpoint.Hit("deps:moved")
 		if err := relocateScripts(filepath.Join(dst, "bin"), src, dst); err != nil {
-			return fmt.Errorf("share %s: %w", rel, err)
+			return moved, fmt.Errorf("share %s: %w", rel, err)
 		}
 		if err := os.Symlink(dst, src); err != nil {
-			return fmt.Errorf("share %s: %w", rel, err)
+			return moved, fmt.Errorf("share %s: %w", rel, err)
 		}
-		linked = append(linked, entry)
+		if err := recordDeps(r.Dir, entry); err != nil {
+			return moved, err
+		}
+		moved = append(moved, dst)
 	}
-	return l.recordDeps(r, linked)
+	return moved, nil
 }
 
 // LinkDeps gives next, at each path under sub, the tree prev has there:
 // the same deps/ tree when prev links one, or else a hard-linked copy of
-// prev's own directory, kept in deps/ for next (and later releases).
-func (l Layout) LinkDeps(ctx context.Context, prev, next Release, sub string, paths []string) error {
-	var linked []string
+// prev's own directory, kept in deps/ for next (and later releases). It
+// returns the trees it made.
+func (l Layout) LinkDeps(ctx context.Context, prev, next Release, sub string, paths []string) ([]string, error) {
+	var made []string
+	for _, p := range paths {
+		rel := filepath.Join(sub, p)
+		from, err := inRelease(prev, rel)
+		if err != nil {
+			return made, err
+		}
+		to, err := inRelease(next, rel)
+		if err != nil {
+			return made, err
+		}
+		entry, ok := l.depsEntry(from)
+		if !ok {
+			entry = filepath.Join(next.Name, rel)
+			dst, err := l.newTree(entry)
+			if err != nil {
+				return made, fmt.Errorf("reuse %s: %w", rel, err)
+			}
+			if err := copyPath(ctx, from, dst, true, from, dst); err != nil {
+				return made, fmt.Errorf("reuse %s: %w", rel, err)
+			}
+			made = append(made, dst)
+		}
+		if err := os.RemoveAll(to); err != nil {
+			return made, fmt.Errorf("reuse %s: %w", rel, err)
+		}
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			return made, fmt.Errorf("reuse %s: %w", rel, err)
+		}
+		if err := os.Symlink(filepath.Join(l.DepsDir(), entry), to); err != nil {
+			return made, fmt.Errorf("reuse %s: %w", rel, err)
+		}
+		if err := recordDeps(next.Dir, entry); err != nil {
+			return made, err
+		}
+		if err := ctx.Err(); err != nil {
+			return made, err
+		}
+	}
+	return made, nil
+}
+
+// CopyReused copies each path under sub from prev into next as CopyPaths
+// does; a path that prev links from deps/ (reuse.share, since turned off)
+// is copied from the tree it links, so that next has a tree of its own.
+func (l Layout) CopyReused(ctx context.Context, prev, next Release, sub string, paths []string, link bool) error {
 	for _, p := range paths {
 		rel := filepath.Join(sub, p)
 		to, err := inRelease(next, rel)
@@ -81,38 +136,36 @@ func (l Layout) LinkDeps(ctx context.Context, prev, next Release, sub string, pa
 			return err
 		}
 		from := filepath.Join(prev.Dir, rel)
-		entry, ok := l.depsEntry(from)
-		if !ok {
-			entry = filepath.Join(next.Name, rel)
-			dst := filepath.Join(l.DepsDir(), entry)
-			if err := os.RemoveAll(dst); err != nil {
-				return fmt.Errorf("reuse %s: %w", rel, err)
-			}
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return fmt.Errorf("reuse %s: %w", rel, err)
-			}
-			if err := copyTree(from, dst, true); err != nil {
-				return fmt.Errorf("reuse %s: %w", rel, err)
-			}
-			if err := relocateScripts(filepath.Join(dst, "bin"), from, dst); err != nil {
-				return fmt.Errorf("reuse %s: %w", rel, err)
-			}
-		}
-		if err := os.RemoveAll(to); err != nil {
-			return fmt.Errorf("reuse %s: %w", rel, err)
-		}
-		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
-			return fmt.Errorf("reuse %s: %w", rel, err)
-		}
-		if err := os.Symlink(filepath.Join(l.DepsDir(), entry), to); err != nil {
-			return fmt.Errorf("reuse %s: %w", rel, err)
-		}
-		linked = append(linked, entry)
-		if err := ctx.Err(); err != nil {
+		old, repl := prev.Dir, next.Dir
+		if entry, ok := l.depsEntry(from); ok {
+			from = filepath.Join(l.DepsDir(), entry)
+			old, repl = from, to
+		} else if _, err := inRelease(prev, rel); err != nil {
 			return err
 		}
+		if err := copyPath(ctx, from, to, link, old, repl); err != nil {
+			return fmt.Errorf("reuse %s: %w", rel, err)
+		}
 	}
-	return l.recordDeps(next, linked)
+	return nil
+}
+
+// newTree makes way for the tree entry in deps/ and lists it in its
+// deps/<release>/ directory, before anything is put there: a tree that
+// is not listed is never deleted.
+func (l Layout) newTree(entry string) (string, error) {
+	dst := filepath.Join(l.DepsDir(), entry)
+	if err := os.RemoveAll(dst); err != nil { // an interrupted attempt's
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	top, _, _ := strings.Cut(entry, string(filepath.Separator))
+	if err := recordDeps(filepath.Join(l.DepsDir(), top), entry); err != nil {
+		return "", err
+	}
+	return dst, nil
 }
 
 // inRelease returns the path of rel in r, refusing one whose directory a
@@ -144,7 +197,7 @@ func (l Layout) depsEntry(path string) (string, bool) {
 		return "", false
 	}
 	rel, err := filepath.Rel(l.DepsDir(), target)
-	if err != nil || rel == "." || !filepath.IsLocal(rel) {
+	if err != nil || !validEntry(rel) {
 		return "", false
 	}
 	if _, err := os.Stat(target); err != nil {
@@ -153,78 +206,145 @@ func (l Layout) depsEntry(path string) (string, bool) {
 	return rel, true
 }
 
-// recordDeps adds entries to r's list of the deps/ trees it links.
-func (l Layout) recordDeps(r Release, entries []string) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	have, err := readDeps(r.Dir)
+// validEntry reports whether e names a tree under deps/: a local path of
+// at least two parts (deps/<release>/...), not a hidden one.
+func validEntry(e string) bool {
+	return filepath.IsLocal(e) && strings.Contains(e, string(filepath.Separator)) && !strings.HasPrefix(e, ".")
+}
+
+// recordDeps adds entry to the depsFile in dir.
+func recordDeps(dir, entry string) error {
+	have, err := readDeps(dir)
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		if !slices.Contains(have, e) {
-			have = append(have, e)
-		}
+	if slices.Contains(have, entry) {
+		return nil
 	}
-	return writeNew(r.Dir, depsFile, []byte(strings.Join(have, "\n")+"\n"))
+	return writeNew(dir, depsFile, []byte(strings.Join(append(have, entry), "\n")+"\n"))
 }
 
-// readDeps reads the deps/ trees the release in dir links.
+// readDeps reads the depsFile in dir: a regular file, never through a
+// symlink, of at most maxDepsFile bytes. Lines that name no tree under
+// deps/ are ignored.
 func readDeps(dir string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, depsFile))
+	root, err := os.OpenRoot(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return strings.Fields(string(b)), nil
+	defer func() { _ = root.Close() }()
+	f, err := root.OpenFile(depsFile, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, depsFile), err)
+	}
+	defer func() { _ = f.Close() }()
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", filepath.Join(dir, depsFile))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxDepsFile))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range strings.Fields(string(b)) {
+		if validEntry(e) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
-// pruneDeps takes out the deps/ trees of releases that no release links
-// any more; with later, their files stay in the trash for EmptyTrash.
+// pruneDeps takes out the deps/ trees that no release links any more:
+// a deps/<release>/ directory none of whose trees is linked goes whole,
+// else each tree of it that is not linked; with later, their files stay
+// in the trash for EmptyTrash. Every directory in releases/ counts, even
+// one that is not a complete release, and one whose list cannot be read
+// stops it: nothing is deleted then.
 func (l Layout) pruneDeps(later bool) error {
-	entries, err := os.ReadDir(l.DepsDir())
+	held, err := os.ReadDir(l.DepsDir())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	all, err := l.List()
+	rels, err := os.ReadDir(l.ReleasesDir())
 	if err != nil {
 		return err
 	}
 	used := map[string]bool{}
-	for _, r := range all {
-		lines, err := readDeps(r.Dir)
-		if err != nil {
-			return err // a list it cannot read: nothing is deleted
-		}
-		for _, e := range lines {
-			top, _, _ := strings.Cut(e, string(filepath.Separator))
-			used[top] = true
-		}
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") || used[e.Name()] {
+	for _, r := range rels {
+		if strings.HasPrefix(r.Name(), ".") {
 			continue
 		}
-		trash := filepath.Join(l.DepsDir(), trashPrefix+e.Name())
-		if err := os.RemoveAll(trash); err != nil {
-			return err
+		lines, err := readDeps(l.Dir(r.Name()))
+		if err != nil {
+			return fmt.Errorf("prune deps/: %w", err)
 		}
-		if err := os.Rename(filepath.Join(l.DepsDir(), e.Name()), trash); err != nil {
-			return err
+		for _, e := range lines {
+			used[e] = true
 		}
-		if !later {
-			if err := os.RemoveAll(trash); err != nil {
+	}
+	for _, h := range held {
+		if strings.HasPrefix(h.Name(), ".") || !h.IsDir() {
+			continue
+		}
+		dir := filepath.Join(l.DepsDir(), h.Name())
+		trees, err := readDeps(dir)
+		if err != nil {
+			return fmt.Errorf("prune deps/: %w", err)
+		}
+		// What releases link here is kept, listed or not.
+		var keep []string
+		for _, e := range slices.Sorted(maps.Keys(used)) {
+			if strings.HasPrefix(e, h.Name()+string(filepath.Separator)) {
+				keep = append(keep, e)
+			}
+		}
+		if len(keep) == 0 {
+			if err := l.trashTree(dir, h.Name(), later); err != nil {
+				return err
+			}
+			continue
+		}
+		gone := false
+		for _, t := range trees {
+			if !used[t] {
+				gone = true
+				if err := l.trashTree(filepath.Join(l.DepsDir(), t), strings.ReplaceAll(t, string(filepath.Separator), "~"), later); err != nil {
+					return err
+				}
+			}
+		}
+		if gone || len(keep) != len(trees) {
+			if err := writeNew(dir, depsFile, []byte(strings.Join(keep, "\n")+"\n")); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// trashTree renames path to deps/.tmp-rm-<name>, and deletes it now
+// unless later.
+func (l Layout) trashTree(path, name string, later bool) error {
+	trash := filepath.Join(l.DepsDir(), trashPrefix+name)
+	if err := os.RemoveAll(trash); err != nil {
+		return err
+	}
+	if err := os.Rename(path, trash); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if later {
+		return nil
+	}
+	return os.RemoveAll(trash)
 }
 
 // Deps returns the deps/ trees the release called name links.

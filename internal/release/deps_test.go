@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func TestShareVenv(t *testing.T) {
 	built := filepath.Join(rels[0].Dir, "backend", ".venv")
 	makeVenv(ctx, t, python, built)
 
-	if err := l.Share(rels[0], "backend", []string{".venv", "missing"}); err != nil {
+	if _, err := l.Share(rels[0], "backend", []string{".venv", "missing"}); err != nil {
 		t.Fatalf("Share: %v", err)
 	}
 	entry := filepath.Join(l.DepsDir(), names[0], "backend", ".venv")
@@ -52,7 +53,7 @@ func TestShareVenv(t *testing.T) {
 	}
 
 	for _, next := range rels[1:] {
-		if err := l.LinkDeps(ctx, rels[0], next, "backend", []string{".venv"}); err != nil {
+		if _, err := l.LinkDeps(ctx, rels[0], next, "backend", []string{".venv"}); err != nil {
 			t.Fatalf("LinkDeps: %v", err)
 		}
 		if target, _ := os.Readlink(filepath.Join(next.Dir, "backend", ".venv")); target != entry {
@@ -116,7 +117,7 @@ func TestLinkDepsFromADirectory(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(next.Dir, "node_modules"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.LinkDeps(t.Context(), prev, next, ".", []string{"node_modules"}); err != nil {
+	if _, err := l.LinkDeps(t.Context(), prev, next, ".", []string{"node_modules"}); err != nil {
 		t.Fatalf("LinkDeps: %v", err)
 	}
 	entry := filepath.Join(l.DepsDir(), next.Name, "node_modules")
@@ -142,13 +143,186 @@ func TestShareStaysInsideTheRelease(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(r.Dir, "backend")); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Share(r, "backend", []string{".venv"}); err == nil || !strings.Contains(err.Error(), "out of the release") {
+	if _, err := l.Share(r, "backend", []string{".venv"}); err == nil || !strings.Contains(err.Error(), "out of the release") {
 		t.Fatalf("Share = %v; want a refusal", err)
 	}
-	if err := l.LinkDeps(t.Context(), r, r, "backend", []string{".venv"}); err == nil {
+	if _, err := l.LinkDeps(t.Context(), r, r, "backend", []string{".venv"}); err == nil {
 		t.Fatal("LinkDeps into a symlink out of the release: no error")
 	}
 	if info, err := os.Lstat(filepath.Join(outside, ".venv")); err != nil || !info.IsDir() {
 		t.Fatalf("the directory outside the release was touched: %v", err)
+	}
+}
+
+// shareFixture makes a release with a tree at sub/p whose bin/ script
+// names the release's path, and shares it.
+func shareFixture(t *testing.T, l Layout, name, rel string) Release {
+	t.Helper()
+	r := Release{Name: name, Dir: makeRelease(t, l, name, sha1)}
+	bin := filepath.Join(r.Dir, rel, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, filepath.Join(bin, "tool"), "#!"+filepath.Join(r.Dir, rel, "bin", "python")+"\n", 0o755)
+	if _, err := l.Share(r, filepath.Dir(rel), []string{filepath.Base(rel)}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// reuse.share turned off: the next release gets a tree of its own, copied
+// from the one the live release links, its scripts re-pointed at it; the
+// shared one then goes with the last release that links it.
+func TestCopyReusedFromASharedTree(t *testing.T) {
+	l := newLayout(t)
+	prev := shareFixture(t, l, "20250101T000000Z-aaaaaaaaaaaa", "backend/.venv")
+	next := Release{Name: "20250102T000000Z-bbbbbbbbbbbb", Dir: makeRelease(t, l, "20250102T000000Z-bbbbbbbbbbbb", sha2)}
+	if err := l.CopyReused(t.Context(), prev, next, "backend", []string{".venv"}, false); err != nil {
+		t.Fatalf("CopyReused: %v", err)
+	}
+	venv := filepath.Join(next.Dir, "backend", ".venv")
+	if info, err := os.Lstat(venv); err != nil || !info.IsDir() {
+		t.Fatalf("the new release's .venv is not a directory of its own: %v", err)
+	}
+	if got := readFile(t, filepath.Join(venv, "bin", "tool")); got != "#!"+venv+"/bin/python\n" {
+		t.Fatalf("bin/tool = %q; want it re-pointed at %s", got, venv)
+	}
+	if err := os.RemoveAll(prev.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Prune(5, nil, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := testkit.Names(t, l.DepsDir()); len(got) != 0 {
+		t.Fatalf("deps/ = %v; want the shared tree gone with the release that linked it", got)
+	}
+	if _, err := os.Stat(filepath.Join(venv, "bin", "tool")); err != nil {
+		t.Fatalf("the new release's own copy went too: %v", err)
+	}
+}
+
+// Trees are kept or deleted one by one: a release that rebuilt one of two
+// trees leaves the other, still linked, when its builder goes; and a
+// directory in releases/ that is not a complete release still keeps what
+// it links.
+func TestPruneDepsTreeByTree(t *testing.T) {
+	l := newLayout(t)
+	r1 := Release{Name: "20250101T000000Z-aaaaaaaaaaaa", Dir: makeRelease(t, l, "20250101T000000Z-aaaaaaaaaaaa", sha1)}
+	for _, rel := range []string{"backend/.venv", "web/node_modules"} {
+		if err := os.MkdirAll(filepath.Join(r1.Dir, rel), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Share(r1, "backend", []string{".venv"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Share(r1, "web", []string{"node_modules"}); err != nil {
+		t.Fatal(err)
+	}
+	r2 := Release{Name: "20250102T000000Z-bbbbbbbbbbbb", Dir: makeRelease(t, l, "20250102T000000Z-bbbbbbbbbbbb", sha2)}
+	if _, err := l.LinkDeps(t.Context(), r1, r2, "backend", []string{".venv"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(r2.Dir, "web", "node_modules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Share(r2, "web", []string{"node_modules"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(r1.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Prune(5, nil, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{trashPrefix + r1.Name + "~web~node_modules", r1.Name, r2.Name}
+	if got := testkit.Names(t, l.DepsDir()); !slices.Equal(got, want) {
+		t.Fatalf("deps/ = %v; want %v", got, want)
+	}
+	if got := readFile(t, filepath.Join(l.DepsDir(), r1.Name, depsFile)); got != r1.Name+"/backend/.venv\n" {
+		t.Fatalf("deps/%s lists %q; want only its venv", r1.Name, got)
+	}
+	if _, err := os.Stat(filepath.Join(r2.Dir, "backend", ".venv")); err != nil {
+		t.Fatalf("r2's venv: %v", err)
+	}
+	// r2 loses its REVISION (it is no complete release any more): what
+	// it links stays all the same.
+	if err := os.Remove(filepath.Join(r2.Dir, "REVISION")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Prune(5, nil, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(r2.Dir, "backend", ".venv")); err != nil {
+		t.Fatalf("a release that could not be opened lost its venv: %v", err)
+	}
+}
+
+// The list a release keeps is the app user's tree: it is never read
+// through a symlink, nor from a FIFO, nor past its size bound, and only
+// names of trees under deps/ count. A committed one is removed at export.
+func TestReadDepsDistrustsTheTree(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	testkit.WriteFile(t, secret, "root/x/y\n", 0o600)
+	if err := os.Symlink(secret, filepath.Join(dir, depsFile)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readDeps(dir); err == nil {
+		t.Fatalf("readDeps through a symlink = %v; want an error", got)
+	}
+	if err := os.Remove(filepath.Join(dir, depsFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, depsFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readDeps(dir); err == nil {
+		t.Fatalf("readDeps of a FIFO = %v; want an error", got)
+	}
+	if err := os.Remove(filepath.Join(dir, depsFile)); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, filepath.Join(dir, depsFile), "../../etc/passwd\n/abs/x\nonepart\n.tmp-rm-a/b\nR/backend/.venv\n"+strings.Repeat("x", maxDepsFile), 0o644)
+	if got, err := readDeps(dir); err != nil || !slices.Equal(got, []string{"R/backend/.venv"}) {
+		t.Fatalf("readDeps = %v, %v; want only R/backend/.venv", got, err)
+	}
+
+	l := newLayout(t)
+	x := appTree()
+	x.files[depsFile] = "R/backend/.venv\n"
+	r, err := l.Create(t.Context(), x, sha1, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(r.Dir, depsFile)); !os.IsNotExist(err) {
+		t.Fatalf("the commit's %s is in the release: %v", depsFile, err)
+	}
+}
+
+// A bin/ that the build made a symlink is not followed when scripts are
+// re-pointed; a path that is a file is shared as well as a directory.
+func TestShareOddTrees(t *testing.T) {
+	l := newLayout(t)
+	r := Release{Name: "20250101T000000Z-aaaaaaaaaaaa", Dir: makeRelease(t, l, "20250101T000000Z-aaaaaaaaaaaa", sha1)}
+	outside := t.TempDir()
+	victim := filepath.Join(outside, "script")
+	body := "#!" + filepath.Join(r.Dir, "tree") + "/python\n"
+	testkit.WriteFile(t, victim, body, 0o755)
+	if err := os.MkdirAll(filepath.Join(r.Dir, "tree"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(r.Dir, "tree", "bin")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, filepath.Join(r.Dir, "app.bin"), "binary\n", 0o755)
+	if _, err := l.Share(r, ".", []string{"tree", "app.bin"}); err != nil {
+		t.Fatalf("Share: %v", err)
+	}
+	if got := readFile(t, victim); got != body {
+		t.Fatalf("a file outside the release was rewritten: %q", got)
+	}
+	if got := readFile(t, filepath.Join(r.Dir, "app.bin")); got != "binary\n" {
+		t.Fatalf("app.bin through its link = %q", got)
 	}
 }

@@ -63,6 +63,11 @@ func (l Layout) Create(ctx context.Context, x Exporter, sha string, t time.Time,
 	if err := linkShared(tmp, l.SharedDir(), shared); err != nil {
 		return fail(err)
 	}
+	// The list of the deps/ trees a release links is slipway's, never the
+	// commit's.
+	if err := removeIn(tmp, depsFile); err != nil {
+		return fail(err)
+	}
 	// REVISION last: its presence marks a complete tree.
 	if err := writeNew(tmp, "REVISION", []byte(sha+"\n")); err != nil {
 		return fail(err)
@@ -106,18 +111,28 @@ func linkShared(dir, sharedRoot string, shared []string) error {
 	return nil
 }
 
-// writeNew writes a file slipway owns in a release tree: whatever the
-// commit put at that name (a symlink to /etc/passwd, say) is removed first,
-// and the file is created exclusively, inside the tree.
-func writeNew(dir, name string, data []byte) error {
+// removeIn removes name from dir, whatever it is, inside the tree.
+func removeIn(dir, name string) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = root.Close() }()
-	if err := root.RemoveAll(name); err != nil {
+	return root.RemoveAll(name)
+}
+
+// writeNew writes a file slipway owns in a release tree: whatever the
+// commit put at that name (a symlink to /etc/passwd, say) is removed first,
+// and the file is created exclusively, inside the tree.
+func writeNew(dir, name string, data []byte) error {
+	if err := removeIn(dir, name); err != nil {
 		return err
 	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = root.Close() }()
 	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err

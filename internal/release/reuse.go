@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/slipway-dev/slipway/internal/fsutil"
 )
@@ -76,36 +77,43 @@ func digest(path string) (string, error) {
 // still new), which is safe as long as nothing modifies them in place.
 func CopyPaths(ctx context.Context, prevRelease, nextRelease, prevDir, nextDir string, paths []string, link bool) error {
 	for _, p := range paths {
-		src := filepath.Join(prevDir, p)
-		if _, err := os.Lstat(src); err != nil {
-			return fmt.Errorf("reuse %s: %w", p, err)
-		}
-		dst := filepath.Join(nextDir, p)
-		if err := os.RemoveAll(dst); err != nil {
-			return fmt.Errorf("reuse %s: %w", p, err)
-		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return fmt.Errorf("reuse %s: %w", p, err)
-		}
-		if err := copyTree(src, dst, link); err != nil {
-			return fmt.Errorf("reuse %s: %w", p, err)
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := relocateScripts(filepath.Join(dst, "bin"), prevRelease, nextRelease); err != nil {
+		if err := copyPath(ctx, filepath.Join(prevDir, p), filepath.Join(nextDir, p), link, prevRelease, nextRelease); err != nil {
 			return fmt.Errorf("reuse %s: %w", p, err)
 		}
 	}
 	return nil
 }
 
+// copyPath copies the tree at src to dst, replacing what is there, and
+// rewrites old to new in the scripts of its bin/.
+func copyPath(ctx context.Context, src, dst string, link bool, old, new string) error {
+	if _, err := os.Lstat(src); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dst); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := copyTree(src, dst, link); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return relocateScripts(filepath.Join(dst, "bin"), old, new)
+}
+
 // relocateScripts replaces old with new in the small text files of dir.
+// Only a directory counts: a bin/ that is a symlink (which a build could
+// point anywhere) or a file is left alone.
 func relocateScripts(dir, old, new string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+	info, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || (err == nil && !info.IsDir()) {
 		return nil
 	}
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
