@@ -146,11 +146,6 @@ func (e *Engine) instanceEnv() []string {
 	return env
 }
 
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
-}
-
 func readFile(dir, rel string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, rel))
 	return string(b), err
