@@ -2,6 +2,8 @@ package release
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/slipway-dev/slipway/internal/failpoint"
+	"github.com/slipway-dev/slipway/internal/fsutil"
 )
 
 // Dependency trees kept once (a build step's `reuse.share`): after the step
@@ -70,7 +73,7 @@ func (l Layout) Share(r Release, sub string, paths []string) ([]string, error) {
 		if err := os.Symlink(dst, src); err != nil {
 			return moved, fmt.Errorf("share %s: %w", rel, err)
 		}
-		if err := recordDeps(r.Dir, entry); err != nil {
+		if err := recordDeps(r.Dir, entry, false); err != nil {
 			return moved, err
 		}
 		moved = append(moved, dst)
@@ -95,6 +98,14 @@ func (l Layout) LinkDeps(ctx context.Context, prev, next Release, sub string, pa
 			return made, err
 		}
 		entry, ok := l.depsEntry(from)
+		if info, err := os.Lstat(from); !ok && err == nil && info.Mode()&fs.ModeSymlink != 0 {
+			// The commit's or the build's own symlink: the new release
+			// gets the same, as a copy would.
+			if err := copyPath(ctx, from, to, false, "", ""); err != nil {
+				return made, fmt.Errorf("reuse %s: %w", rel, err)
+			}
+			continue
+		}
 		if !ok {
 			entry = filepath.Join(next.Name, rel)
 			dst, err := l.newTree(entry)
@@ -115,7 +126,7 @@ func (l Layout) LinkDeps(ctx context.Context, prev, next Release, sub string, pa
 		if err := os.Symlink(filepath.Join(l.DepsDir(), entry), to); err != nil {
 			return made, fmt.Errorf("reuse %s: %w", rel, err)
 		}
-		if err := recordDeps(next.Dir, entry); err != nil {
+		if err := recordDeps(next.Dir, entry, false); err != nil {
 			return made, err
 		}
 		if err := ctx.Err(); err != nil {
@@ -162,7 +173,7 @@ func (l Layout) newTree(entry string) (string, error) {
 		return "", err
 	}
 	top, _, _ := strings.Cut(entry, string(filepath.Separator))
-	if err := recordDeps(filepath.Join(l.DepsDir(), top), entry); err != nil {
+	if err := recordDeps(filepath.Join(l.DepsDir(), top), entry, true); err != nil {
 		return "", err
 	}
 	return dst, nil
@@ -212,8 +223,9 @@ func validEntry(e string) bool {
 	return filepath.IsLocal(e) && strings.Contains(e, string(filepath.Separator)) && !strings.HasPrefix(e, ".")
 }
 
-// recordDeps adds entry to the depsFile in dir.
-func recordDeps(dir, entry string) error {
+// recordDeps adds entry to the depsFile in dir; held says dir is a
+// deps/<release>/ directory (see writeDeps).
+func recordDeps(dir, entry string, held bool) error {
 	have, err := readDeps(dir)
 	if err != nil {
 		return err
@@ -221,7 +233,19 @@ func recordDeps(dir, entry string) error {
 	if slices.Contains(have, entry) {
 		return nil
 	}
-	return writeNew(dir, depsFile, []byte(strings.Join(append(have, entry), "\n")+"\n"))
+	return writeDeps(dir, append(have, entry), held)
+}
+
+// writeDeps writes the depsFile in dir: in a release (the app user's
+// tree) through writeNew, which never follows what is there; in deps/
+// (held), which is slipway's, atomically, so that a kill never loses the
+// list.
+func writeDeps(dir string, entries []string, held bool) error {
+	data := []byte(strings.Join(entries, "\n") + "\n")
+	if held {
+		return fsutil.WriteFile(filepath.Join(dir, depsFile), data, 0o644)
+	}
+	return writeNew(dir, depsFile, data)
 }
 
 // readDeps reads the depsFile in dir: a regular file, never through a
@@ -244,15 +268,20 @@ func readDeps(dir string) ([]string, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, depsFile), err)
 	}
 	defer func() { _ = f.Close() }()
-	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", filepath.Join(dir, depsFile))
+	// A regular file of its own, not a hard link to one only root may read.
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); !info.Mode().IsRegular() || !ok || st.Nlink != 1 {
+		return nil, fmt.Errorf("%s is not a file slipway wrote: remove it", filepath.Join(dir, depsFile))
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxDepsFile))
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for _, e := range strings.Fields(string(b)) {
+	for _, e := range strings.Split(string(b), "\n") {
 		if validEntry(e) {
 			out = append(out, e)
 		}
@@ -280,7 +309,7 @@ func (l Layout) pruneDeps(later bool) error {
 	}
 	used := map[string]bool{}
 	for _, r := range rels {
-		if strings.HasPrefix(r.Name(), ".") {
+		if strings.HasPrefix(r.Name(), ".") || !r.IsDir() {
 			continue
 		}
 		lines, err := readDeps(l.Dir(r.Name()))
@@ -315,15 +344,17 @@ func (l Layout) pruneDeps(later bool) error {
 		}
 		gone := false
 		for _, t := range trees {
-			if !used[t] {
-				gone = true
-				if err := l.trashTree(filepath.Join(l.DepsDir(), t), strings.ReplaceAll(t, string(filepath.Separator), "~"), later); err != nil {
-					return err
-				}
+			if used[t] || slices.ContainsFunc(keep, func(k string) bool { return strings.HasPrefix(k, t+string(filepath.Separator)) }) {
+				continue
+			}
+			gone = true
+			sum := sha256.Sum256([]byte(t))
+			if err := l.trashTree(filepath.Join(l.DepsDir(), t), h.Name()+"-"+hex.EncodeToString(sum[:6]), later); err != nil {
+				return err
 			}
 		}
 		if gone || len(keep) != len(trees) {
-			if err := writeNew(dir, depsFile, []byte(strings.Join(keep, "\n")+"\n")); err != nil {
+			if err := writeDeps(dir, keep, true); err != nil {
 				return err
 			}
 		}

@@ -2,6 +2,8 @@ package release
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -235,7 +237,8 @@ func TestPruneDepsTreeByTree(t *testing.T) {
 	if _, err := l.Prune(5, nil, nil, true); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{trashPrefix + r1.Name + "~web~node_modules", r1.Name, r2.Name}
+	sum := sha256.Sum256([]byte(r1.Name + "/web/node_modules"))
+	want := []string{trashPrefix + r1.Name + "-" + hex.EncodeToString(sum[:6]), r1.Name, r2.Name}
 	if got := testkit.Names(t, l.DepsDir()); !slices.Equal(got, want) {
 		t.Fatalf("deps/ = %v; want %v", got, want)
 	}
@@ -245,6 +248,8 @@ func TestPruneDepsTreeByTree(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r2.Dir, "backend", ".venv")); err != nil {
 		t.Fatalf("r2's venv: %v", err)
 	}
+	// A file in releases/ is no release, and stops nothing.
+	testkit.WriteFile(t, filepath.Join(l.ReleasesDir(), "NOTES"), "mine\n", 0o644)
 	// r2 loses its REVISION (it is no complete release any more): what
 	// it links stays all the same.
 	if err := os.Remove(filepath.Join(r2.Dir, "REVISION")); err != nil {
@@ -270,6 +275,15 @@ func TestReadDepsDistrustsTheTree(t *testing.T) {
 	}
 	if got, err := readDeps(dir); err == nil {
 		t.Fatalf("readDeps through a symlink = %v; want an error", got)
+	}
+	if err := os.Remove(filepath.Join(dir, depsFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(secret, filepath.Join(dir, depsFile)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readDeps(dir); err == nil {
+		t.Fatalf("readDeps of a hard link = %v; want an error", got)
 	}
 	if err := os.Remove(filepath.Join(dir, depsFile)); err != nil {
 		t.Fatal(err)
@@ -324,5 +338,66 @@ func TestShareOddTrees(t *testing.T) {
 	}
 	if got := readFile(t, filepath.Join(r.Dir, "app.bin")); got != "binary\n" {
 		t.Fatalf("app.bin through its link = %q", got)
+	}
+}
+
+// Names with spaces are whole lines of the lists: a tree at "web x" is not
+// taken for one at "web", which would hold another tree that is linked.
+func TestPruneDepsNamesWithSpaces(t *testing.T) {
+	l := newLayout(t)
+	r := Release{Name: "20250101T000000Z-aaaaaaaaaaaa", Dir: makeRelease(t, l, "20250101T000000Z-aaaaaaaaaaaa", sha1)}
+	for _, rel := range []string{"web/node_modules", "web x"} {
+		if err := os.MkdirAll(filepath.Join(r.Dir, rel), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Share(r, "web", []string{"node_modules"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Share(r, ".", []string{"web x"}); err != nil {
+		t.Fatal(err)
+	}
+	n := Release{Name: "20250102T000000Z-bbbbbbbbbbbb", Dir: makeRelease(t, l, "20250102T000000Z-bbbbbbbbbbbb", sha2)}
+	if _, err := l.LinkDeps(t.Context(), r, n, "web", []string{"node_modules"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.Deps(r.Name); !slices.Equal(got, []string{r.Name + "/web/node_modules", r.Name + "/web x"}) {
+		t.Fatalf("Deps = %q", got)
+	}
+	if err := os.RemoveAll(r.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Prune(5, nil, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(n.Dir, "web", "node_modules")); err != nil {
+		t.Fatalf("the linked node_modules went: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(l.DepsDir(), r.Name, "web x")); !os.IsNotExist(err) {
+		t.Fatalf("the unlinked tree at \"web x\" is still there: %v", err)
+	}
+}
+
+// A live release whose reuse path is a symlink of its own (not into
+// deps/) gives the next one the same symlink; nothing it points to is
+// rewritten.
+func TestLinkDepsOfASymlink(t *testing.T) {
+	l := newLayout(t)
+	prev := Release{Name: "20250101T000000Z-aaaaaaaaaaaa", Dir: makeRelease(t, l, "20250101T000000Z-aaaaaaaaaaaa", sha1)}
+	next := Release{Name: "20250102T000000Z-bbbbbbbbbbbb", Dir: makeRelease(t, l, "20250102T000000Z-bbbbbbbbbbbb", sha2)}
+	outside := t.TempDir()
+	body := "#!" + prev.Dir + "/python\n"
+	testkit.WriteFile(t, filepath.Join(outside, "bin", "tool"), body, 0o755)
+	if err := os.Symlink(outside, filepath.Join(prev.Dir, ".venv")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.LinkDeps(t.Context(), prev, next, ".", []string{".venv"}); err != nil {
+		t.Fatalf("LinkDeps: %v", err)
+	}
+	if target, _ := os.Readlink(filepath.Join(next.Dir, ".venv")); target != outside {
+		t.Fatalf(".venv links to %q; want %s", target, outside)
+	}
+	if got := readFile(t, filepath.Join(outside, "bin", "tool")); got != body {
+		t.Fatalf("a script outside the releases was rewritten: %q", got)
 	}
 }

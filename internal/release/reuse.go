@@ -102,6 +102,9 @@ func copyPath(ctx context.Context, src, dst string, link bool, old, new string) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if info, err := os.Lstat(dst); err != nil || !info.IsDir() {
+		return err // a file or a symlink: no scripts of its own to re-point
+	}
 	return relocateScripts(filepath.Join(dst, "bin"), old, new)
 }
 
