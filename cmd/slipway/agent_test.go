@@ -802,3 +802,41 @@ func TestAgentRepairsASecondFallAtOnce(t *testing.T) {
 		last = g.lastDeploy().ID
 	}
 }
+
+// TestAPIRollbackRefusesLooseEnv: a rollback asked of the agent (the API,
+// the dashboard) with an env file others may read is refused with 409 and
+// the chmod that fixes it, before it is queued, as the CLI refuses it with
+// exit 2; nothing changes. Fixed, it goes through.
+func TestAPIRollbackRefusesLooseEnv(t *testing.T) {
+	t.Parallel()
+	g := newAgentApp(t, "0", nil)
+	g.start(t)
+	first := g.head()
+	if r := g.slipway("deploy"); r.code != 0 {
+		t.Fatalf("deploy: %s", r)
+	}
+	g.commit("two", map[string]string{"README": "two\n"})
+	if r := g.slipway("deploy"); r.code != 0 {
+		t.Fatalf("second deploy: %s", r)
+	}
+	before := g.deploysCount(t)
+	env := filepath.Join(g.root, "env", "backend.env")
+	if err := os.Chmod(env, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, body := g.api("POST", "/rollback", "{}", true)
+	if code != http.StatusConflict || !strings.Contains(body, "chmod 0600 "+env) {
+		t.Fatalf("POST /rollback with a loose env file = %d %s; want 409 naming the chmod", code, body)
+	}
+	if n := g.deploysCount(t); n != before {
+		t.Fatalf("the refused rollback left a ledger row: %d rows, were %d", n, before)
+	}
+	g.assertServing(g.head())
+	if err := os.Chmod(env, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := g.api("POST", "/rollback", "{}", true); code != http.StatusAccepted {
+		t.Fatalf("POST /rollback once fixed = %d %s", code, body)
+	}
+	g.waitServing(t, first)
+}

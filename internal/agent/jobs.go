@@ -23,6 +23,8 @@ func (a *Agent) Enqueue(ctx context.Context, r api.Request) (int64, error) {
 		if h, _, err := lock.Status(a.engine().Layout.LockFile()); err == nil && h.Frozen {
 			return 0, &lock.LockedError{Holder: h}
 		}
+	} else if err := a.engine().RefuseLooseEnv(); err != nil {
+		return 0, err // refused before it is queued, as the CLI refuses it
 	}
 	j := &job{kind: r.Kind, to: r.To, restoreData: r.RestoreData, tip: r.Kind == ledger.KindDeploy && r.Ref == "" && r.Commit == "" && !r.Force,
 		opts: deploy.Options{Ref: r.Ref, Commit: r.Commit, Force: r.Force, Trigger: r.Trigger, Actor: r.Actor, Wait: true}}

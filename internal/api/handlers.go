@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/exitcode"
 	"github.com/slipway-dev/slipway/internal/git"
 	"github.com/slipway-dev/slipway/internal/ledger"
@@ -165,7 +166,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, req Request) {
 			s.Broker.Unsubscribe(sub)
 		}
 		code := http.StatusInternalServerError
-		if errors.Is(err, lock.ErrLocked) {
+		if errors.Is(err, lock.ErrLocked) || errors.Is(err, deploy.ErrEnvNotPrivate) {
 			code = http.StatusConflict
 		} else if exitcode.Of(err) == exitcode.Usage {
 			code = http.StatusBadRequest

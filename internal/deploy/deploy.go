@@ -345,6 +345,24 @@ func (a *attempt) verifyEnv(ctx context.Context) (string, error) {
 }
 
 // privateProblem words a config.ModeError for verify-env, with its fix.
+// ErrEnvNotPrivate refuses to start the app's processes with an env dir
+// or file that others may read: a rollback from the API or the dashboard
+// as the CLI's commands do (a deploy refuses at verify-env).
+var ErrEnvNotPrivate = errors.New("the env files are not private")
+
+// RefuseLooseEnv returns ErrEnvNotPrivate, with each mode and its chmod,
+// while an env dir or file lets others read it.
+func (e *Engine) RefuseLooseEnv() error {
+	var problems []string
+	for _, err := range e.Cfg.EnvModeErrors() {
+		problems = append(problems, privateProblem(err))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrEnvNotPrivate, strings.Join(problems, "; "))
+}
+
 func privateProblem(err error) string {
 	var me *config.ModeError
 	if errors.As(err, &me) {

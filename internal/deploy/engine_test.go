@@ -793,3 +793,29 @@ func TestLiveDownWithAConfigChange(t *testing.T) {
 		t.Fatal("LiveDown does not see the stopped release")
 	}
 }
+
+// TestRollbackRefusesLooseEnv: the engine refuses a rollback while an env
+// file lets others read it, whoever asks (the CLI checks before, the agent
+// when it is asked), and changes nothing.
+func TestRollbackRefusesLooseEnv(t *testing.T) {
+	r := newRig(t, "")
+	r.mustDeploy()
+	r.commit("b", map[string]string{"README": "b\n"})
+	r.mustDeploy()
+	live := r.current()
+	rows, err := r.db.Deploys(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := filepath.Join(r.root, "env", "rig.env")
+	if err := os.Chmod(env, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.e.Rollback(t.Context(), RollbackOptions{}); !errors.Is(err, ErrEnvNotPrivate) || !strings.Contains(err.Error(), "chmod 0600 "+env) {
+		t.Fatalf("rollback with rig.env 0644: %v; want ErrEnvNotPrivate with the chmod", err)
+	}
+	after, _ := r.db.Deploys(t.Context(), 0)
+	if r.current() != live || len(after) != len(rows) {
+		t.Fatalf("the refused rollback changed something: current %s, %d rows (were %d)", r.current(), len(after), len(rows))
+	}
+}

@@ -89,6 +89,9 @@ func (e *Engine) Rollback(ctx context.Context, opts RollbackOptions) (Result, er
 	if err := e.refuseStopped(); err != nil {
 		return Result{}, err
 	}
+	if err := e.RefuseLooseEnv(); err != nil {
+		return Result{}, err
+	}
 
 	live := e.liveRelease()
 	target, err := e.rollbackTarget(ctx, to, live)

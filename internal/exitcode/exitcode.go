@@ -37,7 +37,7 @@ func Of(err error) int {
 	switch {
 	case err == nil:
 		return OK
-	case errors.Is(err, ErrUsage), errors.As(err, &cfgErr), errors.Is(err, deploy.ErrNothingToRestore), errors.Is(err, deploy.ErrUnknownService):
+	case errors.Is(err, ErrUsage), errors.As(err, &cfgErr), errors.Is(err, deploy.ErrNothingToRestore), errors.Is(err, deploy.ErrUnknownService), errors.Is(err, deploy.ErrEnvNotPrivate):
 		return Usage
 	case errors.Is(err, lock.ErrLocked):
 		return Locked

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/slipway-dev/slipway/internal/api"
+	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/exitcode"
 	"github.com/slipway-dev/slipway/internal/fleet"
 	"github.com/slipway-dev/slipway/internal/git"
@@ -236,7 +237,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 // errorCode is the HTTP status of a refused action, as the API answers.
 func errorCode(err error) int {
 	switch {
-	case errors.Is(err, lock.ErrLocked), errors.Is(err, fleet.ErrLocked), errors.Is(err, ErrNotRunning):
+	case errors.Is(err, lock.ErrLocked), errors.Is(err, fleet.ErrLocked), errors.Is(err, ErrNotRunning), errors.Is(err, deploy.ErrEnvNotPrivate):
 		return http.StatusConflict
 	case errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrNoSnapshot):
 		return http.StatusNotFound

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/slipway-dev/slipway/internal/api"
+	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/lock"
 )
 
@@ -117,6 +118,10 @@ func TestActionsNeedConfirmationCSRFAndAnOperator(t *testing.T) {
 	b.err = &lock.LockedError{Holder: lock.Holder{User: "bob", Frozen: true, Message: "hands off"}}
 	if resp, body := s.post("/actions/deploy", url.Values{"csrf": {csrf}, "confirm": {"yes"}}); resp.StatusCode != http.StatusConflict || !strings.Contains(body, "hands off") {
 		t.Errorf("a deploy while frozen: %d\n%s", resp.StatusCode, body)
+	}
+	b.err = fmt.Errorf("%w: /opt/board/env/backend.env is 0644: chmod 0600 /opt/board/env/backend.env", deploy.ErrEnvNotPrivate)
+	if resp, body := s.post("/actions/rollback", url.Values{"csrf": {csrf}, "confirm": {"yes"}, "to": {"def456"}}); resp.StatusCode != http.StatusConflict || !strings.Contains(body, "chmod 0600") {
+		t.Errorf("a rollback with a loose env file: %d\n%s", resp.StatusCode, body)
 	}
 	b.err = errors.New("disk full")
 	if resp, body := s.post("/actions/deploy", url.Values{"csrf": {csrf}, "confirm": {"yes"}}); resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "disk full") {
