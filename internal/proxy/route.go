@@ -25,6 +25,29 @@ type backend struct {
 	release  string // the release it runs, as the deployer named it
 	inflight atomic.Int64
 	rp       *httputil.ReverseProxy
+	failures logEvery // the log of its failed requests
+}
+
+// logEvery lets one line a second through: a backend that is down fails
+// every request, and the log must not take one line for each.
+type logEvery struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether a line may be logged at now, and how many were
+// held back since the last one.
+func (l *logEvery) allow(now time.Time) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < time.Second {
+		l.suppressed++
+		return 0, false
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	return n, true
 }
 
 func newBackend(addr, release string, transport http.RoundTripper, log *slog.Logger) *backend {
@@ -46,7 +69,13 @@ func newBackend(addr, release string, transport http.RoundTripper, log *slog.Log
 			if errors.Is(err, context.Canceled) {
 				return // the client went away
 			}
-			log.Warn("backend request failed", "backend", addr, "path", r.URL.Path, "err", err)
+			if n, ok := b.failures.allow(time.Now()); ok {
+				attrs := []any{"backend", addr, "path", r.URL.Path, "err", err}
+				if n > 0 {
+					attrs = append(attrs, "more_since_last", n)
+				}
+				log.Warn("backend request failed", attrs...)
+			}
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}

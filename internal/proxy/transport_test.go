@@ -3,8 +3,10 @@ package proxy
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
 	"strings"
@@ -280,3 +282,51 @@ func TestTransportBodies(t *testing.T) {
 		t.Fatalf("%d, %d bytes back of %d", resp.StatusCode, len(body), len(payload))
 	}
 }
+
+// A backend that is down fails every request with a 502, and the log gets
+// one line a second for it, which says how many it held back.
+func TestFailedRequestsAreLoggedOnceASecond(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close() // nothing listens there now
+	var out strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.Write(p)
+	}), nil))
+	b := newBackend(addr, "r1", newTransport(), log)
+	for range 50 {
+		rec := httptest.NewRecorder()
+		b.rp.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://example.test/x", nil))
+		if rec.Code != http.StatusBadGateway {
+			t.Fatalf("status %d; want 502", rec.Code)
+		}
+	}
+	mu.Lock()
+	lines := strings.Count(out.String(), "backend request failed")
+	mu.Unlock()
+	if lines != 1 {
+		t.Fatalf("%d log lines for 50 failed requests; want 1:\n%s", lines, out.String())
+	}
+
+	var l logEvery
+	t0 := time.Now()
+	for i, c := range []struct {
+		at   time.Duration
+		n    int
+		pass bool
+	}{{0, 0, true}, {10 * time.Millisecond, 0, false}, {900 * time.Millisecond, 0, false}, {time.Second, 2, true}, {1500 * time.Millisecond, 0, false}, {3 * time.Second, 1, true}} {
+		if n, ok := l.allow(t0.Add(c.at)); n != c.n || ok != c.pass {
+			t.Fatalf("call %d at +%s: allow = %d, %v; want %d, %v", i, c.at, n, ok, c.n, c.pass)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
