@@ -59,16 +59,33 @@ func (b *Tab) Do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// Text is the visible text of the first element sel matches.
+// Text is the visible text of the first element sel matches, once there
+// is one. It is read in the page, not through a DOM node id, which a page
+// that replaced its document meanwhile no longer has ("No node with given
+// id found").
 func (b *Tab) Text(sel string) string {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.Ctx, 30*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("the text of %s: %v", sel, err)
+	expr := fmt.Sprintf(`(e => e ? {text: e.innerText, found: true} : {found: false})(document.querySelector(%q))`, sel)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// An evaluation that a navigation cut short is tried again.
+		ctx, cancel := context.WithTimeout(b.Ctx, 5*time.Second)
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[textOf](expr))
+		cancel()
+		if err == nil && v.Found {
+			return v.Text
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("the text of %s: no element matches (%v)", sel, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return s
+}
+
+// textOf is what Text reads in the page.
+type textOf struct {
+	Text  string `json:"text"`
+	Found bool   `json:"found"`
 }
 
 // Eval is what expression (awaited, if a promise) gives in the page.
