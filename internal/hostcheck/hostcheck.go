@@ -222,7 +222,7 @@ func checkDeps(layout release.Layout) []Finding {
 	if live == "" {
 		return nil
 	}
-	missing, err := layout.MissingDeps(live)
+	linked, missing, err := layout.Deps(live)
 	switch {
 	case err != nil:
 		return []Finding{{Fail, "deps", err.Error(), ""}}
@@ -230,7 +230,7 @@ func checkDeps(layout release.Layout) []Finding {
 		return []Finding{{Fail, "deps", fmt.Sprintf("release %s is live but links trees that are gone from %s: %s; its services would not start again",
 			live, layout.DepsDir(), strings.Join(missing, ", ")), "slipway deploy --force (the build steps build them again)"}}
 	}
-	if linked, _ := layout.Deps(live); len(linked) > 0 {
+	if len(linked) > 0 {
 		return []Finding{{OK, "deps", fmt.Sprintf("the trees release %s links are in %s", live, layout.DepsDir()), ""}}
 	}
 	return nil

@@ -136,9 +136,14 @@ func (l Layout) LinkDeps(ctx context.Context, prev, next Release, sub string, pa
 	return made, nil
 }
 
-// CopyReused copies each path under sub from prev into next as CopyPaths
-// does; a path that prev links from deps/ (reuse.share, since turned off)
-// is copied from the tree it links, so that next has a tree of its own.
+// CopyReused copies each path under sub from prev into next (keeping
+// symlinks, modes and times), then rewrites the absolute references to the
+// previous release that tools bake into scripts (a venv's bin/ shebangs and
+// activate). With link, files are hard-linked rather than copied
+// (directories are still new), which is safe as long as nothing modifies
+// them in place. A path that prev links from deps/ (reuse.share, since
+// turned off) is copied from the tree it links, so that next has a tree
+// of its own.
 func (l Layout) CopyReused(ctx context.Context, prev, next Release, sub string, paths []string, link bool) error {
 	for _, p := range paths {
 		rel := filepath.Join(sub, p)
@@ -378,21 +383,14 @@ func (l Layout) trashTree(path, name string, later bool) error {
 	return os.RemoveAll(trash)
 }
 
-// Deps returns the deps/ trees the release called name links.
-func (l Layout) Deps(name string) ([]string, error) { return readDeps(l.Dir(name)) }
-
-// MissingDeps returns the deps/ trees that the release called name lists
-// but that are gone: that release's services would not start.
-func (l Layout) MissingDeps(name string) ([]string, error) {
-	lines, err := l.Deps(name)
-	if err != nil {
-		return nil, err
-	}
-	var missing []string
-	for _, e := range lines {
+// Deps returns the deps/ trees the release called name links, and those
+// of them that are gone (its services would not start).
+func (l Layout) Deps(name string) (linked, missing []string, err error) {
+	linked, err = readDeps(l.Dir(name))
+	for _, e := range linked {
 		if _, err := os.Stat(filepath.Join(l.DepsDir(), e)); err != nil {
 			missing = append(missing, e)
 		}
 	}
-	return missing, nil
+	return linked, missing, err
 }

@@ -361,7 +361,7 @@ func TestPruneDepsNamesWithSpaces(t *testing.T) {
 	if _, err := l.LinkDeps(t.Context(), r, n, "web", []string{"node_modules"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := l.Deps(r.Name); !slices.Equal(got, []string{r.Name + "/web/node_modules", r.Name + "/web x"}) {
+	if got, _, _ := l.Deps(r.Name); !slices.Equal(got, []string{r.Name + "/web/node_modules", r.Name + "/web x"}) {
 		t.Fatalf("Deps = %q", got)
 	}
 	if err := os.RemoveAll(r.Dir); err != nil {

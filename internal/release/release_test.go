@@ -102,6 +102,9 @@ func makeRelease(t *testing.T, l Layout, name, sha string) string {
 	return dir
 }
 
+// at is the release whose tree is dir.
+func at(dir string) Release { return Release{Name: filepath.Base(dir), Dir: dir} }
+
 // umask reads this process's umask without changing it.
 func umask(t *testing.T) os.FileMode {
 	t.Helper()
@@ -800,8 +803,8 @@ func TestCopyPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := CopyPaths(t.Context(), prev, next, filepath.Join(prev, "web"), filepath.Join(next, "web"), []string{"node_modules"}, false); err != nil {
-		t.Fatalf("CopyPaths: %v", err)
+	if err := l.CopyReused(t.Context(), at(prev), at(next), "web", []string{"node_modules"}, false); err != nil {
+		t.Fatalf("CopyReused: %v", err)
 	}
 	dst := filepath.Join(next, "web", "node_modules")
 	if info, err := os.Stat(filepath.Join(dst, ".bin", "esbuild")); err != nil || info.Mode().Perm() != 0o755 {
@@ -818,9 +821,9 @@ func TestCopyPaths(t *testing.T) {
 	}
 
 	t.Run("missing path", func(t *testing.T) {
-		err := CopyPaths(t.Context(), prev, next, prev, next, []string{"vendor/bundle"}, false)
+		err := l.CopyReused(t.Context(), at(prev), at(next), ".", []string{"vendor/bundle"}, false)
 		if err == nil || !strings.Contains(err.Error(), "vendor/bundle") {
-			t.Errorf("CopyPaths = %v; want an error naming vendor/bundle", err)
+			t.Errorf("CopyReused = %v; want an error naming vendor/bundle", err)
 		}
 	})
 }
@@ -868,8 +871,8 @@ func venvRoundTrip(t *testing.T, root string) []string {
 		t.Fatal(err)
 	}
 
-	if err := CopyPaths(ctx, prev, next, prevDir, nextDir, []string{".venv"}, false); err != nil {
-		t.Fatalf("CopyPaths: %v", err)
+	if err := l.CopyReused(ctx, at(prev), at(next), "backend", []string{".venv"}, false); err != nil {
+		t.Fatalf("CopyReused: %v", err)
 	}
 	if err := os.RemoveAll(prev); err != nil { // pruned
 		t.Fatal(err)
@@ -938,7 +941,7 @@ func TestCopyPathsLinkLeavesThePreviousReleaseAlone(t *testing.T) {
 	script := "#!" + prev + "/.venv/bin/python\nprint('hi')\n"
 	testkit.WriteFile(t, filepath.Join(prev, ".venv", "bin", "tool"), script, 0o755)
 	testkit.WriteFile(t, filepath.Join(prev, ".venv", "lib", "mod.py"), "x = 1\n", 0o644)
-	if err := CopyPaths(t.Context(), prev, next, prev, next, []string{".venv"}, true); err != nil {
+	if err := l.CopyReused(t.Context(), at(prev), at(next), ".", []string{".venv"}, true); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(prev, ".venv", "bin", "tool")); got != script {

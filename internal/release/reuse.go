@@ -69,21 +69,6 @@ func digest(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// CopyPaths copies each path from prevDir into nextDir (keeping symlinks,
-// modes and times), then rewrites the absolute references to the previous
-// release that tools bake into scripts (a venv's bin/ shebangs and activate).
-//
-// With link, files are hard-linked rather than copied (directories are
-// still new), which is safe as long as nothing modifies them in place.
-func CopyPaths(ctx context.Context, prevRelease, nextRelease, prevDir, nextDir string, paths []string, link bool) error {
-	for _, p := range paths {
-		if err := copyPath(ctx, filepath.Join(prevDir, p), filepath.Join(nextDir, p), link, prevRelease, nextRelease); err != nil {
-			return fmt.Errorf("reuse %s: %w", p, err)
-		}
-	}
-	return nil
-}
-
 // copyPath copies the tree at src to dst, replacing what is there, and
 // rewrites old to new in the scripts of its bin/.
 func copyPath(ctx context.Context, src, dst string, link bool, old, new string) error {
