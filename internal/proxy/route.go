@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // MaxBody is the largest request body a route passes on (413 beyond).
@@ -21,11 +23,13 @@ const MaxBody = 32 << 20
 
 // backend is one instance behind a route, with its in-flight requests.
 type backend struct {
-	addr     string // host:port
-	release  string // the release it runs, as the deployer named it
-	inflight atomic.Int64
-	rp       *httputil.ReverseProxy
-	failures logEvery // the log of its failed requests
+	addr      string // host:port
+	release   string // the release it runs, as the deployer named it
+	inflight  atomic.Int64
+	rp        *httputil.ReverseProxy
+	transport *transport
+	log       *slog.Logger
+	failures  logEvery // the log of its failed requests
 }
 
 // logEvery lets one line a second through: a backend that is down fails
@@ -50,9 +54,9 @@ func (l *logEvery) allow(now time.Time) (int, bool) {
 	return n, true
 }
 
-func newBackend(addr, release string, transport http.RoundTripper, log *slog.Logger) *backend {
+func newBackend(addr, release string, transport *transport, log *slog.Logger) *backend {
 	target := &url.URL{Scheme: "http", Host: addr}
-	b := &backend{addr: addr, release: release}
+	b := &backend{addr: addr, release: release, transport: transport, log: log}
 	b.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -69,13 +73,7 @@ func newBackend(addr, release string, transport http.RoundTripper, log *slog.Log
 			if errors.Is(err, context.Canceled) {
 				return // the client went away
 			}
-			if n, ok := b.failures.allow(time.Now()); ok {
-				attrs := []any{"backend", addr, "path", r.URL.Path, "err", err}
-				if n > 0 {
-					attrs = append(attrs, "more_since_last", n)
-				}
-				log.Warn("backend request failed", attrs...)
-			}
+			b.logFailure(r.URL.Path, err)
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
@@ -112,13 +110,25 @@ type route struct {
 	// the Server's mu).
 	previous *backend
 	gate     gate
-	srv      *http.Server
-	ln       net.Listener
+	// fast serves the listener; srv the connections it hands off (front.go).
+	fast *fasthttp.Server
+	srv  *http.Server
+	ln   net.Listener
 
 	mu      sync.Mutex
 	healthy bool
 	checked time.Time
 	problem string // why the last health check failed
+}
+
+// shutdown stops accepting and lets the open connections finish, both the
+// ones fasthttp serves and the ones it handed to net/http, until ctx ends.
+func (rt *route) shutdown(ctx context.Context) {
+	_ = rt.ln.Close() // at once, whether or not fasthttp has started on it
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = rt.fast.ShutdownWithContext(ctx) })
+	wg.Go(func() { _ = rt.srv.Shutdown(ctx) })
+	wg.Wait()
 }
 
 // acquire returns the active backend with one more request in flight. A

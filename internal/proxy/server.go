@@ -121,7 +121,8 @@ func (s *Server) openRoute(service, listen, health string) (*route, error) {
 		IdleTimeout:       2 * time.Minute,
 		// No read or write timeout: streams and WebSockets last.
 	}
-	go func() { _ = rt.srv.Serve(ln) }()
+	rt.fast = rt.newFront()
+	go func() { _ = rt.fast.Serve(ln) }()
 	s.routes[service] = rt
 	return rt, nil
 }
@@ -156,7 +157,7 @@ func (s *Server) EnsureServing(service, listen, health, backend, release string)
 			return err
 		}
 		next.active.Store(rt.active.Load())
-		go func() { _ = rt.srv.Shutdown(context.Background()) }()
+		go rt.shutdown(context.Background())
 	default:
 		rt.mu.Lock()
 		rt.health = health
@@ -184,7 +185,7 @@ func (s *Server) Remove(service string) error {
 	// Close the listener now, so that the port is free when this returns;
 	// the connections already accepted finish in the background.
 	_ = rt.ln.Close()
-	go func() { _ = rt.srv.Shutdown(context.Background()) }()
+	go rt.shutdown(context.Background())
 	return s.persist()
 }
 
@@ -404,7 +405,7 @@ func (s *Server) Serve(ctx context.Context, sock string, drainTimeout time.Durat
 	s.mu.Lock()
 	var wg sync.WaitGroup
 	for _, rt := range s.routes {
-		wg.Go(func() { _ = rt.srv.Shutdown(sctx) })
+		wg.Go(func() { rt.shutdown(sctx) })
 	}
 	s.mu.Unlock()
 	wg.Wait()

@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -75,12 +76,40 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if (req.Body != nil && req.Body != http.NoBody) || req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
 		return t.std.RoundTrip(req)
 	}
+	var h hooks
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil {
+		h.got1xx = trace.Got1xxResponse
+	}
+	return t.send(req, h)
+}
+
+// hooks are what the caller of send hears of an exchange.
+type hooks struct {
+	// got1xx, when not nil, hears of each 1xx answer before the final one.
+	got1xx func(int, textproto.MIMEHeader) error
+	// waiting, when not nil, is called once the instance has been silent
+	// for waitingAfter: it starts a watch of the client, which calls abort
+	// if the client goes away, and returns the func that ends the watch.
+	waiting func(abort func()) (unwatch func())
+}
+
+// waitingAfter is how long an instance may be silent before hooks.waiting
+// is called.
+const waitingAfter = time.Second
+
+// errClientGone is an exchange cut short because its client went away.
+var errClientGone = errors.New("the client went away")
+
+// send exchanges req on a kept-alive connection, on the caller's
+// goroutine. Its body, if any, is small and in memory (req.GetBody gives
+// it again for a retry): it is written whole before the answer is read.
+func (t *transport) send(req *http.Request, h hooks) (*http.Response, error) {
 	for {
 		bc, reused, err := t.conn(req.Context(), req.URL.Host)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(bc, req)
+		resp, err := t.exchange(bc, req, h)
 		if err == nil {
 			return resp, nil
 		}
@@ -90,8 +119,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// repeated is sent again on a new connection, as http.Transport
 		// does.
 		var ne *noAnswer
-		if !reused || !errors.As(err, &ne) || !replayable(req) || req.Context().Err() != nil {
+		if !reused || !errors.As(err, &ne) || !replayable(req) || req.Context().Err() != nil || errors.Is(err, errClientGone) {
 			return nil, err
+		}
+		if req.GetBody != nil {
+			if req.Body, err = req.GetBody(); err != nil {
+				return nil, err
+			}
 		}
 	}
 }
@@ -112,15 +146,26 @@ func replayable(req *http.Request) bool {
 
 // exchange writes req on bc and reads the answer's header. The answer's
 // body, when read to its end and closed, gives bc back to the pool.
-func (t *transport) exchange(bc *backendConn, req *http.Request) (*http.Response, error) {
+func (t *transport) exchange(bc *backendConn, req *http.Request, h hooks) (*http.Response, error) {
 	// The header's deadline first: a request whose client goes away
 	// moves it to the past, and unblocks at once.
-	_ = bc.conn.SetReadDeadline(time.Now().Add(t.headerTimeout))
+	deadline := time.Now().Add(t.headerTimeout)
+	first := deadline
+	if h.waiting != nil {
+		first = time.Now().Add(min(waitingAfter, t.headerTimeout))
+	}
+	_ = bc.conn.SetReadDeadline(first)
 	stop := context.AfterFunc(req.Context(), func() { _ = bc.conn.SetDeadline(time.Unix(1, 0)) })
+	var gone atomic.Bool
+	unwatch := func() {}
 	fail := func(err error) (*http.Response, error) {
+		unwatch()
 		stop()
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, ctxErr
+		}
+		if gone.Load() {
+			return nil, &noAnswer{errClientGone}
 		}
 		return nil, err
 	}
@@ -133,11 +178,24 @@ func (t *transport) exchange(bc *backendConn, req *http.Request) (*http.Response
 	var resp *http.Response
 	for {
 		if _, err := bc.br.Peek(1); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && first.Before(deadline) && !gone.Load() {
+				// Silent for waitingAfter: watch the client from now on,
+				// the deadline at its full length first.
+				first = deadline
+				_ = bc.conn.SetReadDeadline(deadline)
+				unwatch = h.waiting(func() {
+					gone.Store(true)
+					_ = bc.conn.SetReadDeadline(time.Unix(1, 0))
+				})
+				continue
+			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				err = fmt.Errorf("no answer within %s", t.headerTimeout)
 			}
 			return fail(&noAnswer{err})
 		}
+		unwatch()
+		unwatch = func() {}
 		var err error
 		resp, err = http.ReadResponse(bc.br, req)
 		if err != nil {
@@ -147,12 +205,12 @@ func (t *transport) exchange(bc *backendConn, req *http.Request) (*http.Response
 			break
 		}
 		// 1xx informational answers (103 Early Hints) go to the client
-		// through ReverseProxy's trace hook; the final answer follows.
+		// through got1xx; the final answer follows.
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return fail(errors.New("101 Switching Protocols to a request without Upgrade"))
 		}
-		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
-			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+		if h.got1xx != nil {
+			if err := h.got1xx(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
 				return fail(err)
 			}
 		}

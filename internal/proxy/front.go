@@ -1,0 +1,432 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The public side of a route has two servers on one listener.
+//
+// fasthttp reads every request. Most of an API's traffic (no body or a
+// small one, no upgrade) it serves itself, in serveFast: the request is
+// sent on with transport.send and the answer written back, with no
+// goroutine, request context or ResponseWriter per request. On this 2-core
+// machine that took the proxy from 0.35x to 0.43-0.45x of direct's
+// throughput (BenchmarkProxyOverhead), where net/http's server side was
+// most of what was left to cut.
+//
+// Any other request (a body larger than inlineBody or of unknown length,
+// Expect, Upgrade, HTTP/1.0, an unusual request target) hands its connection to
+// net/http: the request is replayed to rt.srv, whose handler is the
+// ReverseProxy path (route.ServeHTTP), and the connection stays with
+// net/http until it closes. Full-duplex bodies, WebSockets and 100-continue
+// are done there as before.
+
+// inlineBody is the largest request body serveFast sends on itself; it is
+// what fasthttp has read ahead with the header.
+const inlineBody = 8 << 10
+
+// maxHeader bounds a request's header (431 beyond).
+const maxHeader = 32 << 10
+
+// newFront is the fasthttp server of rt's listener.
+func (rt *route) newFront() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler: rt.serveFast,
+		// The body stays unread until the request is classified: a large
+		// one goes to net/http as it comes.
+		StreamRequestBody:            true,
+		MaxRequestBodySize:           math.MaxInt, // MaxBody is the route's, with its 413
+		DisablePreParseMultipartForm: true,
+		ReadBufferSize:               maxHeader,
+		ReadTimeout:                  10 * time.Second, // the request header
+		IdleTimeout:                  2 * time.Minute,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{rt.log},
+	}
+}
+
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...), "component", "proxy")
+}
+
+// hopHeaders are the hop-by-hop headers, which are not sent on.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// serveFast serves one request, or hands its connection to net/http.
+func (rt *route) serveFast(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	// A body over MaxBody goes to net/http too, for its 413: net/http
+	// lingers so that the client reads it before the connection closes.
+	n := h.ContentLength()
+	path := ctx.URI().PathOriginal()
+	if n > inlineBody || n == -1 || len(h.Peek("Upgrade")) > 0 || len(h.Peek("Expect")) > 0 ||
+		!h.IsHTTP11() || h.IsConnect() || len(path) == 0 || path[0] != '/' || bytes.HasPrefix(path, []byte("//")) {
+		rt.handOff(ctx)
+		return
+	}
+	if err := rt.gate.wait(ctx); err != nil {
+		ctx.Error("paused too long\n", http.StatusServiceUnavailable)
+		return
+	}
+	b := rt.acquire()
+	if b == nil {
+		ctx.Error("no instance is serving yet\n", http.StatusServiceUnavailable)
+		return
+	}
+	answer, err := b.forward(ctx, path)
+	if err != nil {
+		b.inflight.Add(-1)
+		if errors.Is(err, errClientGone) {
+			ctx.SetConnectionClose()
+			return
+		}
+		b.logFailure(string(path), err)
+		ctx.Response.Reset()
+		ctx.SetStatusCode(http.StatusBadGateway)
+		return
+	}
+	// The request is in flight until fasthttp has written the answer and
+	// closed its body.
+	ctx.SetBodyStream(answer, int(answer.resp.ContentLength))
+}
+
+// forward sends ctx's request to b and sets the answer's status and header
+// on ctx. The answer's body is returned.
+func (b *backend) forward(ctx *fasthttp.RequestCtx, path []byte) (*relay, error) {
+	req, err := outRequest(ctx, b.addr, path)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := b.transport.send(req, hooks{ //nolint:bodyclose // the relay closes it, which fasthttp closes
+		got1xx: func(code int, hdr textproto.MIMEHeader) error { return write1xx(ctx.Conn(), code, hdr) },
+		// A client that goes away while the instance is silent cuts the
+		// exchange short.
+		waiting: func(abort func()) func() { return watchClient(ctx.Conn(), abort) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx.SetStatusCode(resp.StatusCode)
+	copyAnswerHeader(&ctx.Response.Header, resp)
+	answer := &relay{ctx: ctx, resp: resp, b: b}
+	if pb, ok := resp.Body.(*pooledBody); ok && resp.ContentLength < 0 {
+		// Of unknown length (server-sent events, a stream), each read of
+		// the answer goes to the client as a chunk at once. The client may
+		// go away while the instance is silent: a watch of its connection
+		// then cuts the instance's answer short.
+		answer.unwatch = watchClient(ctx.Conn(), func() { _ = pb.bc.conn.SetDeadline(time.Unix(1, 0)) })
+	}
+	return answer, nil
+}
+
+// outRequest is the request sent on to the instance at addr.
+func outRequest(ctx *fasthttp.RequestCtx, addr string, path []byte) (*http.Request, error) {
+	h := &ctx.Request.Header
+	hdr := make(http.Header, 12)
+	connection := string(h.Peek("Connection"))
+	for k, v := range h.All() {
+		key := string(k)
+		switch key {
+		case "Host", "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+			continue
+		case "Te":
+			if strings.Contains(strings.ToLower(string(v)), "trailers") {
+				hdr["Te"] = []string{"trailers"}
+			}
+			continue
+		}
+		if isHop(key) || (connection != "" && listed(connection, key)) {
+			continue
+		}
+		hdr[key] = append(hdr[key], string(v))
+	}
+	if _, ok := hdr["User-Agent"]; !ok {
+		hdr["User-Agent"] = []string{""} // not Go's own
+	}
+	if _, ok := hdr["X-Request-Id"]; !ok {
+		hdr["X-Request-Id"] = []string{requestID()}
+	}
+	host := string(ctx.Host())
+	hdr["X-Forwarded-For"] = []string{ctx.RemoteIP().String()}
+	hdr["X-Forwarded-Host"] = []string{host}
+	hdr["X-Forwarded-Proto"] = []string{"http"}
+	req := &http.Request{
+		Method:     string(h.Method()),
+		URL:        &url.URL{Scheme: "http", Host: addr, Opaque: string(path), RawQuery: string(ctx.URI().QueryString())},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     hdr,
+		Host:       host,
+	}
+	if n := h.ContentLength(); n > 0 {
+		// fasthttp has read it ahead whole (n ≤ inlineBody).
+		body := make([]byte, n)
+		if _, err := io.ReadFull(ctx.RequestBodyStream(), body); err != nil {
+			return nil, err
+		}
+		req.ContentLength = int64(n)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	return req, nil
+}
+
+func isHop(key string) bool {
+	for _, h := range hopHeaders {
+		if key == h {
+			return true
+		}
+	}
+	return false
+}
+
+// listed reports whether the Connection header value names key.
+func listed(connection, key string) bool {
+	for tok := range strings.SplitSeq(connection, ",") {
+		if strings.EqualFold(strings.TrimSpace(tok), key) {
+			return true
+		}
+	}
+	return false
+}
+
+// copyAnswerHeader copies the instance's answer header, less the hop-by-hop
+// ones and the framing, which fasthttp writes.
+func copyAnswerHeader(dst *fasthttp.ResponseHeader, resp *http.Response) {
+	connection := resp.Header.Get("Connection")
+	for k, vs := range resp.Header {
+		if k == "Content-Length" || isHop(k) || (connection != "" && listed(connection, k)) {
+			continue
+		}
+		for _, v := range vs {
+			dst.Add(k, v)
+		}
+	}
+	for k := range resp.Trailer {
+		_ = dst.AddTrailer(k)
+	}
+}
+
+// write1xx sends an informational answer (103 Early Hints) to the client
+// before the final one.
+func write1xx(c net.Conn, code int, hdr textproto.MIMEHeader) error {
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	if err := http.Header(hdr).Write(&buf); err != nil {
+		return err
+	}
+	buf.WriteString("\r\n")
+	_, err := c.Write(buf.Bytes())
+	return err
+}
+
+// logFailure logs a failed request, once a second at most.
+func (b *backend) logFailure(path string, err error) {
+	if n, ok := b.failures.allow(time.Now()); ok {
+		attrs := []any{"backend", b.addr, "path", path, "err", err}
+		if n > 0 {
+			attrs = append(attrs, "more_since_last", n)
+		}
+		b.log.Warn("backend request failed", attrs...)
+	}
+}
+
+// relay is the instance's answer's body as fasthttp writes it to the
+// client; closing it (fasthttp does, written or not) ends the request.
+type relay struct {
+	ctx     *fasthttp.RequestCtx
+	resp    *http.Response
+	b       *backend // its request is in flight until Close
+	unwatch func()
+	closed  bool
+}
+
+func (a *relay) Read(p []byte) (int, error) {
+	n, err := a.resp.Body.Read(p)
+	if err == io.EOF {
+		for k, vs := range a.resp.Trailer {
+			for _, v := range vs {
+				a.ctx.Response.Header.Add(k, v)
+			}
+		}
+	}
+	return n, err
+}
+
+func (a *relay) Close() error {
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	if a.unwatch != nil {
+		a.unwatch()
+	}
+	_ = a.resp.Body.Close()
+	a.b.inflight.Add(-1)
+	return nil
+}
+
+// watchClient watches the client's connection c, while the instance is
+// silent or its answer streams: when the client goes away, abort is
+// called. The returned func stops the watch.
+func watchClient(c net.Conn, abort func()) func() {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return func() {}
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return func() {}
+	}
+	_ = c.SetReadDeadline(time.Time{}) // the header's deadline is over
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		gone := false
+		var buf [1]byte
+		err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if errors.Is(rerr, syscall.EAGAIN) {
+				return false // nothing yet: wait
+			}
+			gone = n == 0 // the end of the stream, or an error
+			return true
+		})
+		if err == nil && gone {
+			abort()
+		}
+	}()
+	return func() {
+		_ = c.SetReadDeadline(time.Unix(1, 0)) // wakes the watch
+		<-done
+		_ = c.SetReadDeadline(time.Time{})
+	}
+}
+
+// handOff gives the connection of ctx's request to net/http, the request
+// replayed first.
+func (rt *route) handOff(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	var head bytes.Buffer
+	head.Write(h.Method())
+	head.WriteByte(' ')
+	head.Write(h.RequestURI())
+	head.WriteByte(' ')
+	head.Write(h.Protocol())
+	head.WriteString("\r\n")
+	head.Write(h.RawHeaders()) // as received, with the blank line
+	parts := []io.Reader{&head}
+	switch n := h.ContentLength(); {
+	case n > 0:
+		parts = append(parts, ctx.RequestBodyStream())
+	case n == -1:
+		// fasthttp has taken the chunks apart: frame them again.
+		parts = append(parts, chunked(ctx.RequestBodyStream()))
+	}
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		rc := &replayConn{Conn: c, r: io.MultiReader(append(parts, c)...), done: make(chan struct{})}
+		ln := &oneConn{c: rc, done: rc.done, closed: make(chan struct{})}
+		if err := rt.srv.Serve(ln); errors.Is(err, http.ErrServerClosed) && !ln.taken() {
+			_ = rc.Close() // shutting down: the request is not served
+		}
+		<-rc.done
+	})
+}
+
+// chunked frames r in the chunked transfer coding.
+func chunked(r io.Reader) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		cw := httputil.NewChunkedWriter(pw)
+		_, err := io.Copy(cw, r)
+		if err == nil {
+			err = cw.Close()
+		}
+		if err == nil {
+			_, err = io.WriteString(pw, "\r\n") // no trailers
+		}
+		_ = pw.CloseWithError(err)
+	}()
+	return pr
+}
+
+// replayConn is a handed-off connection: its reads start with what
+// fasthttp has already read of it.
+type replayConn struct {
+	net.Conn
+	r    io.Reader
+	once sync.Once
+	done chan struct{}
+}
+
+func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *replayConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { close(c.done) })
+	return err
+}
+
+// oneConn is a listener that accepts one connection, then blocks until the
+// connection or the listener is closed.
+type oneConn struct {
+	mu       sync.Mutex
+	c        net.Conn
+	accepted bool
+	done     <-chan struct{} // the connection closed
+	once     sync.Once
+	closed   chan struct{}
+}
+
+func (l *oneConn) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if !l.accepted {
+		l.accepted = true
+		l.mu.Unlock()
+		return l.c, nil
+	}
+	l.mu.Unlock()
+	select {
+	case <-l.closed:
+	case <-l.done:
+	}
+	return nil, net.ErrClosed
+}
+
+func (l *oneConn) taken() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.accepted
+}
+
+func (l *oneConn) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }

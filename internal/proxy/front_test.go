@@ -1,0 +1,309 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// seen is an answer read off a raw connection.
+type seen struct {
+	proto  string
+	header http.Header
+	length int64
+	body   string
+}
+
+// rawRequest sends raw on conn and reads one answer to it.
+func rawRequest(t *testing.T, conn net.Conn, br *bufio.Reader, raw string) seen {
+	t.Helper()
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	method, _, _ := strings.Cut(raw, " ")
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("answer to %q: %v", strings.SplitN(raw, "\r\n", 2)[0], err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seen{resp.Proto, resp.Header, resp.ContentLength, string(body)}
+}
+
+// What the instance sees of a request, and what the client sees of the
+// answer, on the fast path: the request target byte for byte, the headers
+// the proxy sets or drops, every Set-Cookie, and a HEAD's length.
+func TestFastPathHeadersAndTargets(t *testing.T) {
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Set-Cookie", "a=1; Path=/x")
+		w.Header().Add("Set-Cookie", "a=2; Path=/y")
+		w.Header().Set("Connection", "X-Hop")
+		w.Header().Set("X-Hop", "must not reach the client")
+		w.Header().Set("Content-Length", "2")
+		if r.Method == http.MethodHead {
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Seen", fmt.Sprintf("uri=%s xff=%s foo=%q te=%q ua=%q ct=%q body=%q", r.RequestURI,
+			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Foo"), r.Header.Get("Te"), r.Header.Get("User-Agent"), r.Header.Get("Content-Type"), body))
+		_, _ = io.WriteString(w, "ok")
+	}), 0)
+	_, base := serving(t, b)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	br := bufio.NewReader(conn)
+	resp := rawRequest(t, conn, br, "GET /a%2Fb/c?x=1&y=%20z HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 6.6.6.6\r\n"+
+		"Connection: keep-alive, X-Foo\r\nX-Foo: hop\r\nTE: trailers, deflate\r\n\r\n")
+	got := resp.header.Get("X-Seen")
+	for _, want := range []string{"uri=/a%2Fb/c?x=1&y=%20z ", "xff=127.0.0.1 ", `foo="" `, `te="trailers" `, `ua=""`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the instance saw %q, lacks %q", got, want)
+		}
+	}
+	if resp.body != "ok" || resp.header.Get("X-Hop") != "" || len(resp.header.Values("Set-Cookie")) != 2 {
+		t.Errorf("answer: %q, header %v", resp.body, resp.header)
+	}
+	// A small body goes with the request, on the same connection.
+	resp = rawRequest(t, conn, br, "POST /form HTTP/1.1\r\nHost: app\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello")
+	if got := resp.header.Get("X-Seen"); !strings.Contains(got, `ct="text/plain" body="hello"`) {
+		t.Errorf("small body: the instance saw %q", got)
+	}
+	resp = rawRequest(t, conn, br, "HEAD / HTTP/1.1\r\nHost: app\r\n\r\n")
+	if resp.length != 2 || resp.body != "" {
+		t.Errorf("HEAD: length %d, body %q", resp.length, resp.body)
+	}
+	// HTTP/1.0 goes to net/http, which answers it in its own terms.
+	resp = rawRequest(t, conn, br, "GET /old HTTP/1.0\r\nHost: app\r\nConnection: keep-alive\r\n\r\n")
+	if resp.proto != "HTTP/1.0" || resp.body != "ok" {
+		t.Errorf("HTTP/1.0: %s %q", resp.proto, resp.body)
+	}
+	if b.connections() != 1 {
+		t.Errorf("the proxy used %d connections to the instance, want 1 kept alive", b.connections())
+	}
+}
+
+// A connection that the fast path served goes on with net/http after a
+// request it hands off (a WebSocket here), and one that starts with a
+// large body is served to its end.
+func TestHandOffKeepsTheConnection(t *testing.T) {
+	s, listen := newProxy(t)
+	a := startInstance(t, "v1")
+	switchTo(t, s, a, "r1", time.Second)
+	conn, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	br := bufio.NewReader(conn)
+	if got := rawRequest(t, conn, br, "GET /version HTTP/1.1\r\nHost: app\r\n\r\n"); got.body != "v1" {
+		t.Fatalf("before the upgrade: %q", got.body)
+	}
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	if status, err := br.ReadString('\n'); err != nil || !strings.Contains(status, " 101 ") {
+		t.Fatalf("upgrade: %q %v", status, err)
+	}
+	for line, _ := br.ReadString('\n'); line != "\r\n"; line, _ = br.ReadString('\n') {
+	}
+	fmt.Fprintf(conn, "hello\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "v1:hello\n" {
+		t.Fatalf("websocket: %q %v", line, err)
+	}
+
+	// A body over inlineBody, then more requests on the same connection.
+	conn2, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn2.Close() }()
+	br2 := bufio.NewReader(conn2)
+	big := strings.Repeat("x", 3*inlineBody)
+	for i := range 3 {
+		if got := rawRequest(t, conn2, br2, fmt.Sprintf("POST /version HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n%s", len(big), big)); got.body != "v1" {
+			t.Fatalf("request %d after a large body: %q", i, got.body)
+		}
+		if got := rawRequest(t, conn2, br2, "GET /version HTTP/1.1\r\nHost: app\r\n\r\n"); got.body != "v1" {
+			t.Fatalf("GET %d after a large body: %q", i, got.body)
+		}
+	}
+}
+
+// A chunked request body reaches the instance as it is sent: the
+// instance answers each line before the client sends the next.
+func TestChunkedBodyIsFullDuplex(t *testing.T) {
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		lines := bufio.NewScanner(r.Body)
+		for lines.Scan() {
+			fmt.Fprintf(w, "got %s\n", lines.Text())
+			w.(http.Flusher).Flush()
+		}
+	}), 0)
+	_, base := serving(t, b)
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodPost, base+"/echo", pr)
+	req.ContentLength = -1 // chunked
+	go fmt.Fprintf(pw, "one\n")
+	// The answer's header comes while the body is still open: a proxy that
+	// waited for the whole body would time out here.
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	lines := bufio.NewReader(resp.Body)
+	for _, word := range []string{"one", "two", "three"} {
+		if word != "one" {
+			fmt.Fprintf(pw, "%s\n", word)
+		}
+		line, err := lines.ReadString('\n')
+		if err != nil || line != "got "+word+"\n" {
+			t.Fatalf("echo of %q: %q %v", word, line, err)
+		}
+	}
+	_ = pw.Close()
+	if rest, _ := io.ReadAll(lines); len(rest) != 0 {
+		t.Fatalf("after the body ended: %q", rest)
+	}
+}
+
+// Expect: 100-continue gets the instance's answer, body and all.
+func TestExpectContinue(t *testing.T) {
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(w, r.Body)
+	}), 0)
+	_, base := serving(t, b)
+	tr := &http.Transport{ExpectContinueTimeout: 5 * time.Second}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPut, base+"/up", strings.NewReader("payload"))
+	req.Header.Set("Expect", "100-continue")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "payload" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+}
+
+// A large header (a big cookie) passes; one over maxHeader gets 431.
+func TestLargeHeaders(t *testing.T) {
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d", len(r.Header.Get("Cookie")))
+	}), 0)
+	_, base := serving(t, b)
+	cookie := "c=" + strings.Repeat("x", 20<<10)
+	if code, body, _ := do(t, http.MethodGet, base+"/", http.Header{"Cookie": {cookie}}); code != 200 || body != fmt.Sprint(len(cookie)) {
+		t.Fatalf("a 20 KiB cookie: %d %q", code, body)
+	}
+	code, _, _ := do(t, http.MethodGet, base+"/", http.Header{"Cookie": {"c=" + strings.Repeat("x", maxHeader)}})
+	if code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a header over %d bytes: %d", maxHeader, code)
+	}
+}
+
+// Requests in flight on both paths finish when the route is removed, and
+// the port is free at once.
+func TestRemoveLetsRequestsFinish(t *testing.T) {
+	s, listen := newProxy(t)
+	a := startInstance(t, "v1")
+	switchTo(t, s, a, "r1", time.Second)
+	type result struct {
+		body string
+		err  error
+	}
+	got := make(chan result, 2)
+	go func() {
+		_, body, err := fetch("http://" + listen + "/slow")
+		got <- result{body, err}
+	}()
+	go func() {
+		resp, err := http.Post("http://"+listen+"/slow", "text/plain", strings.NewReader(strings.Repeat("x", 2*inlineBody)))
+		if err != nil {
+			got <- result{"", err}
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		got <- result{string(body), err}
+	}()
+	waitUntil(t, "2 requests in flight", func() bool { return s.Routes()[0].InFlight == 2 })
+	if err := s.Remove("web"); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatalf("the port after Remove: %v", err)
+	}
+	_ = ln.Close()
+	for range 2 {
+		if r := <-got; r.err != nil || r.body != "v1" {
+			t.Fatalf("a request in flight at Remove: %q %v", r.body, r.err)
+		}
+	}
+}
+
+// The request target of an absolute-form request is sent on as a path.
+func TestAbsoluteFormTarget(t *testing.T) {
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", r.Host, r.RequestURI)
+	}), 0)
+	_, base := serving(t, b)
+	u, _ := url.Parse(base)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	got := rawRequest(t, conn, bufio.NewReader(conn), "GET http://app.example/p?q=1 HTTP/1.1\r\nHost: app.example\r\n\r\n")
+	if got.body != "app.example /p?q=1" {
+		t.Fatalf("the instance saw %q", got.body)
+	}
+}
+
+// A client that goes away while the instance is still silent (past
+// waitingAfter) closes the proxy's connection to the instance, whose
+// request ends there; nothing is logged as the instance's failure.
+func TestClientGoesAwayBeforeTheAnswer(t *testing.T) {
+	ended := make(chan struct{})
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(ended)
+		<-r.Context().Done()
+	}), 0)
+	s, base := serving(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), waitingAfter+500*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/wait", nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		_ = resp.Body.Close()
+		t.Fatalf("an answer: %d", resp.StatusCode)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the instance's request still runs 5s after its client went away")
+	}
+	waitUntil(t, "no request in flight", func() bool { return s.Routes()[0].InFlight == 0 })
+	// A line logged within the last second holds the next one back.
+	if _, ok := s.routes["web"].active.Load().failures.allow(time.Now()); !ok {
+		t.Fatal("the client's leaving was logged as the instance's failure")
+	}
+}
