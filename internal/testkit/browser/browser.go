@@ -146,12 +146,14 @@ func (b *Tab) Screenshot(name string) {
 	b.t.Logf("screenshot: %s", path)
 }
 
-// WaitText waits until the text of sel holds want.
+// WaitText waits until the text of sel holds want. It reads through Text,
+// so a page that reloads itself meanwhile (the status page at the end of
+// a deploy) is read again.
 func (b *Tab) WaitText(sel, want string) string {
 	b.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		got := Eval[string](b, fmt.Sprintf(`(document.querySelector(%q) || {innerText: ""}).innerText`, sel))
+		got := b.Text(sel)
 		if strings.Contains(got, want) {
 			return got
 		}
