@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -149,7 +148,7 @@ func TestInitConfigsDeploy(t *testing.T) {
 			// Only what a test must change: the root, the manager, a free
 			// port, and a short settle.
 			text := readFile(t, a.cfgPath)
-			text = strings.ReplaceAll(text, tt.port, strconv.Itoa(a.port))
+			text = withPort(text, tt.port, a.port)
 			text = replaceLine(text, "# root:", "root: "+a.root)
 			text = replaceLine(text, "# manager:", "manager: process")
 			head, tail, _ := strings.Cut(text, "\nhealth:")
