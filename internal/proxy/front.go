@@ -9,7 +9,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -60,6 +59,9 @@ func (rt *route) newFront() *fasthttp.Server {
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
 		Logger:                       fasthttpLogger{rt.log},
+		// fasthttp answers 100 Continue itself, before the handler: a body
+		// over MaxBody is refused before it is sent (417).
+		ContinueHandler: func(h *fasthttp.RequestHeader) bool { return h.ContentLength() <= MaxBody },
 	}
 }
 
@@ -138,19 +140,30 @@ func (b *backend) forward(ctx *fasthttp.RequestCtx, path []byte) (*relay, error)
 		// go away while the instance is silent: a watch of its connection
 		// then cuts the instance's answer short.
 		answer.unwatch = watchClient(ctx.Conn(), func() { _ = pb.bc.conn.SetDeadline(time.Unix(1, 0)) })
+		ctx.Response.ImmediateHeaderFlush = true // the header goes before the first event
 	}
 	return answer, nil
 }
 
-// outRequest is the request sent on to the instance at addr.
+// outRequest is the request sent on to the instance at addr. Its header
+// is the one received, in order and as written (fasthttp's parsed Cookie
+// and Host would not be: it drops quoted cookies and lowercases the host),
+// less the hop-by-hop headers, with the proxy's own.
 func outRequest(ctx *fasthttp.RequestCtx, addr string, path []byte) (*http.Request, error) {
 	h := &ctx.Request.Header
 	hdr := make(http.Header, 12)
-	connection := string(h.Peek("Connection"))
-	for k, v := range h.All() {
+	var connection []string
+	host := ""
+	for k, v := range h.AllInOrder() {
 		key := string(k)
 		switch key {
-		case "Host", "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		case "Host":
+			host = string(v)
+			continue
+		case "Connection":
+			connection = append(connection, string(v))
+			continue
+		case "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
 			continue
 		case "Te":
 			if strings.Contains(strings.ToLower(string(v)), "trailers") {
@@ -158,10 +171,19 @@ func outRequest(ctx *fasthttp.RequestCtx, addr string, path []byte) (*http.Reque
 			}
 			continue
 		}
-		if isHop(key) || (connection != "" && listed(connection, key)) {
-			continue
+		if !isHop(key) {
+			hdr[key] = append(hdr[key], string(v))
 		}
-		hdr[key] = append(hdr[key], string(v))
+	}
+	for _, c := range connection {
+		for tok := range strings.SplitSeq(c, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" && http.CanonicalHeaderKey(tok) != "Te" {
+				delete(hdr, http.CanonicalHeaderKey(tok))
+			}
+		}
+	}
+	if target := h.RequestURI(); len(target) > 0 && target[0] != '/' {
+		host = string(ctx.URI().Host()) // absolute-form: its host, as net/http
 	}
 	if _, ok := hdr["User-Agent"]; !ok {
 		hdr["User-Agent"] = []string{""} // not Go's own
@@ -169,7 +191,6 @@ func outRequest(ctx *fasthttp.RequestCtx, addr string, path []byte) (*http.Reque
 	if _, ok := hdr["X-Request-Id"]; !ok {
 		hdr["X-Request-Id"] = []string{requestID()}
 	}
-	host := string(ctx.Host())
 	hdr["X-Forwarded-For"] = []string{ctx.RemoteIP().String()}
 	hdr["X-Forwarded-Host"] = []string{host}
 	hdr["X-Forwarded-Proto"] = []string{"http"}
@@ -309,12 +330,19 @@ func watchClient(c net.Conn, abort func()) func() {
 		gone := false
 		var buf [1]byte
 		err := rc.Read(func(fd uintptr) bool {
-			n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if errors.Is(rerr, syscall.EAGAIN) {
-				return false // nothing yet: wait
+			for {
+				n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+				switch {
+				case errors.Is(rerr, syscall.EINTR):
+					continue
+				case errors.Is(rerr, syscall.EAGAIN):
+					return false // nothing yet: wait
+				}
+				// The end of the stream, or an error (a reset): gone. Bytes
+				// (a pipelined request) end the watch; the client is there.
+				gone = rerr != nil || n == 0
+				return true
 			}
-			gone = n == 0 // the end of the stream, or an error
-			return true
 		})
 		if err == nil && gone {
 			abort()
@@ -338,58 +366,135 @@ func (rt *route) handOff(ctx *fasthttp.RequestCtx) {
 	head.WriteByte(' ')
 	head.Write(h.Protocol())
 	head.WriteString("\r\n")
-	head.Write(h.RawHeaders()) // as received, with the blank line
+	writeRawHeader(&head, h.RawHeaders())
 	parts := []io.Reader{&head}
 	switch n := h.ContentLength(); {
 	case n > 0:
 		parts = append(parts, ctx.RequestBodyStream())
 	case n == -1:
 		// fasthttp has taken the chunks apart: frame them again.
-		parts = append(parts, chunked(ctx.RequestBodyStream()))
+		parts = append(parts, &chunker{r: ctx.RequestBodyStream()})
 	}
+	rt.handoffs.Add(1) // until net/http has the connection: see shutdown
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		rc := &replayConn{Conn: c, r: io.MultiReader(append(parts, c)...), done: make(chan struct{})}
+		// c reads through fasthttp's reader first; all else goes to the
+		// connection itself, which fasthttp does not take back (c is
+		// reused once this returns, and net/http may close it after that).
+		raw := c
+		if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+			raw = u.UnsafeConn()
+		}
+		rc := &replayConn{Conn: raw, r: io.MultiReader(append(parts, c)...), done: make(chan struct{}), handedOff: rt.handedOff}
 		ln := &oneConn{c: rc, done: rc.done, closed: make(chan struct{})}
 		if err := rt.srv.Serve(ln); errors.Is(err, http.ErrServerClosed) && !ln.taken() {
 			_ = rc.Close() // shutting down: the request is not served
 		}
+		rc.count()
 		<-rc.done
+		// fasthttp reuses its reader once this returns: no read may be
+		// left running in it.
+		rc.finish()
 	})
 }
 
-// chunked frames r in the chunked transfer coding.
-func chunked(r io.Reader) io.Reader {
-	pr, pw := io.Pipe()
-	go func() {
-		cw := httputil.NewChunkedWriter(pw)
-		_, err := io.Copy(cw, r)
-		if err == nil {
-			err = cw.Close()
+// handedOff counts a hand-off done, once: net/http has the connection
+// (its StateNew), or will never have it.
+func (rt *route) handedOff() { rt.handoffs.Add(-1) }
+
+// writeRawHeader writes the header lines as received, with the blank line
+// that ends them, less Expect: fasthttp has answered 100 Continue already.
+func writeRawHeader(b *bytes.Buffer, raw []byte) {
+	for len(raw) > 0 {
+		end := bytes.IndexByte(raw, '\n') + 1
+		if end == 0 {
+			end = len(raw)
 		}
-		if err == nil {
-			_, err = io.WriteString(pw, "\r\n") // no trailers
+		line := raw[:end]
+		raw = raw[end:]
+		if name, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(name), []byte("Expect")) {
+			continue
 		}
-		_ = pw.CloseWithError(err)
-	}()
-	return pr
+		if bytes.Equal(line, []byte("\r\n")) {
+			break
+		}
+		b.Write(line)
+	}
+	b.WriteString("\r\n")
+}
+
+// chunker frames what it reads from r in the chunked transfer coding, as
+// it is read: nothing runs when no one reads.
+type chunker struct {
+	r    io.Reader
+	out  []byte // framed, not yet read
+	off  int
+	data [16 << 10]byte
+	done bool
+}
+
+func (c *chunker) Read(p []byte) (int, error) {
+	for c.off == len(c.out) {
+		if c.done {
+			return 0, io.EOF
+		}
+		n, err := c.r.Read(c.data[:])
+		c.out, c.off = c.out[:0], 0
+		if n > 0 {
+			c.out = fmt.Appendf(c.out, "%x\r\n", n)
+			c.out = append(c.out, c.data[:n]...)
+			c.out = append(c.out, "\r\n"...)
+		}
+		switch {
+		case err == io.EOF:
+			c.out = append(c.out, "0\r\n\r\n"...) // no trailers
+			c.done = true
+		case err != nil:
+			return 0, err
+		}
+	}
+	n := copy(p, c.out[c.off:])
+	c.off += n
+	return n, nil
 }
 
 // replayConn is a handed-off connection: its reads start with what
-// fasthttp has already read of it.
+// fasthttp has already read of it, through fasthttp's reader, until
+// finish.
 type replayConn struct {
 	net.Conn
-	r    io.Reader
-	once sync.Once
-	done chan struct{}
+	mu        sync.Mutex // held by a read; see finish
+	r         io.Reader
+	ended     bool
+	once      sync.Once
+	done      chan struct{}
+	handedOff func()
+	counted   sync.Once
 }
 
-func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *replayConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return 0, net.ErrClosed
+	}
+	return c.r.Read(p)
+}
 
 func (c *replayConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { close(c.done) })
 	return err
+}
+
+// count counts the hand-off done, once.
+func (c *replayConn) count() { c.counted.Do(c.handedOff) }
+
+// finish waits for a read still running, and fails those after it.
+func (c *replayConn) finish() {
+	c.mu.Lock()
+	c.ended = true
+	c.mu.Unlock()
 }
 
 // oneConn is a listener that accepts one connection, then blocks until the

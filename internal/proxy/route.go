@@ -111,9 +111,10 @@ type route struct {
 	previous *backend
 	gate     gate
 	// fast serves the listener; srv the connections it hands off (front.go).
-	fast *fasthttp.Server
-	srv  *http.Server
-	ln   net.Listener
+	fast     *fasthttp.Server
+	srv      *http.Server
+	ln       net.Listener
+	handoffs atomic.Int64 // hand-offs that srv has not taken yet
 
 	mu      sync.Mutex
 	healthy bool
@@ -125,10 +126,14 @@ type route struct {
 // ones fasthttp serves and the ones it handed to net/http, until ctx ends.
 func (rt *route) shutdown(ctx context.Context) {
 	_ = rt.ln.Close() // at once, whether or not fasthttp has started on it
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = rt.fast.ShutdownWithContext(ctx) })
-	wg.Go(func() { _ = rt.srv.Shutdown(ctx) })
-	wg.Wait()
+	_ = rt.fast.ShutdownWithContext(ctx)
+	// A request fasthttp had read may have been handed off as it stopped:
+	// net/http must have its connection before it shuts down, or it would
+	// drop it unanswered.
+	for rt.handoffs.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	_ = rt.srv.Shutdown(ctx)
 }
 
 // acquire returns the active backend with one more request in flight. A

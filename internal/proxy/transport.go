@@ -196,6 +196,12 @@ func (t *transport) exchange(bc *backendConn, req *http.Request, h hooks) (*http
 		}
 		unwatch()
 		unwatch = func() {}
+		if first.Before(deadline) {
+			// The answer has begun: the rest of its header gets the full
+			// deadline.
+			first = deadline
+			_ = bc.conn.SetReadDeadline(deadline)
+		}
 		var err error
 		resp, err = http.ReadResponse(bc.br, req)
 		if err != nil {
