@@ -59,6 +59,11 @@ func (rt *route) newFront() *fasthttp.Server {
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
 		Logger:                       fasthttpLogger{rt.log},
+		ConnState: func(c net.Conn, state fasthttp.ConnState) {
+			if state == fasthttp.StateClosed {
+				rt.handedOff(c) // a hand-off whose hijack did not run
+			}
+		},
 		// fasthttp answers 100 Continue itself, before the handler: a body
 		// over MaxBody is refused before it is sent (417).
 		ContinueHandler: func(h *fasthttp.RequestHeader) bool { return h.ContentLength() <= MaxBody },
@@ -102,7 +107,9 @@ func (rt *route) serveFast(ctx *fasthttp.RequestCtx) {
 	if err != nil {
 		b.inflight.Add(-1)
 		if errors.Is(err, errClientGone) {
-			ctx.SetConnectionClose()
+			// No answer: the connection is closed as it is.
+			ctx.HijackSetNoResponse(true)
+			ctx.Hijack(func(net.Conn) {})
 			return
 		}
 		b.logFailure(string(path), err)
@@ -139,7 +146,7 @@ func (b *backend) forward(ctx *fasthttp.RequestCtx, path []byte) (*relay, error)
 		// the answer goes to the client as a chunk at once. The client may
 		// go away while the instance is silent: a watch of its connection
 		// then cuts the instance's answer short.
-		answer.unwatch = watchClient(ctx.Conn(), func() { _ = pb.bc.conn.SetDeadline(time.Unix(1, 0)) })
+		answer.unwatch = watchClient(ctx.Conn(), pb.spoil)
 		ctx.Response.ImmediateHeaderFlush = true // the header goes before the first event
 	}
 	return answer, nil
@@ -225,11 +232,13 @@ func isHop(key string) bool {
 	return false
 }
 
-// listed reports whether the Connection header value names key.
-func listed(connection, key string) bool {
-	for tok := range strings.SplitSeq(connection, ",") {
-		if strings.EqualFold(strings.TrimSpace(tok), key) {
-			return true
+// listed reports whether one of the Connection header values names key.
+func listed(connection []string, key string) bool {
+	for _, c := range connection {
+		for tok := range strings.SplitSeq(c, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), key) {
+				return true
+			}
 		}
 	}
 	return false
@@ -238,9 +247,9 @@ func listed(connection, key string) bool {
 // copyAnswerHeader copies the instance's answer header, less the hop-by-hop
 // ones and the framing, which fasthttp writes.
 func copyAnswerHeader(dst *fasthttp.ResponseHeader, resp *http.Response) {
-	connection := resp.Header.Get("Connection")
+	connection := resp.Header["Connection"]
 	for k, vs := range resp.Header {
-		if k == "Content-Length" || isHop(k) || (connection != "" && listed(connection, k)) {
+		if k == "Content-Length" || isHop(k) || listed(connection, k) {
 			continue
 		}
 		for _, v := range vs {
@@ -375,7 +384,11 @@ func (rt *route) handOff(ctx *fasthttp.RequestCtx) {
 		// fasthttp has taken the chunks apart: frame them again.
 		parts = append(parts, &chunker{r: ctx.RequestBodyStream()})
 	}
-	rt.handoffs.Add(1) // until net/http has the connection: see shutdown
+	// Counted until net/http has the connection (see shutdown), or fasthttp
+	// closes it without running the hijack (a failed flush of an answer
+	// before it): the fasthttp ConnState hook.
+	rt.pending.Store(ctx.Conn(), struct{}{})
+	rt.handoffs.Add(1)
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		// c reads through fasthttp's reader first; all else goes to the
@@ -385,9 +398,10 @@ func (rt *route) handOff(ctx *fasthttp.RequestCtx) {
 		if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
 			raw = u.UnsafeConn()
 		}
-		rc := &replayConn{Conn: raw, r: io.MultiReader(append(parts, c)...), done: make(chan struct{}), handedOff: rt.handedOff}
+		rc := &replayConn{Conn: raw, r: io.MultiReader(append(parts, c)...), done: make(chan struct{}), count: func() { rt.handedOff(raw) }}
 		ln := &oneConn{c: rc, done: rc.done, closed: make(chan struct{})}
-		if err := rt.srv.Serve(ln); errors.Is(err, http.ErrServerClosed) && !ln.taken() {
+		_ = rt.srv.Serve(ln)
+		if !ln.taken() {
 			_ = rc.Close() // shutting down: the request is not served
 		}
 		rc.count()
@@ -398,27 +412,38 @@ func (rt *route) handOff(ctx *fasthttp.RequestCtx) {
 	})
 }
 
-// handedOff counts a hand-off done, once: net/http has the connection
-// (its StateNew), or will never have it.
-func (rt *route) handedOff() { rt.handoffs.Add(-1) }
+// handedOff counts the hand-off of c done, once: net/http has the
+// connection (its StateNew), or will never have it.
+func (rt *route) handedOff(c net.Conn) {
+	if _, ok := rt.pending.LoadAndDelete(c); ok {
+		rt.handoffs.Add(-1)
+	}
+}
 
-// writeRawHeader writes the header lines as received, with the blank line
-// that ends them, less Expect: fasthttp has answered 100 Continue already.
+// writeRawHeader writes the header lines as received, each ended with
+// CRLF, then the blank line that ends them; less Expect (fasthttp has
+// answered 100 Continue already) and the lines folded into it.
 func writeRawHeader(b *bytes.Buffer, raw []byte) {
+	dropping := false
 	for len(raw) > 0 {
-		end := bytes.IndexByte(raw, '\n') + 1
-		if end == 0 {
-			end = len(raw)
+		line, rest, _ := bytes.Cut(raw, []byte("\n"))
+		raw = rest
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			break // the blank line
 		}
-		line := raw[:end]
-		raw = raw[end:]
-		if name, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(name), []byte("Expect")) {
+		if line[0] == ' ' || line[0] == '\t' { // folded into the line before
+			if !dropping {
+				b.Write(line)
+				b.WriteString("\r\n")
+			}
 			continue
 		}
-		if bytes.Equal(line, []byte("\r\n")) {
-			break
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		if dropping = bytes.EqualFold(bytes.TrimSpace(name), []byte("Expect")); !dropping {
+			b.Write(line)
+			b.WriteString("\r\n")
 		}
-		b.Write(line)
 	}
 	b.WriteString("\r\n")
 }
@@ -463,13 +488,12 @@ func (c *chunker) Read(p []byte) (int, error) {
 // finish.
 type replayConn struct {
 	net.Conn
-	mu        sync.Mutex // held by a read; see finish
-	r         io.Reader
-	ended     bool
-	once      sync.Once
-	done      chan struct{}
-	handedOff func()
-	counted   sync.Once
+	mu    sync.Mutex // held by a read; see finish
+	r     io.Reader
+	ended bool
+	once  sync.Once
+	done  chan struct{}
+	count func() // counts the hand-off done (route.handedOff)
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
@@ -481,14 +505,20 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// CloseWrite lets net/http half-close before it lingers (a 413, a body
+// left unread).
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *replayConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { close(c.done) })
 	return err
 }
-
-// count counts the hand-off done, once.
-func (c *replayConn) count() { c.counted.Do(c.handedOff) }
 
 // finish waits for a read still running, and fails those after it.
 func (c *replayConn) finish() {

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -47,8 +49,9 @@ func TestFastPathHeadersAndTargets(t *testing.T) {
 	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Set-Cookie", "a=1; Path=/x")
 		w.Header().Add("Set-Cookie", "a=2; Path=/y")
-		w.Header().Set("Connection", "X-Hop")
+		w.Header()["Connection"] = []string{"X-Hop", "X-Secret"}
 		w.Header().Set("X-Hop", "must not reach the client")
+		w.Header().Set("X-Secret", "must not reach the client")
 		w.Header().Set("Content-Length", "2")
 		if r.Method == http.MethodHead {
 			return
@@ -76,7 +79,7 @@ func TestFastPathHeadersAndTargets(t *testing.T) {
 			t.Errorf("the instance saw %q, lacks %q", got, want)
 		}
 	}
-	if resp.body != "ok" || resp.header.Get("X-Hop") != "" || len(resp.header.Values("Set-Cookie")) != 2 {
+	if resp.body != "ok" || resp.header.Get("X-Hop") != "" || resp.header.Get("X-Secret") != "" || len(resp.header.Values("Set-Cookie")) != 2 {
 		t.Errorf("answer: %q, header %v", resp.body, resp.header)
 	}
 	// A small body goes with the request, on the same connection.
@@ -489,5 +492,74 @@ func TestSlowHeaders(t *testing.T) {
 	_ = resp.Body.Close()
 	if code, body, _ := do(t, http.MethodGet, base+"/split", nil); code != 200 || body != "slow" {
 		t.Fatalf("a header split past %s: %d %q", waitingAfter, code, body)
+	}
+}
+
+func TestWriteRawHeader(t *testing.T) {
+	for _, tt := range []struct{ raw, want string }{
+		{"", "\r\n"},
+		{"\r\n", "\r\n"},
+		{"Host: a\r\nX: 1\r\n\r\n", "Host: a\r\nX: 1\r\n\r\n"},
+		{"Host: a\nX: 1\n\n", "Host: a\r\nX: 1\r\n\r\n"}, // bare LF
+		{"Host: a\r\nExpect: 100-continue\r\nX: 1\r\n\r\n", "Host: a\r\nX: 1\r\n\r\n"},
+		{"X-Token: abc\r\nExpect: 100-continue\r\n more\r\nY: 2\r\n\r\n", "X-Token: abc\r\nY: 2\r\n\r\n"}, // folded into Expect
+		{"Expect: 100-continue\r\n\tmore\r\nHost: a\r\n\r\n", "Host: a\r\n\r\n"},
+		{"X-Long: one\r\n two\r\n\r\n", "X-Long: one\r\n two\r\n\r\n"},
+	} {
+		var b bytes.Buffer
+		writeRawHeader(&b, []byte(tt.raw))
+		if b.String() != tt.want {
+			t.Errorf("writeRawHeader(%q) = %q, want %q", tt.raw, b.String(), tt.want)
+		}
+	}
+}
+
+// A hand-off whose connection fasthttp closes before the hijack runs (the
+// flush of the answer before it failed: the client reset the connection)
+// is counted out, and the route still shuts down at once.
+func TestHandOffThatNeverHappens(t *testing.T) {
+	s, listen := newProxy(t)
+	a := startInstance(t, "v1")
+	switchTo(t, s, a, "r1", time.Second)
+	conn, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An answer held back behind a pipelined request, which is handed off.
+	fmt.Fprintf(conn, "GET /slow HTTP/1.1\r\nHost: app\r\n\r\nGET /version HTTP/1.0\r\nHost: app\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	_ = conn.(*net.TCPConn).SetLinger(0)
+	_ = conn.Close()
+	rt := s.routes["web"]
+	waitUntil(t, "no hand-off pending", func() bool { return rt.handoffs.Load() == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	rt.shutdown(ctx)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("shutdown took %s", took)
+	}
+}
+
+// A client that half-closes while the instance is silent gets no answer:
+// the proxy does not make one up.
+func TestGoneClientGetsNoAnswer(t *testing.T) {
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wait" {
+			<-r.Context().Done()
+		}
+	}), 0)
+	_, base := serving(t, b)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	fmt.Fprintf(conn, "GET /wait HTTP/1.1\r\nHost: app\r\n\r\n")
+	time.Sleep(waitingAfter + 300*time.Millisecond)
+	_ = conn.(*net.TCPConn).CloseWrite()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := io.ReadAll(conn); len(got) != 0 || err != nil {
+		t.Fatalf("after the client half-closed: %q %v", got, err)
 	}
 }

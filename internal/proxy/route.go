@@ -115,6 +115,7 @@ type route struct {
 	srv      *http.Server
 	ln       net.Listener
 	handoffs atomic.Int64 // hand-offs that srv has not taken yet
+	pending  sync.Map     // their connections (net.Conn → struct{})
 
 	mu      sync.Mutex
 	healthy bool

@@ -221,6 +221,10 @@ func (t *transport) exchange(bc *backendConn, req *http.Request, h hooks) (*http
 			}
 		}
 	}
+	if gone.Load() {
+		_ = resp.Body.Close()
+		return fail(nil) // the client went away as the answer came
+	}
 	// The body may take as long as it takes (a stream). A client that went
 	// away before the deadline was cleared is seen here.
 	_ = bc.conn.SetReadDeadline(time.Time{})
@@ -239,14 +243,22 @@ func (t *transport) exchange(bc *backendConn, req *http.Request, h hooks) (*http
 // pooledBody is an answer's body; it returns its connection to the pool
 // once read to the end.
 type pooledBody struct {
-	t    *transport
-	bc   *backendConn
-	ctx  context.Context
-	body io.ReadCloser
-	stop func() bool
-	eof  bool // read to the end
-	keep bool // the connection may carry another request
-	done bool
+	t      *transport
+	bc     *backendConn
+	ctx    context.Context
+	body   io.ReadCloser
+	stop   func() bool
+	eof    bool // read to the end
+	keep   bool // the connection may carry another request
+	done   bool
+	spoilt atomic.Bool // cut short: the connection is not kept
+}
+
+// spoil cuts the answer short from another goroutine: its reads fail, and
+// its connection is closed, not kept.
+func (b *pooledBody) spoil() {
+	b.spoilt.Store(true)
+	_ = b.bc.conn.SetDeadline(time.Unix(1, 0))
 }
 
 func (b *pooledBody) Read(p []byte) (int, error) {
@@ -268,7 +280,7 @@ func (b *pooledBody) Close() error {
 	err := b.body.Close()
 	// stop reports false once the client went away: the deadline it set
 	// has spoilt the connection.
-	if b.stop() && b.eof && b.keep && err == nil {
+	if b.stop() && b.eof && b.keep && err == nil && !b.spoilt.Load() {
 		b.t.put(b.bc)
 		return nil
 	}
