@@ -23,9 +23,9 @@ import (
 //
 // fasthttp reads every request. Most of an API's traffic (no body or a
 // small one, no upgrade) it serves itself, in serveFast: the request is
-// sent on with transport.send and the answer written back, with no
-// goroutine, request context or ResponseWriter per request. On this 2-core
-// machine that took the proxy from 0.35x to 0.43-0.45x of direct's
+// sent on with transport.send and the answer written back, with no request
+// context, background read or ResponseWriter per request. On this 2-core
+// machine that took the proxy from 0.32-0.36x to 0.39-0.45x of direct's
 // throughput (BenchmarkProxyOverhead), where net/http's server side was
 // most of what was left to cut.
 //
