@@ -73,7 +73,7 @@ func (rt *route) newFront() *fasthttp.Server {
 type fasthttpLogger struct{ log *slog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn(fmt.Sprintf(format, args...), "component", "proxy")
+	l.log.Warn(fmt.Sprintf(format, args...), "from", "fasthttp") // the logger names the component
 }
 
 // hopHeaders are the hop-by-hop headers, which are not sent on.

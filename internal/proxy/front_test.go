@@ -14,6 +14,25 @@ import (
 	"time"
 )
 
+// servingV1 starts a proxy whose web route serves an instance "v1".
+func servingV1(t *testing.T) (*Server, string) {
+	t.Helper()
+	s, listen := newProxy(t)
+	switchTo(t, s, startInstance(t, "v1"), "r1", time.Second)
+	return s, listen
+}
+
+// dial opens a raw connection to addr, closed at the test's end.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
 // seen is an answer read off a raw connection.
 type seen struct {
 	proto  string
@@ -63,11 +82,7 @@ func TestFastPathHeadersAndTargets(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}), 0)
 	_, base := serving(t, b)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
+	conn := dial(t, strings.TrimPrefix(base, "http://"))
 	br := bufio.NewReader(conn)
 	resp := rawRequest(t, conn, br, "GET /a%2Fb/c?x=1&y=%20z HTTP/1.1\r\nHost: App.Example\r\nX-Forwarded-For: 6.6.6.6\r\n"+
 		"Connection: keep-alive, X-Foo\r\nX-Foo: hop\r\nConnection: X-Bar\r\nX-Bar: hop\r\nTE: trailers, deflate\r\n"+
@@ -97,11 +112,7 @@ func TestFastPathHeadersAndTargets(t *testing.T) {
 		t.Errorf("HTTP/1.0: %s %q", resp.proto, resp.body)
 	}
 	// A request with no header line at all (HAProxy's check).
-	bare, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = bare.Close() }()
+	bare := dial(t, strings.TrimPrefix(base, "http://"))
 	if got := rawRequest(t, bare, bufio.NewReader(bare), "OPTIONS / HTTP/1.0\r\n\r\n"); got.body != "ok" {
 		t.Errorf("a request without headers: %q", got.body)
 	}
@@ -114,14 +125,8 @@ func TestFastPathHeadersAndTargets(t *testing.T) {
 // request it hands off (a WebSocket here), and one that starts with a
 // large body is served to its end.
 func TestHandOffKeepsTheConnection(t *testing.T) {
-	s, listen := newProxy(t)
-	a := startInstance(t, "v1")
-	switchTo(t, s, a, "r1", time.Second)
-	conn, err := net.Dial("tcp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
+	_, listen := servingV1(t)
+	conn := dial(t, listen)
 	br := bufio.NewReader(conn)
 	if got := rawRequest(t, conn, br, "GET /version HTTP/1.1\r\nHost: app\r\n\r\n"); got.body != "v1" {
 		t.Fatalf("before the upgrade: %q", got.body)
@@ -138,11 +143,7 @@ func TestHandOffKeepsTheConnection(t *testing.T) {
 	}
 
 	// A body over inlineBody, then more requests on the same connection.
-	conn2, err := net.Dial("tcp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn2.Close() }()
+	conn2 := dial(t, listen)
 	br2 := bufio.NewReader(conn2)
 	big := strings.Repeat("x", 3*inlineBody)
 	for i := range 3 {
@@ -282,11 +283,7 @@ func TestAbsoluteFormTarget(t *testing.T) {
 	}), 0)
 	_, base := serving(t, b)
 	u, _ := url.Parse(base)
-	conn, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
+	conn := dial(t, u.Host)
 	got := rawRequest(t, conn, bufio.NewReader(conn), "GET http://app.example/p?q=1 HTTP/1.1\r\nHost: app.example\r\n\r\n")
 	if got.body != "app.example /p?q=1" {
 		t.Fatalf("the instance saw %q", got.body)
@@ -387,11 +384,7 @@ func TestExpectContinueOnce(t *testing.T) {
 		_, _ = io.Copy(w, r.Body)
 	}), 0)
 	_, base := serving(t, b)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
+	conn := dial(t, strings.TrimPrefix(base, "http://"))
 	br := bufio.NewReader(conn)
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(conn, "PUT /up HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 7\r\n\r\n")
@@ -412,11 +405,7 @@ func TestExpectContinueOnce(t *testing.T) {
 		t.Fatalf("final answer: %d %q", resp.StatusCode, body)
 	}
 
-	big, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = big.Close() }()
+	big := dial(t, strings.TrimPrefix(base, "http://"))
 	_ = big.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(big, "PUT /up HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", MaxBody+1)
 	if line, _ := bufio.NewReader(big).ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 417 ") {
@@ -427,14 +416,8 @@ func TestExpectContinueOnce(t *testing.T) {
 // A request whose header fasthttp had read when the route was removed,
 // and which it hands off (a large body still arriving), is answered.
 func TestHandOffDuringRemove(t *testing.T) {
-	s, listen := newProxy(t)
-	a := startInstance(t, "v1")
-	switchTo(t, s, a, "r1", time.Second)
-	conn, err := net.Dial("tcp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
+	s, listen := servingV1(t)
+	conn := dial(t, listen)
 	const n = 20000
 	fmt.Fprintf(conn, "POST /version HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n%s", n, strings.Repeat("x", 100))
 	time.Sleep(100 * time.Millisecond)
@@ -518,13 +501,8 @@ func TestWriteRawHeader(t *testing.T) {
 // flush of the answer before it failed: the client reset the connection)
 // is counted out, and the route still shuts down at once.
 func TestHandOffThatNeverHappens(t *testing.T) {
-	s, listen := newProxy(t)
-	a := startInstance(t, "v1")
-	switchTo(t, s, a, "r1", time.Second)
-	conn, err := net.Dial("tcp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, listen := servingV1(t)
+	conn := dial(t, listen)
 	// An answer held back behind a pipelined request, which is handed off.
 	fmt.Fprintf(conn, "GET /slow HTTP/1.1\r\nHost: app\r\n\r\nGET /version HTTP/1.0\r\nHost: app\r\n\r\n")
 	time.Sleep(50 * time.Millisecond)
@@ -550,11 +528,7 @@ func TestGoneClientGetsNoAnswer(t *testing.T) {
 		}
 	}), 0)
 	_, base := serving(t, b)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
+	conn := dial(t, strings.TrimPrefix(base, "http://"))
 	fmt.Fprintf(conn, "GET /wait HTTP/1.1\r\nHost: app\r\n\r\n")
 	time.Sleep(waitingAfter + 300*time.Millisecond)
 	_ = conn.(*net.TCPConn).CloseWrite()
