@@ -9,8 +9,8 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/textproto"
-	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -106,31 +106,43 @@ func (rt *route) serveFast(ctx *fasthttp.RequestCtx) {
 	answer, err := b.forward(ctx, path)
 	if err != nil {
 		b.inflight.Add(-1)
-		if errors.Is(err, errClientGone) {
+		switch {
+		case errors.Is(err, errClientGone):
 			// No answer: the connection is closed as it is.
 			ctx.HijackSetNoResponse(true)
 			ctx.Hijack(func(net.Conn) {})
-			return
+		case errors.Is(err, errBadField):
+			ctx.Error("bad request header\n", http.StatusBadRequest)
+			ctx.SetConnectionClose()
+		default:
+			b.logFailure(string(path), err)
+			ctx.Response.Reset()
+			ctx.SetStatusCode(http.StatusBadGateway)
 		}
-		b.logFailure(string(path), err)
-		ctx.Response.Reset()
-		ctx.SetStatusCode(http.StatusBadGateway)
 		return
 	}
 	// The request is in flight until fasthttp has written the answer and
 	// closed its body.
-	ctx.SetBodyStream(answer, int(answer.resp.ContentLength))
+	ctx.SetBodyStream(answer, answer.size)
 }
+
+// wires are the buffers requests are built in before they are sent.
+var wires = sync.Pool{New: func() any { b := make([]byte, 0, 2<<10); return &b }}
 
 // forward sends ctx's request to b and sets the answer's status and header
 // on ctx. The answer's body is returned.
 func (b *backend) forward(ctx *fasthttp.RequestCtx, path []byte) (*relay, error) {
-	req, err := outRequest(ctx, b.addr, path)
+	h := &ctx.Request.Header
+	buf := wires.Get().(*[]byte)
+	defer wires.Put(buf)
+	wire, err := appendRequest((*buf)[:0], ctx, path)
+	*buf = wire[:0]
 	if err != nil {
 		return nil, err
 	}
-	resp, err := b.transport.send(req, hooks{ //nolint:bodyclose // the relay closes it, which fasthttp closes
-		got1xx: func(code int, hdr textproto.MIMEHeader) error { return write1xx(ctx.Conn(), code, hdr) },
+	r := request{addr: b.addr, wire: wire, head: h.IsHead(), replayable: replayable(h.Method(), h)}
+	a, err := b.transport.send(&r, hooks{
+		got1xx: func(hdr *fasthttp.ResponseHeader) error { return write1xx(ctx.Conn(), hdr) },
 		// A client that goes away while the instance is silent cuts the
 		// exchange short.
 		waiting: func(abort func()) func() { return watchClient(ctx.Conn(), abort) },
@@ -138,89 +150,124 @@ func (b *backend) forward(ctx *fasthttp.RequestCtx, path []byte) (*relay, error)
 	if err != nil {
 		return nil, err
 	}
-	ctx.SetStatusCode(resp.StatusCode)
-	copyAnswerHeader(&ctx.Response.Header, resp)
-	answer := &relay{ctx: ctx, resp: resp, b: b}
-	if pb, ok := resp.Body.(*pooledBody); ok && resp.ContentLength < 0 {
+	code := a.resp.StatusCode()
+	ctx.SetStatusCode(code)
+	copyAnswerHeader(&ctx.Response.Header, &a.resp.Header)
+	answer := &relay{ctx: ctx, a: a, b: b, size: max(a.resp.Header.ContentLength(), -1)}
+	switch {
+	case code == http.StatusNoContent || code == http.StatusNotModified:
+		answer.size = 0
+	case a.body != nil && answer.size < 0:
 		// Of unknown length (server-sent events, a stream), each read of
 		// the answer goes to the client as a chunk at once. The client may
 		// go away while the instance is silent: a watch of its connection
 		// then cuts the instance's answer short.
-		answer.unwatch = watchClient(ctx.Conn(), pb.spoil)
+		answer.unwatch = watchClient(ctx.Conn(), a.spoil)
 		ctx.Response.ImmediateHeaderFlush = true // the header goes before the first event
 	}
 	return answer, nil
 }
 
-// outRequest is the request sent on to the instance at addr. Its header
-// is the one received, in order and as written (fasthttp's parsed Cookie
+// errBadField is a request header field that is not sent on: a name with a
+// space in it, or a value with a line break or NUL (net/http answers 400).
+var errBadField = errors.New("malformed header field")
+
+// appendRequest appends to dst the request sent on to the instance: the
+// header as received, in order and as written (fasthttp's parsed Cookie
 // and Host would not be: it drops quoted cookies and lowercases the host),
-// less the hop-by-hop headers, with the proxy's own.
-func outRequest(ctx *fasthttp.RequestCtx, addr string, path []byte) (*http.Request, error) {
+// less the hop-by-hop headers, with the proxy's own; then the body.
+func appendRequest(dst []byte, ctx *fasthttp.RequestCtx, path []byte) ([]byte, error) {
 	h := &ctx.Request.Header
-	hdr := make(http.Header, 12)
-	var connection []string
-	host := ""
+	// The headers the Connection header lists are hop-by-hop too. A
+	// request seldom has one: its values are read in a pass of their own.
+	var listed []string
+	if len(h.Peek("Connection")) > 0 {
+		for k, v := range h.AllInOrder() {
+			if string(k) == "Connection" {
+				for tok := range strings.SplitSeq(string(v), ",") {
+					if tok = strings.TrimSpace(tok); tok != "" && !strings.EqualFold(tok, "Te") {
+						listed = append(listed, tok)
+					}
+				}
+			}
+		}
+	}
+	var host []byte
+	if target := h.RequestURI(); len(target) > 0 && target[0] != '/' {
+		host = ctx.URI().Host() // absolute-form: its host, as net/http
+	}
+	dst = append(dst, h.Method()...)
+	dst = append(dst, ' ')
+	dst = append(dst, path...)
+	if q := ctx.URI().QueryString(); len(q) > 0 {
+		dst = append(dst, '?')
+		dst = append(dst, q...)
+	}
+	dst = append(dst, " HTTP/1.1\r\n"...)
+	hasID := false
 	for k, v := range h.AllInOrder() {
-		key := string(k)
-		switch key {
+		if bytes.IndexByte(k, ' ') >= 0 || bytes.ContainsAny(v, "\r\n\x00") {
+			return dst, errBadField
+		}
+		switch string(k) {
 		case "Host":
-			host = string(v)
+			if host == nil {
+				host = v
+			}
 			continue
-		case "Connection":
-			connection = append(connection, string(v))
-			continue
-		case "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		case "Connection", "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
 			continue
 		case "Te":
-			if strings.Contains(strings.ToLower(string(v)), "trailers") {
-				hdr["Te"] = []string{"trailers"}
+			if bytes.Contains(bytes.ToLower(v), []byte("trailers")) {
+				dst = append(dst, "Te: trailers\r\n"...)
 			}
 			continue
+		case "X-Request-Id":
+			hasID = true
 		}
-		if !isHop(key) {
-			hdr[key] = append(hdr[key], string(v))
+		if isHop(string(k)) || isListed(listed, k) {
+			continue
 		}
+		dst = appendField(dst, k, v)
 	}
-	for _, c := range connection {
-		for tok := range strings.SplitSeq(c, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" && http.CanonicalHeaderKey(tok) != "Te" {
-				delete(hdr, http.CanonicalHeaderKey(tok))
-			}
-		}
+	dst = appendField(dst, []byte("Host"), host)
+	if !hasID {
+		dst = append(dst, "X-Request-Id: "...)
+		dst = append(dst, requestID()...)
+		dst = append(dst, "\r\n"...)
 	}
-	if target := h.RequestURI(); len(target) > 0 && target[0] != '/' {
-		host = string(ctx.URI().Host()) // absolute-form: its host, as net/http
+	dst = append(dst, "X-Forwarded-For: "...)
+	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		dst = ta.AddrPort().Addr().Unmap().AppendTo(dst)
+	} else {
+		dst = append(dst, ctx.RemoteIP().String()...)
 	}
-	if _, ok := hdr["User-Agent"]; !ok {
-		hdr["User-Agent"] = []string{""} // not Go's own
-	}
-	if _, ok := hdr["X-Request-Id"]; !ok {
-		hdr["X-Request-Id"] = []string{requestID()}
-	}
-	hdr["X-Forwarded-For"] = []string{ctx.RemoteIP().String()}
-	hdr["X-Forwarded-Host"] = []string{host}
-	hdr["X-Forwarded-Proto"] = []string{"http"}
-	req := &http.Request{
-		Method:     string(h.Method()),
-		URL:        &url.URL{Scheme: "http", Host: addr, Opaque: string(path), RawQuery: string(ctx.URI().QueryString())},
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     hdr,
-		Host:       host,
-	}
-	if n := h.ContentLength(); n > 0 {
+	dst = append(dst, "\r\n"...)
+	dst = appendField(dst, []byte("X-Forwarded-Host"), host)
+	dst = append(dst, "X-Forwarded-Proto: http\r\n"...)
+	n := h.ContentLength()
+	switch m := string(h.Method()); {
+	case n > 0:
+		dst = strconv.AppendInt(append(dst, "Content-Length: "...), int64(n), 10)
+		dst = append(dst, "\r\n\r\n"...)
 		// fasthttp has read it ahead whole (n ≤ inlineBody).
-		body := make([]byte, n)
+		dst = slices.Grow(dst, n)
+		body := dst[len(dst) : len(dst)+n]
 		if _, err := io.ReadFull(ctx.RequestBodyStream(), body); err != nil {
-			return nil, err
+			return dst, err
 		}
-		req.ContentLength = int64(n)
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		return dst[:len(dst)+n], nil
+	case n == 0 || m == http.MethodPost || m == http.MethodPut || m == http.MethodPatch:
+		dst = append(dst, "Content-Length: 0\r\n"...) // as net/http sends them
 	}
-	return req, nil
+	return append(dst, "\r\n"...), nil
+}
+
+func appendField(dst, k, v []byte) []byte {
+	dst = append(dst, k...)
+	dst = append(dst, ": "...)
+	dst = append(dst, v...)
+	return append(dst, "\r\n"...)
 }
 
 func isHop(key string) bool {
@@ -232,45 +279,54 @@ func isHop(key string) bool {
 	return false
 }
 
-// listed reports whether one of the Connection header values names key.
-func listed(connection []string, key string) bool {
-	for _, c := range connection {
-		for tok := range strings.SplitSeq(c, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), key) {
-				return true
-			}
+// isListed reports whether listed, the names a Connection header gives,
+// has key.
+func isListed(listed []string, key []byte) bool {
+	for _, l := range listed {
+		if strings.EqualFold(l, string(key)) {
+			return true
 		}
 	}
 	return false
 }
 
 // copyAnswerHeader copies the instance's answer header, less the hop-by-hop
-// ones and the framing, which fasthttp writes.
-func copyAnswerHeader(dst *fasthttp.ResponseHeader, resp *http.Response) {
-	connection := resp.Header["Connection"]
-	for k, vs := range resp.Header {
-		if k == "Content-Length" || isHop(k) || listed(connection, k) {
-			continue
-		}
-		for _, v := range vs {
-			dst.Add(k, v)
+// ones, those its Connection header lists, and the framing, which fasthttp
+// writes.
+func copyAnswerHeader(dst, src *fasthttp.ResponseHeader) {
+	var listed []string
+	if len(src.Peek("Connection")) > 0 {
+		for _, v := range src.PeekAll("Connection") {
+			for tok := range strings.SplitSeq(string(v), ",") {
+				if tok = strings.TrimSpace(tok); tok != "" {
+					listed = append(listed, tok)
+				}
+			}
 		}
 	}
-	for k := range resp.Trailer {
-		_ = dst.AddTrailer(k)
+	for k, v := range src.All() {
+		if string(k) == "Content-Length" || isHop(string(k)) || isListed(listed, k) || bytes.IndexByte(k, ' ') >= 0 {
+			continue
+		}
+		dst.AddBytesKV(k, v)
+	}
+	for k := range src.Trailers() {
+		_ = dst.AddTrailerBytes(k)
 	}
 }
 
 // write1xx sends an informational answer (103 Early Hints) to the client
 // before the final one.
-func write1xx(c net.Conn, code int, hdr textproto.MIMEHeader) error {
-	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
-	if err := http.Header(hdr).Write(&buf); err != nil {
-		return err
+func write1xx(c net.Conn, hdr *fasthttp.ResponseHeader) error {
+	code := hdr.StatusCode()
+	buf := fmt.Appendf(nil, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	for k, v := range hdr.All() {
+		if !isHop(string(k)) && bytes.IndexByte(k, ' ') < 0 {
+			buf = appendField(buf, k, v)
+		}
 	}
-	buf.WriteString("\r\n")
-	_, err := c.Write(buf.Bytes())
+	buf = append(buf, "\r\n"...)
+	_, err := c.Write(buf)
 	return err
 }
 
@@ -289,34 +345,36 @@ func (b *backend) logFailure(path string, err error) {
 // client; closing it (fasthttp does, written or not) ends the request.
 type relay struct {
 	ctx     *fasthttp.RequestCtx
-	resp    *http.Response
+	a       *answer
 	b       *backend // its request is in flight until Close
+	size    int      // the body's length, -1 if not known
 	unwatch func()
 	closed  bool
 }
 
-func (a *relay) Read(p []byte) (int, error) {
-	n, err := a.resp.Body.Read(p)
+func (r *relay) Read(p []byte) (int, error) {
+	n, err := r.a.Read(p)
 	if err == io.EOF {
-		for k, vs := range a.resp.Trailer {
-			for _, v := range vs {
-				a.ctx.Response.Header.Add(k, v)
+		hdr := &r.a.resp.Header
+		for k := range hdr.Trailers() {
+			for _, v := range hdr.PeekAllTrailer(string(k)) {
+				r.ctx.Response.Header.AddBytesKV(k, v)
 			}
 		}
 	}
 	return n, err
 }
 
-func (a *relay) Close() error {
-	if a.closed {
+func (r *relay) Close() error {
+	if r.closed {
 		return nil
 	}
-	a.closed = true
-	if a.unwatch != nil {
-		a.unwatch()
+	r.closed = true
+	if r.unwatch != nil {
+		r.unwatch()
 	}
-	_ = a.resp.Body.Close()
-	a.b.inflight.Add(-1)
+	r.a.Close()
+	r.b.inflight.Add(-1)
 	return nil
 }
 

@@ -106,6 +106,9 @@ func TestFastPathHeadersAndTargets(t *testing.T) {
 	if resp.length != 2 || resp.body != "" {
 		t.Errorf("HEAD: length %d, body %q", resp.length, resp.body)
 	}
+	if b.connections() != 1 {
+		t.Errorf("the fast path used %d connections to the instance, want 1 kept alive", b.connections())
+	}
 	// HTTP/1.0 goes to net/http, which answers it in its own terms.
 	resp = rawRequest(t, conn, br, "GET /old HTTP/1.0\r\nHost: app\r\nConnection: keep-alive\r\n\r\n")
 	if resp.proto != "HTTP/1.0" || resp.body != "ok" {
@@ -116,8 +119,8 @@ func TestFastPathHeadersAndTargets(t *testing.T) {
 	if got := rawRequest(t, bare, bufio.NewReader(bare), "OPTIONS / HTTP/1.0\r\n\r\n"); got.body != "ok" {
 		t.Errorf("a request without headers: %q", got.body)
 	}
-	if b.connections() != 1 {
-		t.Errorf("the proxy used %d connections to the instance, want 1 kept alive", b.connections())
+	if b.connections() != 2 {
+		t.Errorf("the proxy used %d connections to the instance, want 2 kept alive: the fast path's and net/http's", b.connections())
 	}
 }
 
@@ -535,5 +538,83 @@ func TestGoneClientGetsNoAnswer(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if got, err := io.ReadAll(conn); len(got) != 0 || err != nil {
 		t.Fatalf("after the client half-closed: %q %v", got, err)
+	}
+}
+
+// The fast path reads every framing an instance may answer with: a header
+// larger than the connection's first read buffer, 204 and 304 with no
+// body, a body that ends when the instance closes; and an answer whose
+// header is over maxAnswerHeader is a 502. The connection to the
+// instance is kept when the framing allows it.
+func TestAnswerFraming(t *testing.T) {
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			w.Header().Set("X-Big", strings.Repeat("b", 100<<10))
+			_, _ = io.WriteString(w, "big")
+		case "/huge":
+			w.Header().Set("X-Huge", strings.Repeat("h", maxAnswerHeader))
+		case "/204":
+			w.WriteHeader(http.StatusNoContent)
+		case "/304":
+			w.Header().Set("Content-Length", "10") // the length of what a GET would get
+			w.WriteHeader(http.StatusNotModified)
+		case "/until-close":
+			conn, bw, _ := http.NewResponseController(w).Hijack()
+			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+			_ = bw.Flush()
+			_ = conn.Close()
+		case "/content-length":
+			fmt.Fprintf(w, "%q %d", r.Header.Get("Content-Length"), r.ContentLength)
+		}
+	}), 0)
+	_, base := serving(t, b)
+	conn := dial(t, strings.TrimPrefix(base, "http://"))
+	br := bufio.NewReader(conn)
+	get := func(path string) seen { return rawRequest(t, conn, br, "GET "+path+" HTTP/1.1\r\nHost: app\r\n\r\n") }
+	if got := get("/big"); got.body != "big" || len(got.header.Get("X-Big")) != 100<<10 {
+		t.Errorf("a 100 KiB header: %q, X-Big of %d bytes", got.body, len(got.header.Get("X-Big")))
+	}
+	for _, path := range []string{"/204", "/304"} {
+		if got := get(path); got.body != "" {
+			t.Errorf("%s: body %q", path, got.body)
+		}
+	}
+	if got := rawRequest(t, conn, br, "POST /content-length HTTP/1.1\r\nHost: app\r\n\r\n"); got.body != `"0" 0` {
+		t.Errorf("a POST with no body reached the instance with Content-Length and length %s", got.body)
+	}
+	if n := b.connections(); n != 1 {
+		t.Errorf("%d connections to the instance for answers that allow keeping it, want 1", n)
+	}
+	if got := get("/until-close"); got.body != "until the end" {
+		t.Errorf("a body that ends at the close: %q", got.body)
+	}
+	if got := get("/huge"); got.header.Get("X-Huge") != "" || got.body != "" {
+		t.Errorf("a header over %d bytes reached the client: %d bytes", maxAnswerHeader, len(got.header.Get("X-Huge")))
+	}
+	if got := get("/big"); got.body != "big" {
+		t.Errorf("after the 502: %q", got.body)
+	}
+}
+
+// A header name with a space in it, which fasthttp lets through, gets the
+// proxy's own 400 (net/http's would come from the instance); a value with
+// a NUL in it gets fasthttp's.
+func TestMalformedFieldsAreRefused(t *testing.T) {
+	b := startBackend(t, answering("ok"), 0)
+	_, base := serving(t, b)
+	for field, want := range map[string]string{"Bad Name: x": "bad request header\n", "X-Nul: a\x00b": "Error when parsing request"} {
+		conn := dial(t, strings.TrimPrefix(base, "http://"))
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: app\r\n%s\r\n\r\n", field)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", field, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || string(body) != want {
+			t.Errorf("%q: %d %q, want 400 %q", field, resp.StatusCode, body, want)
+		}
 	}
 }

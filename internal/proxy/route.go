@@ -63,7 +63,7 @@ func newBackend(addr, release string, transport *transport, log *slog.Logger) *b
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
 		},
-		Transport:  transport,
+		Transport:  transport.std,
 		BufferPool: &copyBuffers,
 		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		// FlushInterval 0: ReverseProxy flushes server-sent events and
