@@ -180,14 +180,15 @@ func appendRequest(dst []byte, ctx *fasthttp.RequestCtx, path []byte) ([]byte, e
 	h := &ctx.Request.Header
 	// The headers the Connection header lists are hop-by-hop too. A
 	// request seldom has one: its values are read in a pass of their own.
+	// The headers the Connection header lists are hop-by-hop too. They
+	// are read from the parsed header: AllInOrder, which joins folded
+	// lines where they lie, gives the raw header once.
 	var listed []string
 	if len(h.Peek("Connection")) > 0 {
-		for k, v := range h.AllInOrder() {
-			if string(k) == "Connection" {
-				for tok := range strings.SplitSeq(string(v), ",") {
-					if tok = strings.TrimSpace(tok); tok != "" && !strings.EqualFold(tok, "Te") {
-						listed = append(listed, tok)
-					}
+		for _, v := range h.PeekAll("Connection") {
+			for tok := range strings.SplitSeq(string(v), ",") {
+				if tok = strings.TrimSpace(tok); tok != "" && !strings.EqualFold(tok, "Te") {
+					listed = append(listed, tok)
 				}
 			}
 		}
@@ -222,12 +223,11 @@ func appendRequest(dst []byte, ctx *fasthttp.RequestCtx, path []byte) ([]byte, e
 				dst = append(dst, "Te: trailers\r\n"...)
 			}
 			continue
-		case "X-Request-Id":
-			hasID = true
 		}
 		if isHop(string(k)) || isListed(listed, k) {
 			continue
 		}
+		hasID = hasID || string(k) == "X-Request-Id"
 		dst = appendField(dst, k, v)
 	}
 	dst = appendField(dst, []byte("Host"), host)

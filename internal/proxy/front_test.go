@@ -572,9 +572,6 @@ func TestAnswerFraming(t *testing.T) {
 	conn := dial(t, strings.TrimPrefix(base, "http://"))
 	br := bufio.NewReader(conn)
 	get := func(path string) seen { return rawRequest(t, conn, br, "GET "+path+" HTTP/1.1\r\nHost: app\r\n\r\n") }
-	if got := get("/big"); got.body != "big" || len(got.header.Get("X-Big")) != 100<<10 {
-		t.Errorf("a 100 KiB header: %q, X-Big of %d bytes", got.body, len(got.header.Get("X-Big")))
-	}
 	for _, path := range []string{"/204", "/304"} {
 		if got := get(path); got.body != "" {
 			t.Errorf("%s: body %q", path, got.body)
@@ -592,8 +589,108 @@ func TestAnswerFraming(t *testing.T) {
 	if got := get("/huge"); got.header.Get("X-Huge") != "" || got.body != "" {
 		t.Errorf("a header over %d bytes reached the client: %d bytes", maxAnswerHeader, len(got.header.Get("X-Huge")))
 	}
-	if got := get("/big"); got.body != "big" {
-		t.Errorf("after the 502: %q", got.body)
+	// A connection whose reader grew for a large header is not kept.
+	before := b.connections()
+	for range 2 {
+		if got := get("/big"); got.body != "big" || len(got.header.Get("X-Big")) != 100<<10 {
+			t.Errorf("a 100 KiB header: %q, X-Big of %d bytes", got.body, len(got.header.Get("X-Big")))
+		}
+	}
+	if n := b.connections() - before; n != 2 {
+		t.Errorf("two answers with a 100 KiB header took %d new connections, want 2", n)
+	}
+
+	// A header ended by bare line feeds is a 502 at once: fasthttp's parser
+	// would wait for a CRLF CRLF that does not come.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				r := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(r)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/health" {
+						_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+						continue
+					}
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
+				}
+			}()
+		}
+	}()
+	_, lfBase := serving(t, &backendServer{addr: ln.Addr().String()})
+	client := &http.Client{Timeout: 5 * time.Second}
+	start := time.Now()
+	resp, err := client.Get(lfBase + "/")
+	if err != nil {
+		t.Fatalf("a header ended by bare line feeds: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || time.Since(start) > 2*time.Second {
+		t.Errorf("a header ended by bare line feeds: %d after %s, want a 502 at once", resp.StatusCode, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// Fields reach the instance as the client sent them: a folded value joined
+// by spaces, whatever else the header holds; and an X-Request-Id that the
+// Connection header lists (hop-by-hop, so dropped) is replaced by the
+// proxy's own.
+func TestRequestFieldsAsSent(t *testing.T) {
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%q %q", r.Header.Values("X-A"), r.Header.Get("X-Request-Id"))
+	}), 0)
+	_, base := serving(t, b)
+	for _, extra := range []string{"", "Connection: keep-alive\r\n"} {
+		c := dial(t, strings.TrimPrefix(base, "http://"))
+		got := rawRequest(t, c, bufio.NewReader(c), "GET / HTTP/1.1\r\nHost: app\r\n"+extra+"X-Request-Id: mine\r\nX-A: a\r\n b\r\n\tc\r\n\r\n")
+		if got.body != `["a b c"] "mine"` {
+			t.Errorf("with %q, the instance saw %s", extra, got.body)
+		}
+	}
+	c := dial(t, strings.TrimPrefix(base, "http://"))
+	got := rawRequest(t, c, bufio.NewReader(c), "GET / HTTP/1.1\r\nHost: app\r\nConnection: X-Request-Id\r\nX-Request-Id: mine\r\n\r\n")
+	if _, id, _ := strings.Cut(got.body, " "); id == `""` || id == `"mine"` {
+		t.Errorf("a listed X-Request-Id: the instance saw %s", id)
+	}
+}
+
+// An answer to HEAD with no length keeps its connection to the instance
+// (fasthttp's parser takes it for a body that ends at the close), unless
+// it says Connection: close.
+func TestHeadWithoutLength(t *testing.T) {
+	for _, closing := range []bool{false, true} {
+		b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if closing {
+				w.Header().Set("Connection", "close")
+			}
+		}), 0)
+		_, base := serving(t, b)
+		conn := dial(t, strings.TrimPrefix(base, "http://"))
+		br := bufio.NewReader(conn)
+		for range 3 {
+			if got := rawRequest(t, conn, br, "HEAD / HTTP/1.1\r\nHost: app\r\n\r\n"); got.body != "" {
+				t.Fatalf("HEAD: body %q", got.body)
+			}
+		}
+		want := 1
+		if closing {
+			want = 3
+		}
+		if n := b.connections(); n != want {
+			t.Errorf("Connection: close %v: 3 HEADs took %d connections to the instance, want %d", closing, n, want)
+		}
 	}
 }
 

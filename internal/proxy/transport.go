@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -48,13 +49,14 @@ func newTransport() *transport {
 		idle:          map[string][]*backendConn{},
 	}
 	t.std = &http.Transport{
-		Proxy:                 nil,
-		DialContext:           t.dialer.DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   t.maxIdle,
-		IdleConnTimeout:       t.idleTimeout,
-		ResponseHeaderTimeout: t.headerTimeout,
-		ExpectContinueTimeout: time.Second,
+		Proxy:                  nil,
+		DialContext:            t.dialer.DialContext,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    t.maxIdle,
+		IdleConnTimeout:        t.idleTimeout,
+		ResponseHeaderTimeout:  t.headerTimeout,
+		MaxResponseHeaderBytes: maxAnswerHeader,
+		ExpectContinueTimeout:  time.Second,
 		// Pass bodies through as they are: without this the transport
 		// asks for gzip on the client's behalf and unpacks the answer.
 		DisableCompression: true,
@@ -198,7 +200,9 @@ func (t *transport) exchange(bc *backendConn, r *request, h hooks) (*answer, err
 			_ = bc.conn.SetReadDeadline(deadline)
 		}
 		hdr.SetNoDefaultContentType(true)
-		if err := readHeader(bc, hdr); err != nil {
+		open, err := readHeader(bc, hdr, r.head)
+		a.headOpen = open
+		if err != nil {
 			if gone.Load() {
 				return fail(nil)
 			}
@@ -228,8 +232,13 @@ func (t *transport) exchange(bc *backendConn, r *request, h hooks) (*answer, err
 	code := hdr.StatusCode()
 	if r.head || code == http.StatusNoContent || code == http.StatusNotModified {
 		a.eof = true // no body, whatever its header says
+		// fasthttp's parser, which does not know the request was a HEAD,
+		// takes an answer with no length for one whose body ends at the
+		// close: its header as written says whether it does.
+		a.headOpen = a.headOpen && r.head && hdr.ContentLength() == -2
 		return a, nil
 	}
+	a.headOpen = false
 	a.resp.StreamBody = true
 	if err := a.resp.ReadBody(bc.br, 0); err != nil {
 		return fail(err)
@@ -239,16 +248,49 @@ func (t *transport) exchange(bc *backendConn, r *request, h hooks) (*answer, err
 }
 
 // readHeader reads an answer's header from bc, its reader made larger for
-// a header that does not fit.
-func readHeader(bc *backendConn, hdr *fasthttp.ResponseHeader) error {
+// a header that does not fit. For the answer to a HEAD it reports whether
+// the header, as written, leaves the connection open (see answer.headOpen).
+func readHeader(bc *backendConn, hdr *fasthttp.ResponseHeader, head bool) (open bool, err error) {
+	// fasthttp's parser waits for the CRLF CRLF that ends a header: one
+	// ended by bare line feeds, which never comes, is refused at once.
+	raw, _ := bc.br.Peek(bc.br.Buffered())
+	end := bytes.Index(raw, []byte("\r\n\r\n"))
+	before := func(i int) bool { return i >= 0 && (end < 0 || i < end) }
+	if before(bytes.Index(raw, []byte("\n\n"))) || before(bytes.Index(raw, []byte("\n\r\n"))-1) {
+		return false, errors.New("a header line ends with a bare line feed")
+	}
+	if head && end >= 0 {
+		open = keepsOpen(raw[:end])
+	}
 	for {
 		err := hdr.Read(bc.br)
 		var small *fasthttp.ErrSmallBuffer
 		if !errors.As(err, &small) || bc.br.Size() >= maxAnswerHeader {
-			return err
+			return open, err
 		}
 		bc.br = bufio.NewReaderSize(bc.br, maxAnswerHeader)
 	}
+}
+
+// keepsOpen reports whether an answer's header leaves its connection open:
+// HTTP/1.1, with no Connection: close.
+func keepsOpen(head []byte) bool {
+	status, fields, _ := bytes.Cut(head, []byte("\r\n"))
+	if !bytes.HasPrefix(status, []byte("HTTP/1.1 ")) {
+		return false
+	}
+	for line := range bytes.SplitSeq(fields, []byte("\r\n")) {
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		if !bytes.EqualFold(bytes.TrimSpace(name), []byte("Connection")) {
+			continue
+		}
+		for tok := range bytes.SplitSeq(value, []byte(",")) {
+			if bytes.EqualFold(bytes.TrimSpace(tok), []byte("close")) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // answer is an instance's answer to a request of send: its status and
@@ -261,6 +303,9 @@ type answer struct {
 	body   io.Reader   // nil when the answer has no body
 	eof    bool        // read to the end
 	spoilt atomic.Bool // cut short: the connection is not kept
+	// headOpen: the answer to a HEAD, with no length, whose connection
+	// stays open all the same.
+	headOpen bool
 }
 
 var answers = sync.Pool{New: func() any { return new(answer) }}
@@ -285,7 +330,9 @@ func (a *answer) Read(p []byte) (int, error) {
 
 // Close ends the answer; a is not used after it.
 func (a *answer) Close() {
-	keep := a.eof && !a.resp.Header.ConnectionClose() && !a.spoilt.Load()
+	// A connection whose reader grew for a large header is not kept with
+	// it.
+	keep := a.eof && (a.headOpen || !a.resp.Header.ConnectionClose()) && !a.spoilt.Load() && a.bc.br.Size() <= readBuffer
 	if a.body != nil {
 		// A stream whose read failed leaves its connection at an unknown
 		// offset: eof is false then, and the connection is closed.
@@ -301,7 +348,7 @@ func (a *answer) Close() {
 
 func (a *answer) release() {
 	a.resp.Reset()
-	a.t, a.bc, a.body, a.eof = nil, nil, nil, false
+	a.t, a.bc, a.body, a.eof, a.headOpen = nil, nil, nil, false, false
 	a.spoilt.Store(false)
 	answers.Put(a)
 }
