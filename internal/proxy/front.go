@@ -442,9 +442,9 @@ func (rt *route) handOff(ctx *fasthttp.RequestCtx) {
 		// fasthttp has taken the chunks apart: frame them again.
 		parts = append(parts, &chunker{r: ctx.RequestBodyStream()})
 	}
-	// Counted until net/http has the connection (see shutdown), or fasthttp
-	// closes it without running the hijack (a failed flush of an answer
-	// before it): the fasthttp ConnState hook.
+	// Counted until net/http has answered the request (see shutdown), or
+	// fasthttp closes the connection without running the hijack (a failed
+	// flush of an answer before it): the fasthttp ConnState hook.
 	rt.pending.Store(ctx.Conn(), struct{}{})
 	rt.handoffs.Add(1)
 	ctx.HijackSetNoResponse(true)
@@ -470,8 +470,9 @@ func (rt *route) handOff(ctx *fasthttp.RequestCtx) {
 	})
 }
 
-// handedOff counts the hand-off of c done, once: net/http has the
-// connection (its StateNew), or will never have it.
+// handedOff counts the hand-off of c done, once: net/http has answered
+// its request (the connection is idle, hijacked or closed), or will never
+// have it.
 func (rt *route) handedOff(c net.Conn) {
 	if _, ok := rt.pending.LoadAndDelete(c); ok {
 		rt.handoffs.Add(-1)

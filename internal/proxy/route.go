@@ -129,8 +129,8 @@ func (rt *route) shutdown(ctx context.Context) {
 	_ = rt.ln.Close() // at once, whether or not fasthttp has started on it
 	_ = rt.fast.ShutdownWithContext(ctx)
 	// A request fasthttp had read may have been handed off as it stopped:
-	// net/http must have its connection before it shuts down, or it would
-	// drop it unanswered.
+	// net/http must have answered it before it shuts down, for net/http
+	// drops a request it reads once Shutdown has begun.
 	for rt.handoffs.Load() > 0 && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}

@@ -120,9 +120,11 @@ func (s *Server) openRoute(service, listen, health string) (*route, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// No read or write timeout: streams and WebSockets last.
+		// A handed-off connection is counted done once its replayed
+		// request is answered (see route.shutdown).
 		ConnState: func(c net.Conn, state http.ConnState) {
-			if rc, ok := c.(*replayConn); ok && state == http.StateNew {
-				rc.count() // tracked: Shutdown waits for it from now on
+			if rc, ok := c.(*replayConn); ok && (state == http.StateIdle || state == http.StateHijacked || state == http.StateClosed) {
+				rc.count()
 			}
 		},
 	}
