@@ -24,7 +24,7 @@ import (
 // from the connection. Against net/http's Request.Write and ReadResponse,
 // which allocate a header map, strings and readers per request, that cut
 // the proxy's CPU per request by a fifth on this 2-core machine. Requests
-// handed off to net/http (bodies of unknown length, upgrades, Expect) go
+// handed off to net/http (larger bodies, upgrades, Expect, HTTP/1.0) go
 // through std, an http.Transport.
 type transport struct {
 	std    *http.Transport
