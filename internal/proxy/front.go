@@ -178,20 +178,13 @@ var errBadField = errors.New("malformed header field")
 // less the hop-by-hop headers, with the proxy's own; then the body.
 func appendRequest(dst []byte, ctx *fasthttp.RequestCtx, path []byte) ([]byte, error) {
 	h := &ctx.Request.Header
-	// The headers the Connection header lists are hop-by-hop too. A
-	// request seldom has one: its values are read in a pass of their own.
-	// The headers the Connection header lists are hop-by-hop too. They
-	// are read from the parsed header: AllInOrder, which joins folded
-	// lines where they lie, gives the raw header once.
+	// The headers the Connection header lists are hop-by-hop too (Te is
+	// kept as trailers, below). They are read from the parsed header:
+	// AllInOrder, which joins folded lines where they lie, reads the raw
+	// header once.
 	var listed []string
 	if len(h.Peek("Connection")) > 0 {
-		for _, v := range h.PeekAll("Connection") {
-			for tok := range strings.SplitSeq(string(v), ",") {
-				if tok = strings.TrimSpace(tok); tok != "" && !strings.EqualFold(tok, "Te") {
-					listed = append(listed, tok)
-				}
-			}
-		}
+		listed = connectionTokens(h.PeekAll("Connection"))
 	}
 	var host []byte
 	if target := h.RequestURI(); len(target) > 0 && target[0] != '/' {
@@ -279,6 +272,20 @@ func isHop(key string) bool {
 	return false
 }
 
+// connectionTokens are the field names that Connection header values
+// list.
+func connectionTokens(values [][]byte) []string {
+	var names []string
+	for _, v := range values {
+		for tok := range strings.SplitSeq(string(v), ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				names = append(names, tok)
+			}
+		}
+	}
+	return names
+}
+
 // isListed reports whether listed, the names a Connection header gives,
 // has key.
 func isListed(listed []string, key []byte) bool {
@@ -296,13 +303,7 @@ func isListed(listed []string, key []byte) bool {
 func copyAnswerHeader(dst, src *fasthttp.ResponseHeader) {
 	var listed []string
 	if len(src.Peek("Connection")) > 0 {
-		for _, v := range src.PeekAll("Connection") {
-			for tok := range strings.SplitSeq(string(v), ",") {
-				if tok = strings.TrimSpace(tok); tok != "" {
-					listed = append(listed, tok)
-				}
-			}
-		}
+		listed = connectionTokens(src.PeekAll("Connection"))
 	}
 	for k, v := range src.All() {
 		if string(k) == "Content-Length" || isHop(string(k)) || isListed(listed, k) || bytes.IndexByte(k, ' ') >= 0 {
