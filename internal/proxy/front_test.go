@@ -4,12 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -338,35 +342,128 @@ func TestClientGoesAwayBeforeTheAnswer(t *testing.T) {
 // read races with fasthttp's reuse of its reader for other connections),
 // and requests on other connections are served whole.
 //
-// Each rejected upload has a connection of its own: a connection whose
-// chunked upload the instance answers early can be out of step afterwards,
-// as it was with net/http alone before the hand-off.
-func TestUnreadChunkedBodies(t *testing.T) {
+// An upload that its instance answers without reading it all (a 401
+// before the body) leaves the client's connection in step, for a body of
+// known length and a chunked one alike: up to 256 KiB more of it is read
+// and dropped, and the connection takes the next request; with more left,
+// the connection closes after the answer. What is left is never taken for
+// a request. Against a net/http instance, which drops a small body itself,
+// and one that answers and closes before the body comes, which leaves it
+// to the proxy. A body the instance does read streams back whole.
+func TestUnreadBodies(t *testing.T) {
+	var logged strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(p)
+	}), nil))
 	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/reject" {
+		switch r.URL.Path {
+		case "/reject":
 			w.WriteHeader(http.StatusUnauthorized)
-			return
+		case "/next":
+			_, _ = io.WriteString(w, "next")
+		default:
+			_ = http.NewResponseController(w).EnableFullDuplex()
+			_, _ = io.Copy(w, r.Body)
 		}
-		_ = http.NewResponseController(w).EnableFullDuplex()
-		_, _ = io.Copy(w, r.Body)
 	}), 0)
-	_, base := serving(t, b)
-	once := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	for i := range 5 {
-		req, _ := http.NewRequest(http.MethodPost, base+"/reject", io.MultiReader(strings.NewReader(strings.Repeat("x", 2<<20))))
-		req.ContentLength = -1
-		resp, err := once.Do(req)
-		if err != nil {
-			continue // the proxy may close before the client has sent it all
+	s, listen := newProxyLogging(t, log)
+	type upload struct {
+		size    int
+		chunked bool
+		kept    bool
+	}
+	for _, in := range []struct {
+		name    string
+		addr    string
+		late    bool
+		uploads []upload
+	}{
+		{"net/http", b.addr, false, []upload{
+			{20 << 10, false, true}, {20 << 10, true, true},
+			{200 << 10, false, true}, {200 << 10, true, true},
+			// Too large for the instance's socket buffers: the transport
+			// cannot have sent it all on.
+			{16 << 20, false, false}, {16 << 20, true, false},
+		}},
+		{"closes at once", closingInstance(t), true, []upload{
+			{20 << 10, false, true}, {20 << 10, true, true},
+			{200 << 10, false, true}, {200 << 10, true, true},
+			// More than the proxy drops, less than net/http would drop
+			// after it.
+			{480 << 10, false, false}, {480 << 10, true, false},
+			{16 << 20, false, false}, {16 << 20, true, false},
+		}},
+	} {
+		if _, err := s.Switch("web", in.addr, in.name); err != nil {
+			t.Fatal(err)
 		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("POST %d: %d", i, resp.StatusCode)
+		for _, c := range in.uploads {
+			name := fmt.Sprintf("%s, %d KiB, chunked %v", in.name, c.size>>10, c.chunked)
+			conn := dial(t, listen)
+			br := bufio.NewReader(conn)
+			head := fmt.Sprintf("POST /reject HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n", c.size)
+			body := strings.Repeat("x", c.size)
+			if c.chunked {
+				head = "POST /reject HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n"
+				body = fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", c.size, body)
+			}
+			// The client sends its body at once, or, to the instance that
+			// closes, its first 8 KiB (http.Transport sends the header on
+			// with the body's first 4 KiB) and the rest once the answer
+			// came.
+			first, rest := head+body, ""
+			if in.late {
+				first, rest = head+body[:8<<10], body[8<<10:]
+			}
+			sent := make(chan error, 1)
+			go func() {
+				_, err := io.WriteString(conn, first)
+				sent <- err
+			}()
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodPost})
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("%s: %d; want 401", name, resp.StatusCode)
+			}
+			if in.late {
+				if err := <-sent; err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				go func() {
+					_, err := io.WriteString(conn, rest)
+					sent <- err
+				}()
+			}
+			if !c.kept {
+				if n, err := br.Read(make([]byte, 64)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("%s: the connection was kept (%d more bytes came, %v); want it closed", name, n, err)
+				}
+				continue
+			}
+			if err := <-sent; err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if got := rawRequest(t, conn, br, "GET /next HTTP/1.1\r\nHost: app\r\n\r\n"); got.body != "next" {
+				t.Fatalf("%s: the next request on the connection got %q", name, got.body)
+			}
+			if n := br.Buffered(); n != 0 {
+				t.Fatalf("%s: %d bytes more came: a part of the body was answered", name, n)
+			}
 		}
+	}
+	if _, err := s.Switch("web", b.addr, "r2"); err != nil {
+		t.Fatal(err)
 	}
 	for i := range 20 {
 		payload := fmt.Sprintf("payload %d ", i) + strings.Repeat("y", i*1000)
-		req, _ := http.NewRequest(http.MethodPost, base+"/echo", io.MultiReader(strings.NewReader(payload)))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+listen+"/echo", io.MultiReader(strings.NewReader(payload)))
 		req.ContentLength = -1 // chunked, handed off too
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -378,6 +475,51 @@ func TestUnreadChunkedBodies(t *testing.T) {
 			t.Fatalf("echo %d: %d bytes back of %d", i, len(body), len(payload))
 		}
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logged.String(), "panic") {
+		t.Fatalf("the proxy's log:\n%s", logged.String())
+	}
+}
+
+// closingInstance is an instance that answers each request as soon as its
+// header is in, with Connection: close, and closes the connection without
+// waiting for a body: 401 to POST /reject, "next" to GET /next.
+func closingInstance(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				br := bufio.NewReader(c)
+				line, _ := br.ReadString('\n')
+				for {
+					if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
+						break
+					}
+				}
+				answer := "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+				if strings.HasPrefix(line, "GET /next ") {
+					answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnext"
+				}
+				_, _ = io.WriteString(c, answer)
+				// What came of the body so far is read, so that the close
+				// is a FIN, not a reset that could overtake the answer.
+				_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				_, _ = io.Copy(io.Discard, br)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // fasthttp answers Expect: 100-continue once; the instance does not send a

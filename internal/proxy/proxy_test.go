@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -92,7 +93,13 @@ func startInstance(t *testing.T, name string) *instance {
 // newProxy starts a proxy with one route, web, on a free port.
 func newProxy(t *testing.T) (*Server, string) {
 	t.Helper()
-	s := &Server{StatePath: filepath.Join(t.TempDir(), "proxy.json"), HealthEvery: 50 * time.Millisecond}
+	return newProxyLogging(t, nil)
+}
+
+// newProxyLogging is newProxy with the proxy's log going to log.
+func newProxyLogging(t *testing.T, log *slog.Logger) (*Server, string) {
+	t.Helper()
+	s := &Server{StatePath: filepath.Join(t.TempDir(), "proxy.json"), HealthEvery: 50 * time.Millisecond, Log: log}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	sock := filepath.Join(t.TempDir(), "proxy.sock")

@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,6 +161,25 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "paused too long", http.StatusServiceUnavailable)
 		return
 	}
+	if r.ContentLength > MaxBody {
+		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if r.Body == http.NoBody || upgrading(r) {
+		rt.forward(w, r)
+		return
+	}
+	u := &upload{body: http.MaxBytesReader(w, r.Body, MaxBody)}
+	r.Body = u
+	// An instance may answer while it reads (an echo, a stream of
+	// results): the body keeps flowing after the answer began.
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	rt.forward(w, r)
+	u.end(w)
+}
+
+// forward sends r to the active instance and its answer to w.
+func (rt *route) forward(w http.ResponseWriter, r *http.Request) {
 	b := rt.acquire()
 	if b == nil {
 		http.Error(w, "no instance is serving yet", http.StatusServiceUnavailable)
@@ -168,17 +189,80 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("X-Request-Id") == "" {
 		r.Header.Set("X-Request-Id", requestID())
 	}
-	if r.ContentLength > MaxBody {
-		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+	b.rp.ServeHTTP(w, r)
+}
+
+// upgrading reports whether r asks to switch protocols, as ReverseProxy
+// sees it: an answer to it may take the connection over.
+func upgrading(r *http.Request) bool {
+	for _, v := range r.Header["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// upload is a handed-off request's body as the transport reads it, on a
+// goroutine of its own that outlives the answer when the instance answers
+// before it has read the body. What is left of the body is dealt with
+// before the handler returns. Left to net/http, with a handler that reads
+// full duplex, the rest of a large body would be taken for the
+// connection's next request, and the end of a small one would start a read
+// of the connection that the next request's read panics on.
+type upload struct {
+	mu    sync.Mutex // held by a Read
+	body  io.ReadCloser
+	eof   bool
+	ended bool
+}
+
+// errUploadEnded is the transport's read of a body after its answer.
+var errUploadEnded = errors.New("the request's answer has ended")
+
+func (u *upload) Read(p []byte) (int, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.ended {
+		return 0, errUploadEnded
+	}
+	n, err := u.body.Read(p)
+	if err == io.EOF {
+		u.eof = true
+	}
+	return n, err
+}
+
+// Close does nothing: net/http closes the body once the handler is done.
+func (u *upload) Close() error { return nil }
+
+// maxUnread is how much of a body that its instance did not read the
+// proxy reads and drops after the answer, to keep the connection for the
+// next request, as net/http does for a handler of its own.
+const maxUnread = 256 << 10
+
+// end, once the answer is done, waits for a read still running and fails
+// the ones after it. A body not read to its end is read and dropped, up to
+// maxUnread; beyond that, the connection closes after the answer. The
+// answer goes to the client first: a client may wait for it before it
+// sends the rest of its body, or instead.
+func (u *upload) end(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).Flush()
+	u.mu.Lock()
+	u.ended = true
+	eof := u.eof
+	u.mu.Unlock()
+	if eof {
 		return
 	}
-	if r.Body != http.NoBody {
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
-		// An instance may answer while it reads (an echo, a stream of
-		// results): the body keeps flowing after the answer began.
-		_ = http.NewResponseController(w).EnableFullDuplex()
+	if _, err := io.CopyN(io.Discard, u.body, maxUnread); err != nil {
+		return // its end; or a read failed, as net/http's would
 	}
-	b.rp.ServeHTTP(w, r)
+	// A read past a MaxBytesReader's limit is how a handler tells net/http
+	// to close the connection after the answer.
+	_, _ = http.MaxBytesReader(w, u.body, 0).Read(make([]byte, 1))
 }
 
 func requestID() string {

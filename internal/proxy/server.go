@@ -117,6 +117,7 @@ func (s *Server) openRoute(service, listen, health string) (*route, error) {
 	rt := &route{service: service, listen: listen, health: health, log: s.Log, ln: ln}
 	rt.srv = &http.Server{
 		Handler:           rt,
+		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// No read or write timeout: streams and WebSockets last.
