@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -94,9 +96,16 @@ func (rt *route) serveFast(ctx *fasthttp.RequestCtx) {
 		rt.handOff(ctx)
 		return
 	}
-	if err := rt.gate.wait(ctx); err != nil {
-		ctx.Error("paused too long\n", http.StatusServiceUnavailable)
-		return
+	if rt.gate.paused() {
+		switch err := rt.hold(ctx); {
+		case errors.Is(err, errClientGone):
+			ctx.HijackSetNoResponse(true)
+			ctx.Hijack(func(net.Conn) {})
+			return
+		case err != nil:
+			ctx.Error("paused too long\n", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	b := rt.acquire()
 	if b == nil {
@@ -124,6 +133,27 @@ func (rt *route) serveFast(ctx *fasthttp.RequestCtx) {
 	// The request is in flight until fasthttp has written the answer and
 	// closed its body.
 	ctx.SetBodyStream(answer, answer.size)
+}
+
+// hold waits while the route is paused, watching the client: a client
+// that goes away meanwhile is not sent on when the pause ends
+// (errClientGone). The proxy's shutdown ends the wait too.
+func (rt *route) hold(ctx *fasthttp.RequestCtx) error {
+	wait, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var gone atomic.Bool
+	unwatch := watchClient(ctx.Conn(), func() {
+		gone.Store(true)
+		cancel()
+	})
+	stop := context.AfterFunc(ctx, cancel) // fasthttp's ctx ends at shutdown
+	err := rt.gate.wait(wait)
+	stop()
+	unwatch()
+	if gone.Load() {
+		return errClientGone
+	}
+	return err
 }
 
 // wires are the buffers requests are built in before they are sent.

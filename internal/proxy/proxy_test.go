@@ -407,6 +407,40 @@ func TestHeadersLimitsAndPause(t *testing.T) {
 	}
 }
 
+// A request held by a pause whose client goes away is dropped: the
+// instance never sees it once the pause ends. On the fast path (HTTP/1.1)
+// and on net/http's (HTTP/1.0) alike.
+func TestPausedClientGoesAway(t *testing.T) {
+	var hits atomic.Int64
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/count" {
+			hits.Add(1)
+		}
+		fmt.Fprintf(w, "%d", hits.Load())
+	}), 0)
+	s, base := serving(t, b)
+	listen := strings.TrimPrefix(base, "http://")
+	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+		if err := s.Pause("web", 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		conn := dial(t, listen)
+		if _, err := io.WriteString(conn, "GET /count "+proto+"\r\nHost: app\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, proto+" request held", func() bool { return s.Routes()[0].Held == 1 })
+		_ = conn.Close()
+		waitUntil(t, proto+" request let go", func() bool { return s.Routes()[0].Held == 0 })
+		if err := s.Resume("web"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // a request sent on would have come by now
+		if _, body := get(t, base+"/peek"); body != "0" {
+			t.Fatalf("%s: the instance served %s requests of a client that went away", proto, body)
+		}
+	}
+}
+
 func TestHealthChecksAfterTheSwitch(t *testing.T) {
 	s, _ := newProxy(t)
 	a := startInstance(t, "v1")
