@@ -222,6 +222,14 @@ func (t *transport) exchange(bc *backendConn, r *request, h hooks) (*answer, err
 				return fail(err)
 			}
 		}
+		if h.waiting != nil {
+			// The final answer may be long in coming: the client is
+			// watched again once the instance has been silent as long.
+			if next := time.Now().Add(waitingAfter); next.Before(deadline) {
+				first = next
+				_ = bc.conn.SetReadDeadline(first)
+			}
+		}
 	}
 	if gone.Load() {
 		return fail(nil) // the client went away as the answer came

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"log/slog"
@@ -188,6 +189,40 @@ func TestTransportTrailersAndEarlyHints(t *testing.T) {
 	}
 	if len(hints) != 1 || hints[0] != "</app.css>; rel=preload" {
 		t.Fatalf("early hints seen by the client: %q", hints)
+	}
+}
+
+// A client that goes away after an early hint, while the instance works
+// on its final answer, ends the request there too.
+func TestTransportClientGoesAwayAfterEarlyHints(t *testing.T) {
+	ended := make(chan struct{})
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hinted" {
+			return // the health checks
+		}
+		defer close(ended)
+		w.Header().Set("Link", "</app.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}), 0)
+	_, url := serving(t, b)
+	conn := dial(t, strings.TrimPrefix(url, "http://"))
+	if _, err := io.WriteString(conn, "GET /hinted HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 103 ") {
+		t.Fatalf("the early hint: %q %v", line, err)
+	}
+	_ = conn.Close()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the instance's request still runs 5s after its client went away")
 	}
 }
 
