@@ -347,7 +347,10 @@ func copyAnswerHeader(dst, src *fasthttp.ResponseHeader) {
 }
 
 // write1xx sends an informational answer (103 Early Hints) to the client
-// before the final one.
+// before the final one. On a pipelined connection fasthttp may still hold
+// the whole answer to the request before this one, which it sends with
+// this one's: the hint then comes before it, and the client takes it for
+// a hint to that request. Hints are advisory, and the framing is whole.
 func write1xx(c net.Conn, hdr *fasthttp.ResponseHeader) error {
 	code := hdr.StatusCode()
 	buf := fmt.Appendf(nil, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
