@@ -166,6 +166,11 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Body == http.NoBody || upgrading(r) {
+		// An upgrade's body is not read full duplex: net/http deals with
+		// what is left of it as it writes the answer's header.
+		if r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		}
 		rt.forward(w, r)
 		return
 	}
