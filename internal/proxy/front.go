@@ -90,6 +90,14 @@ func (rt *route) serveFast(ctx *fasthttp.RequestCtx) {
 	// A body over MaxBody goes to net/http too, for its 413: net/http
 	// lingers so that the client reads it before the connection closes.
 	n := h.ContentLength()
+	if n == -1 && hasRawField(h.RawHeaders(), "Content-Length") {
+		// Both framings: the chunks are taken, as RFC 9112 says, and the
+		// Content-Length dropped; but a proxy in front may have taken the
+		// length, and read what follows as another request. Refused.
+		ctx.Error("a request with both Content-Length and Transfer-Encoding\n", http.StatusBadRequest)
+		ctx.SetConnectionClose()
+		return
+	}
 	path := ctx.URI().PathOriginal()
 	if n > inlineBody || n == -1 || len(h.Peek("Upgrade")) > 0 || len(h.Peek("Expect")) > 0 ||
 		!h.IsHTTP11() || h.IsConnect() || len(path) == 0 || path[0] != '/' || bytes.HasPrefix(path, []byte("//")) {
@@ -511,6 +519,17 @@ func (rt *route) handedOff(c net.Conn) {
 	if _, ok := rt.pending.LoadAndDelete(c); ok {
 		rt.handoffs.Add(-1)
 	}
+}
+
+// hasRawField reports whether the header lines as received have a field
+// named name.
+func hasRawField(raw []byte, name string) bool {
+	for line := range bytes.SplitSeq(raw, []byte("\n")) {
+		if k, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte(name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeRawHeader writes the header lines as received, each ended with

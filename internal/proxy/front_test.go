@@ -857,3 +857,49 @@ func TestMalformedFieldsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// A request with both Content-Length and Transfer-Encoding gets 400, and
+// its connection closes: what follows is not served, whichever framing a
+// proxy in front of this one took. One with Transfer-Encoding alone is.
+func TestBothFramingsAreRefused(t *testing.T) {
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s", r.URL.Path, body)
+	}), 0)
+	_, base := serving(t, b)
+	const next = "GET /smuggled HTTP/1.1\r\nHost: app\r\n\r\n"
+	for _, c := range []struct {
+		head string
+		want []string
+	}{
+		{"Content-Length: 4\r\nTransfer-Encoding: chunked", []string{"400"}},
+		{"Transfer-Encoding: chunked\r\ncontent-length: 4", []string{"400"}},
+		{"Transfer-Encoding: chunked", []string{"200 /both abcd", "200 /smuggled "}},
+	} {
+		conn := dial(t, strings.TrimPrefix(base, "http://"))
+		fmt.Fprintf(conn, "POST /both HTTP/1.1\r\nHost: app\r\n%s\r\n\r\n4\r\nabcd\r\n0\r\n\r\n%s", c.head, next)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(conn)
+		var got []string
+		for len(got) < len(c.want) {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%q: answer %d: %v", c.head, len(got)+1, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, body))
+			if resp.StatusCode == http.StatusBadRequest {
+				got[len(got)-1] = "400"
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%q: answers %q, want %q", c.head, got, c.want)
+		}
+		if c.want[0] == "400" {
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("%q: after the 400, %v; want the connection closed", c.head, err)
+			}
+		}
+	}
+}
