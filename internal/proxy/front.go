@@ -145,7 +145,7 @@ func (rt *route) serveFast(ctx *fasthttp.RequestCtx) {
 
 // hold waits while the route is paused, watching the client: a client
 // that goes away meanwhile is not sent on when the pause ends
-// (errClientGone). The proxy's shutdown ends the wait too.
+// (errClientGone).
 func (rt *route) hold(ctx *fasthttp.RequestCtx) error {
 	wait, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -154,9 +154,7 @@ func (rt *route) hold(ctx *fasthttp.RequestCtx) error {
 		gone.Store(true)
 		cancel()
 	})
-	stop := context.AfterFunc(ctx, cancel) // fasthttp's ctx ends at shutdown
 	err := rt.gate.wait(wait)
-	stop()
 	unwatch()
 	if gone.Load() {
 		return errClientGone

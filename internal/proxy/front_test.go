@@ -344,12 +344,14 @@ func TestClientGoesAwayBeforeTheAnswer(t *testing.T) {
 //
 // An upload that its instance answers without reading it all (a 401
 // before the body) leaves the client's connection in step, for a body of
-// known length and a chunked one alike: up to 256 KiB more of it is read
-// and dropped, and the connection takes the next request; with more left,
-// the connection closes after the answer. What is left is never taken for
-// a request. Against a net/http instance, which drops a small body itself,
-// and one that answers and closes before the body comes, which leaves it
-// to the proxy. A body the instance does read streams back whole.
+// known length and a chunked one alike. When the instance has read the
+// body, to its end or into its socket, the connection takes the next
+// request. Otherwise it closes once the answer is out, whole, whether the
+// client sends the rest or stops: the answer is not held up for the rest
+// of the body, even one whose end comes only after the handler (chunked,
+// or to HTTP/1.0 ended by the close). What is left is never taken for a
+// request, and the proxy's log has no panic. A body the instance does
+// read streams back whole.
 func TestUnreadBodies(t *testing.T) {
 	var logged strings.Builder
 	var mu sync.Mutex
@@ -369,58 +371,69 @@ func TestUnreadBodies(t *testing.T) {
 			_, _ = io.Copy(w, r.Body)
 		}
 	}), 0)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	down := ln.Addr().String()
+	_ = ln.Close()
 	s, listen := newProxyLogging(t, log)
 	type upload struct {
+		path    string
+		proto   string
 		size    int
 		chunked bool
 		kept    bool
+		status  int
+		answer  string
 	}
 	for _, in := range []struct {
-		name    string
-		addr    string
+		name string
+		addr string
+		// late: the client sends its first 8 KiB (http.Transport sends
+		// the header on with the body's first 4 KiB), reads the answer to
+		// its end, and sends no more.
 		late    bool
 		uploads []upload
 	}{
 		{"net/http", b.addr, false, []upload{
-			{20 << 10, false, true}, {20 << 10, true, true},
-			{200 << 10, false, true}, {200 << 10, true, true},
+			{"/reject", "HTTP/1.1", 20 << 10, false, true, 401, ""},
+			{"/reject", "HTTP/1.1", 20 << 10, true, true, 401, ""},
+			{"/reject", "HTTP/1.1", 200 << 10, false, true, 401, ""},
+			{"/reject", "HTTP/1.1", 200 << 10, true, true, 401, ""},
 			// Too large for the instance's socket buffers: the transport
 			// cannot have sent it all on.
-			{16 << 20, false, false}, {16 << 20, true, false},
+			{"/reject", "HTTP/1.1", 16 << 20, false, false, 401, ""},
+			{"/reject", "HTTP/1.1", 16 << 20, true, false, 401, ""},
 		}},
 		{"closes at once", closingInstance(t), true, []upload{
-			{20 << 10, false, true}, {20 << 10, true, true},
-			{200 << 10, false, true}, {200 << 10, true, true},
-			// More than the proxy drops, less than net/http would drop
-			// after it.
-			{480 << 10, false, false}, {480 << 10, true, false},
-			{16 << 20, false, false}, {16 << 20, true, false},
+			{"/reject", "HTTP/1.1", 20 << 10, false, false, 401, ""},
+			{"/reject", "HTTP/1.1", 200 << 10, true, false, 401, ""},
+			{"/chunked", "HTTP/1.1", 200 << 10, false, false, 401, "nope."},
+			{"/chunked", "HTTP/1.1", 200 << 10, true, false, 401, "nope."},
+			{"/chunked", "HTTP/1.0", 200 << 10, false, false, 401, "nope."},
+		}},
+		{"down", down, true, []upload{
+			{"/reject", "HTTP/1.1", 1 << 20, false, false, 502, ""},
+			{"/reject", "HTTP/1.1", 1 << 20, true, false, 502, ""},
 		}},
 	} {
 		if _, err := s.Switch("web", in.addr, in.name); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range in.uploads {
-			name := fmt.Sprintf("%s, %d KiB, chunked %v", in.name, c.size>>10, c.chunked)
+			name := fmt.Sprintf("%s, %s %s, %d KiB, chunked %v", in.name, c.proto, c.path, c.size>>10, c.chunked)
 			conn := dial(t, listen)
 			br := bufio.NewReader(conn)
-			head := fmt.Sprintf("POST /reject HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n", c.size)
+			head := fmt.Sprintf("POST %s %s\r\nHost: app\r\nContent-Length: %d\r\n\r\n", c.path, c.proto, c.size)
 			body := strings.Repeat("x", c.size)
 			if c.chunked {
-				head = "POST /reject HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n"
+				head = fmt.Sprintf("POST %s %s\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n", c.path, c.proto)
 				body = fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", c.size, body)
 			}
-			// The client sends its body at once, or, to the instance that
-			// closes, its first 8 KiB (http.Transport sends the header on
-			// with the body's first 4 KiB) and the rest once the answer
-			// came.
-			first, rest := head+body, ""
 			if in.late {
-				first, rest = head+body[:8<<10], body[8<<10:]
+				body = body[:8<<10]
 			}
 			sent := make(chan error, 1)
 			go func() {
-				_, err := io.WriteString(conn, first)
+				_, err := io.WriteString(conn, head+body)
 				sent <- err
 			}()
 			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -428,18 +441,12 @@ func TestUnreadBodies(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			if resp.StatusCode != http.StatusUnauthorized {
-				t.Fatalf("%s: %d; want 401", name, resp.StatusCode)
+			got, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("%s: the answer's body: %v", name, err)
 			}
-			if in.late {
-				if err := <-sent; err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
-				go func() {
-					_, err := io.WriteString(conn, rest)
-					sent <- err
-				}()
+			if resp.StatusCode != c.status || (c.answer != "" && string(got) != c.answer) {
+				t.Fatalf("%s: %d %q; want %d %q", name, resp.StatusCode, got, c.status, c.answer)
 			}
 			if !c.kept {
 				if n, err := br.Read(make([]byte, 64)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
@@ -482,9 +489,59 @@ func TestUnreadBodies(t *testing.T) {
 	}
 }
 
+// A chunked body that goes past MaxBody gets 413, as one of known length
+// does, and is not logged as the instance's failure.
+func TestChunkedBodyOverTheLimit(t *testing.T) {
+	var logged strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(p)
+	}), nil))
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d", n)
+	}), 0)
+	s, listen := newProxyLogging(t, log)
+	if _, err := s.Switch("web", b.addr, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{MaxBody, MaxBody + 1} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+listen+"/upload", io.LimitReader(zeros{}, size))
+		req.ContentLength = -1
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		want, wantBody := http.StatusOK, fmt.Sprint(size)
+		if size > MaxBody {
+			want, wantBody = http.StatusRequestEntityTooLarge, "request body too large\n"
+		}
+		if resp.StatusCode != want || string(body) != wantBody {
+			t.Errorf("%d bytes: %d %q; want %d %q", size, resp.StatusCode, body, want, wantBody)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logged.String(), "backend request failed") {
+		t.Errorf("the proxy's log:\n%s", logged.String())
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
 // closingInstance is an instance that answers each request as soon as its
 // header is in, with Connection: close, and closes the connection without
-// waiting for a body: 401 to POST /reject, "next" to GET /next.
+// waiting for a body: 401 to POST /reject, a chunked 401 to POST /chunked,
+// "next" to GET /next.
 func closingInstance(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -508,8 +565,11 @@ func closingInstance(t *testing.T) string {
 					}
 				}
 				answer := "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-				if strings.HasPrefix(line, "GET /next ") {
+				switch {
+				case strings.HasPrefix(line, "GET /next "):
 					answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnext"
+				case strings.HasPrefix(line, "POST /chunked "):
+					answer = "HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nnope.\r\n0\r\n\r\n"
 				}
 				_, _ = io.WriteString(c, answer)
 				// What came of the body so far is read, so that the close

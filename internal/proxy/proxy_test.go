@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -438,6 +439,45 @@ func TestPausedClientGoesAway(t *testing.T) {
 		if _, body := get(t, base+"/peek"); body != "0" {
 			t.Fatalf("%s: the instance served %s requests of a client that went away", proto, body)
 		}
+	}
+}
+
+// The requests held by a pause get 503 at once when their route shuts
+// down, on the fast path (HTTP/1.1) and on net/http's (HTTP/1.0) alike.
+func TestPausedAtShutdown(t *testing.T) {
+	s, listen := servingV1(t)
+	if err := s.Pause("web", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 2)
+	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+		conn := dial(t, listen)
+		if _, err := io.WriteString(conn, "GET /version "+proto+"\r\nHost: app\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				got <- proto + ": " + err.Error()
+				return
+			}
+			_ = resp.Body.Close()
+			got <- fmt.Sprintf("%s: %d", proto, resp.StatusCode)
+		}()
+	}
+	waitUntil(t, "both requests held", func() bool { return s.Routes()[0].Held == 2 })
+	start := time.Now()
+	if err := s.Remove("web"); err != nil {
+		t.Fatal(err)
+	}
+	var answers []string
+	for range 2 {
+		answers = append(answers, <-got)
+	}
+	sort.Strings(answers)
+	if fmt.Sprint(answers) != "[HTTP/1.0: 503 HTTP/1.1: 503]" || time.Since(start) > 2*time.Second {
+		t.Fatalf("the held requests at shutdown, after %s: %q; want 503 to both at once", time.Since(start).Round(time.Millisecond), answers)
 	}
 }
 

@@ -75,6 +75,11 @@ func newBackend(addr, release string, transport *transport, log *slog.Logger) *b
 			if errors.Is(err, context.Canceled) {
 				return // the client went away
 			}
+			if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+				// A body of unknown length that went past MaxBody.
+				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+				return
+			}
 			b.logFailure(r.URL.Path, err)
 			w.WriteHeader(http.StatusBadGateway)
 		},
@@ -128,6 +133,7 @@ type route struct {
 // shutdown stops accepting and lets the open connections finish, both the
 // ones fasthttp serves and the ones it handed to net/http, until ctx ends.
 func (rt *route) shutdown(ctx context.Context) {
+	rt.gate.stop()    // the requests held by a pause get 503
 	_ = rt.ln.Close() // at once, whether or not fasthttp has started on it
 	_ = rt.fast.ShutdownWithContext(ctx)
 	// A request fasthttp had read may have been handed off as it stopped:
@@ -174,7 +180,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.forward(w, r)
 		return
 	}
-	u := &upload{body: http.MaxBytesReader(w, r.Body, MaxBody)}
+	u := newUpload(http.MaxBytesReader(w, r.Body, MaxBody))
 	r.Body = u
 	// An instance may answer while it reads (an echo, a stream of
 	// results): the body keeps flowing after the answer began.
@@ -212,24 +218,28 @@ func upgrading(r *http.Request) bool {
 
 // upload is a handed-off request's body as the transport reads it, on a
 // goroutine of its own that outlives the answer when the instance answers
-// before it has read the body. What is left of the body is dealt with
-// before the handler returns. Left to net/http, with a handler that reads
-// full duplex, the rest of a large body would be taken for the
-// connection's next request, and the end of a small one would start a read
-// of the connection that the next request's read panics on.
+// before it has read the body. Left to net/http, with a handler that reads
+// full duplex, what is left of such a body could be taken for the
+// connection's next request, and the end of it, read after the handler,
+// starts a read of the connection that the next request's read panics on.
+// So the handler ends it (end) before it returns.
 type upload struct {
-	mu    sync.Mutex // held by a Read
+	turn  chan struct{} // full while a Read runs
 	body  io.ReadCloser
 	eof   bool
 	ended bool
+}
+
+func newUpload(body io.ReadCloser) *upload {
+	return &upload{turn: make(chan struct{}, 1), body: body}
 }
 
 // errUploadEnded is the transport's read of a body after its answer.
 var errUploadEnded = errors.New("the request's answer has ended")
 
 func (u *upload) Read(p []byte) (int, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.turn <- struct{}{}
+	defer func() { <-u.turn }()
 	if u.ended {
 		return 0, errUploadEnded
 	}
@@ -243,31 +253,48 @@ func (u *upload) Read(p []byte) (int, error) {
 // Close does nothing: net/http closes the body once the handler is done.
 func (u *upload) Close() error { return nil }
 
-// maxUnread is how much of a body that its instance did not read the
-// proxy reads and drops after the answer, to keep the connection for the
-// next request, as net/http does for a handler of its own.
-const maxUnread = 256 << 10
+// maxReadWait is how long end waits for a read that still runs: one that
+// returns the body's end does at once, one that waits for more of the
+// client's body is cut short.
+const maxReadWait = 50 * time.Millisecond
 
-// end, once the answer is done, waits for a read still running and fails
-// the ones after it. A body not read to its end is read and dropped, up to
-// maxUnread; beyond that, the connection closes after the answer. The
-// answer goes to the client first: a client may wait for it before it
-// sends the rest of its body, or instead.
+// end, once the instance's answer is in w, fails the transport's reads
+// from now on. A body read to its end leaves the connection for the next
+// request; any other closes it after the answer, which is not held up
+// meanwhile: the end of an answer of unknown length is written once the
+// handler returns, and a client may wait for it before it sends more, or
+// instead.
 func (u *upload) end(w http.ResponseWriter) {
-	_ = http.NewResponseController(w).Flush()
-	u.mu.Lock()
+	rc := http.NewResponseController(w)
+	cut := false
+	select {
+	case u.turn <- struct{}{}:
+	default:
+		t := time.NewTimer(maxReadWait)
+		select {
+		case u.turn <- struct{}{}:
+		case <-t.C:
+			_ = rc.SetReadDeadline(time.Unix(1, 0))
+			cut = true
+			u.turn <- struct{}{}
+		}
+		t.Stop()
+	}
 	u.ended = true
 	eof := u.eof
-	u.mu.Unlock()
-	if eof {
+	<-u.turn
+	if eof && !cut {
 		return
 	}
-	if _, err := io.CopyN(io.Discard, u.body, maxUnread); err != nil {
-		return // its end; or a read failed, as net/http's would
-	}
+	// No more is read of the connection: net/http would drop up to 256
+	// KiB of the body after the answer, waiting on a client that may have
+	// stopped. (Not once the body has ended: net/http reads the
+	// connection then, to see the client go, and a deadline would end
+	// that read as a client gone.)
+	_ = rc.SetReadDeadline(time.Unix(1, 0))
 	// A read past a MaxBytesReader's limit is how a handler tells net/http
 	// to close the connection after the answer.
-	_, _ = http.MaxBytesReader(w, u.body, 0).Read(make([]byte, 1))
+	_, _ = http.MaxBytesReader(w, io.NopCloser(strings.NewReader("x")), 0).Read(make([]byte, 1))
 }
 
 func requestID() string {
@@ -336,15 +363,25 @@ type gate struct {
 	mu      sync.Mutex
 	resumed chan struct{} // nil when not paused
 	timer   *time.Timer
-	held    atomic.Int64 // requests waiting in wait
+	held    atomic.Int64  // requests waiting in wait
+	stopped chan struct{} // closed as the route shuts down (see done)
 }
 
 // maxPauseWait is how long a request waits for a paused route.
 const maxPauseWait = 30 * time.Second
 
+// errStopping ends the wait of a request held as its route shuts down.
+var errStopping = errors.New("the route is shutting down")
+
+// wait holds a request while the route is paused, until it resumes, ctx
+// ends, the route shuts down, or maxPauseWait passes.
 func (g *gate) wait(ctx context.Context) error {
 	g.mu.Lock()
 	ch := g.resumed
+	var stopped chan struct{}
+	if ch != nil {
+		stopped = g.done()
+	}
 	g.mu.Unlock()
 	if ch == nil {
 		return nil
@@ -356,8 +393,29 @@ func (g *gate) wait(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-stopped:
+		return errStopping
 	case <-time.After(maxPauseWait):
 		return errors.New("paused too long")
+	}
+}
+
+// done is the channel closed by stop; the caller holds mu.
+func (g *gate) done() chan struct{} {
+	if g.stopped == nil {
+		g.stopped = make(chan struct{})
+	}
+	return g.stopped
+}
+
+// stop ends the waits, those to come too: the route shuts down.
+func (g *gate) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.done():
+	default:
+		close(g.stopped)
 	}
 }
 
