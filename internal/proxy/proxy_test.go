@@ -443,41 +443,48 @@ func TestPausedClientGoesAway(t *testing.T) {
 }
 
 // The requests held by a pause get 503 at once when their route shuts
-// down, on the fast path (HTTP/1.1) and on net/http's (HTTP/1.0) alike.
+// down: on the fast path (HTTP/1.1), on net/http's (HTTP/1.0), and
+// uploads whose client has sent only a part of the body and waits.
 func TestPausedAtShutdown(t *testing.T) {
 	s, listen := servingV1(t)
 	if err := s.Pause("web", 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan string, 2)
-	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+	requests := map[string]string{
+		"fast":    "GET /version HTTP/1.1\r\nHost: app\r\n\r\n",
+		"1.0":     "GET /version HTTP/1.0\r\nHost: app\r\n\r\n",
+		"chunked": "POST /version HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n4000\r\n" + strings.Repeat("x", 16<<10),
+		"length":  "POST /version HTTP/1.1\r\nHost: app\r\nContent-Length: 200000\r\n\r\n" + strings.Repeat("x", 16<<10),
+	}
+	got := make(chan string, len(requests))
+	for name, raw := range requests {
 		conn := dial(t, listen)
-		if _, err := io.WriteString(conn, "GET /version "+proto+"\r\nHost: app\r\n\r\n"); err != nil {
+		if _, err := io.WriteString(conn, raw); err != nil {
 			t.Fatal(err)
 		}
 		go func() {
 			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			if err != nil {
-				got <- proto + ": " + err.Error()
+				got <- name + ": " + err.Error()
 				return
 			}
 			_ = resp.Body.Close()
-			got <- fmt.Sprintf("%s: %d", proto, resp.StatusCode)
+			got <- fmt.Sprintf("%s: %d", name, resp.StatusCode)
 		}()
 	}
-	waitUntil(t, "both requests held", func() bool { return s.Routes()[0].Held == 2 })
+	waitUntil(t, "the requests held", func() bool { return s.Routes()[0].Held == int64(len(requests)) })
 	start := time.Now()
 	if err := s.Remove("web"); err != nil {
 		t.Fatal(err)
 	}
 	var answers []string
-	for range 2 {
+	for range requests {
 		answers = append(answers, <-got)
 	}
 	sort.Strings(answers)
-	if fmt.Sprint(answers) != "[HTTP/1.0: 503 HTTP/1.1: 503]" || time.Since(start) > 2*time.Second {
-		t.Fatalf("the held requests at shutdown, after %s: %q; want 503 to both at once", time.Since(start).Round(time.Millisecond), answers)
+	if fmt.Sprint(answers) != "[1.0: 503 chunked: 503 fast: 503 length: 503]" || time.Since(start) > 2*time.Second {
+		t.Fatalf("the held requests at shutdown, after %s: %q; want 503 to all at once", time.Since(start).Round(time.Millisecond), answers)
 	}
 }
 

@@ -163,6 +163,22 @@ func (rt *route) acquire() *backend {
 }
 
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Body == http.NoBody:
+	case upgrading(r):
+		// An upgrade's body is not read full duplex: net/http deals with
+		// what is left of it as it writes the answer's header.
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	default:
+		// Whatever answers the request (the instance, or the proxy's own
+		// 503 or 413), the body is ended before the handler returns.
+		u := newUpload(http.MaxBytesReader(w, r.Body, MaxBody))
+		r.Body = u
+		defer u.end(w)
+		// An instance may answer while it reads (an echo, a stream of
+		// results): the body keeps flowing after the answer began.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	if err := rt.gate.wait(r.Context()); err != nil {
 		http.Error(w, "paused too long", http.StatusServiceUnavailable)
 		return
@@ -171,22 +187,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	if r.Body == http.NoBody || upgrading(r) {
-		// An upgrade's body is not read full duplex: net/http deals with
-		// what is left of it as it writes the answer's header.
-		if r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
-		}
-		rt.forward(w, r)
-		return
-	}
-	u := newUpload(http.MaxBytesReader(w, r.Body, MaxBody))
-	r.Body = u
-	// An instance may answer while it reads (an echo, a stream of
-	// results): the body keeps flowing after the answer began.
-	_ = http.NewResponseController(w).EnableFullDuplex()
 	rt.forward(w, r)
-	u.end(w)
 }
 
 // forward sends r to the active instance and its answer to w.
