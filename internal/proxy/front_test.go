@@ -442,6 +442,7 @@ func TestUnreadBodies(t *testing.T) {
 				t.Fatalf("%s: %v", name, err)
 			}
 			got, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
 			if err != nil {
 				t.Fatalf("%s: the answer's body: %v", name, err)
 			}
