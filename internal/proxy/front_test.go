@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -353,13 +351,7 @@ func TestClientGoesAwayBeforeTheAnswer(t *testing.T) {
 // request, and the proxy's log has no panic. A body the instance does
 // read streams back whole.
 func TestUnreadBodies(t *testing.T) {
-	var logged strings.Builder
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logged.Write(p)
-	}), nil))
+	log, logged := capturedLog()
 	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/reject":
@@ -483,23 +475,15 @@ func TestUnreadBodies(t *testing.T) {
 			t.Fatalf("echo %d: %d bytes back of %d", i, len(body), len(payload))
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Contains(logged.String(), "panic") {
-		t.Fatalf("the proxy's log:\n%s", logged.String())
+	if strings.Contains(logged(), "panic") {
+		t.Fatalf("the proxy's log:\n%s", logged())
 	}
 }
 
 // A chunked body that goes past MaxBody gets 413, as one of known length
 // does, and is not logged as the instance's failure.
 func TestChunkedBodyOverTheLimit(t *testing.T) {
-	var logged strings.Builder
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logged.Write(p)
-	}), nil))
+	log, logged := capturedLog()
 	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		fmt.Fprintf(w, "%d", n)
@@ -525,10 +509,8 @@ func TestChunkedBodyOverTheLimit(t *testing.T) {
 			t.Errorf("%d bytes: %d %q; want %d %q", size, resp.StatusCode, body, want, wantBody)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Contains(logged.String(), "backend request failed") {
-		t.Errorf("the proxy's log:\n%s", logged.String())
+	if strings.Contains(logged(), "backend request failed") {
+		t.Errorf("the proxy's log:\n%s", logged())
 	}
 }
 
@@ -545,42 +527,27 @@ func (zeros) Read(p []byte) (int, error) {
 // "next" to GET /next.
 func closingInstance(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
+	return rawInstance(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		line, _ := br.ReadString('\n')
 		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+			if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
+				break
 			}
-			go func() {
-				defer func() { _ = c.Close() }()
-				br := bufio.NewReader(c)
-				line, _ := br.ReadString('\n')
-				for {
-					if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
-						break
-					}
-				}
-				answer := "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-				switch {
-				case strings.HasPrefix(line, "GET /next "):
-					answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnext"
-				case strings.HasPrefix(line, "POST /chunked "):
-					answer = "HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nnope.\r\n0\r\n\r\n"
-				}
-				_, _ = io.WriteString(c, answer)
-				// What came of the body so far is read, so that the close
-				// is a FIN, not a reset that could overtake the answer.
-				_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-				_, _ = io.Copy(io.Discard, br)
-			}()
 		}
-	}()
-	return ln.Addr().String()
+		answer := "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+		switch {
+		case strings.HasPrefix(line, "GET /next "):
+			answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnext"
+		case strings.HasPrefix(line, "POST /chunked "):
+			answer = "HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nnope.\r\n0\r\n\r\n"
+		}
+		_, _ = io.WriteString(c, answer)
+		// What came of the body so far is read, so that the close is a
+		// FIN, not a reset that could overtake the answer.
+		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_, _ = io.Copy(io.Discard, br)
+	})
 }
 
 // fasthttp answers Expect: 100-continue once; the instance does not send a
@@ -805,35 +772,21 @@ func TestAnswerFraming(t *testing.T) {
 
 	// A header ended by bare line feeds is a 502 at once: fasthttp's parser
 	// would wait for a CRLF CRLF that does not come.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
+	lf := rawInstance(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(r)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer func() { _ = c.Close() }()
-				r := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(r)
-					if err != nil {
-						return
-					}
-					if req.URL.Path == "/health" {
-						_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-						continue
-					}
-					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
-				}
-			}()
+			if req.URL.Path == "/health" {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				continue
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
 		}
-	}()
-	_, lfBase := serving(t, &backendServer{addr: ln.Addr().String()})
+	})
+	_, lfBase := serving(t, &backendServer{addr: lf})
 	client := &http.Client{Timeout: 5 * time.Second}
 	start := time.Now()
 	resp, err := client.Get(lfBase + "/")

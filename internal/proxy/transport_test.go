@@ -327,13 +327,7 @@ func TestFailedRequestsAreLoggedOnceASecond(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close() // nothing listens there now
-	var out strings.Builder
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return out.Write(p)
-	}), nil))
+	log, logged := capturedLog()
 	b := newBackend(addr, "r1", newTransport(), log)
 	for range 50 {
 		rec := httptest.NewRecorder()
@@ -342,11 +336,8 @@ func TestFailedRequestsAreLoggedOnceASecond(t *testing.T) {
 			t.Fatalf("status %d; want 502", rec.Code)
 		}
 	}
-	mu.Lock()
-	lines := strings.Count(out.String(), "backend request failed")
-	mu.Unlock()
-	if lines != 1 {
-		t.Fatalf("%d log lines for 50 failed requests; want 1:\n%s", lines, out.String())
+	if lines := strings.Count(logged(), "backend request failed"); lines != 1 {
+		t.Fatalf("%d log lines for 50 failed requests; want 1:\n%s", lines, logged())
 	}
 
 	var l logEvery
@@ -362,6 +353,47 @@ func TestFailedRequestsAreLoggedOnceASecond(t *testing.T) {
 	}
 }
 
+// capturedLog is a logger whose lines logged returns, safe to use from
+// many goroutines.
+func capturedLog() (log *slog.Logger, logged func() string) {
+	var out strings.Builder
+	var mu sync.Mutex
+	log = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.Write(p)
+	}), nil))
+	return log, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String()
+	}
+}
+
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// rawInstance is an instance on loopback that serves each connection with
+// serve, which closes it.
+func rawInstance(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				serve(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
