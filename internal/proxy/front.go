@@ -480,7 +480,7 @@ func (rt *route) handOff(ctx *fasthttp.RequestCtx) {
 		parts = append(parts, ctx.RequestBodyStream())
 	case n == -1:
 		// fasthttp has taken the chunks apart: frame them again.
-		parts = append(parts, &chunker{r: ctx.RequestBodyStream()})
+		parts = append(parts, &chunker{r: ctx.RequestBodyStream(), h: h})
 	}
 	// Counted until net/http has answered the request (see shutdown), or
 	// fasthttp closes the connection without running the hijack (a failed
@@ -559,9 +559,12 @@ func writeRawHeader(b *bytes.Buffer, raw []byte) {
 }
 
 // chunker frames what it reads from r in the chunked transfer coding, as
-// it is read: nothing runs when no one reads.
+// it is read: nothing runs when no one reads. The trailer fasthttp read
+// into h at the body's end ends it. (h stays valid: fasthttp keeps the
+// request until the hand-off's hijack returns, and no read runs after.)
 type chunker struct {
 	r    io.Reader
+	h    *fasthttp.RequestHeader
 	out  []byte // framed, not yet read
 	off  int
 	data [16 << 10]byte
@@ -582,7 +585,13 @@ func (c *chunker) Read(p []byte) (int, error) {
 		}
 		switch {
 		case err == io.EOF:
-			c.out = append(c.out, "0\r\n\r\n"...) // no trailers
+			c.out = append(c.out, "0\r\n"...)
+			for k := range c.h.Trailers() {
+				for _, v := range c.h.PeekAllTrailer(string(k)) {
+					c.out = appendField(c.out, k, v)
+				}
+			}
+			c.out = append(c.out, "\r\n"...)
 			c.done = true
 		case err != nil:
 			return 0, err

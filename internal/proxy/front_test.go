@@ -550,6 +550,27 @@ func closingInstance(t *testing.T) string {
 	})
 }
 
+// A chunked upload's trailer reaches the instance: fasthttp takes the
+// chunks apart, and the proxy frames them again with the trailer.
+func TestRequestTrailers(t *testing.T) {
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s sum=%s", body, r.Trailer.Get("X-Sum"))
+	}), 0)
+	_, base := serving(t, b)
+	conn := dial(t, strings.TrimPrefix(base, "http://"))
+	br := bufio.NewReader(conn)
+	for _, c := range []struct{ trailer, want string }{
+		{"X-Sum: 42\r\n", "abcd sum=42"},
+		{"", "abcd sum="},
+	} {
+		raw := "POST /up HTTP/1.1\r\nHost: app\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n" + c.trailer + "\r\n"
+		if got := rawRequest(t, conn, br, raw); got.body != c.want {
+			t.Errorf("trailer %q: the instance saw %q, want %q", c.trailer, got.body, c.want)
+		}
+	}
+}
+
 // fasthttp answers Expect: 100-continue once; the instance does not send a
 // second; a body over MaxBody is refused before it is sent.
 func TestExpectContinueOnce(t *testing.T) {

@@ -64,6 +64,9 @@ func newBackend(addr, release string, transport *transport, log *slog.Logger) *b
 			pr.SetURL(target)
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
+			// The request's trailer is filled in as its body ends: the
+			// copy ReverseProxy made of it before would stay empty.
+			pr.Out.Trailer = pr.In.Trailer
 		},
 		Transport:  transport.std,
 		BufferPool: &copyBuffers,
