@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -151,13 +152,13 @@ func sign(body []byte, secret string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-var deliveries int
+// deliveries numbers the webhook deliveries of tests that run in parallel.
+var deliveries atomic.Int64
 
 func githubHeaders(event string, body []byte, secret string) map[string]string {
-	deliveries++
 	return map[string]string{
 		"X-GitHub-Event":      event,
-		"X-GitHub-Delivery":   fmt.Sprintf("delivery-%d-%d", time.Now().UnixNano(), deliveries),
+		"X-GitHub-Delivery":   fmt.Sprintf("delivery-%d-%d", time.Now().UnixNano(), deliveries.Add(1)),
 		"X-Hub-Signature-256": "sha256=" + sign(body, secret),
 	}
 }
