@@ -310,7 +310,7 @@ func isHop(key string) bool {
 
 // connectionTokens are the field names that Connection header values
 // list.
-func connectionTokens(values [][]byte) []string {
+func connectionTokens[V ~string | ~[]byte](values []V) []string {
 	var names []string
 	for _, v := range values {
 		for tok := range strings.SplitSeq(string(v), ",") {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -532,5 +533,19 @@ func TestRestore(t *testing.T) {
 	}
 	if _, body := get(t, "http://"+listen+"/version"); body != "v1" {
 		t.Fatalf("after restore: %q", body)
+	}
+}
+
+// A request asks to switch protocols when its Connection header lists
+// upgrade, in any case and among other names.
+func TestUpgrading(t *testing.T) {
+	for value, want := range map[string]bool{"Upgrade": true, "keep-alive, upgrade": true, "close": false, "": false, "upgrades": false} {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		if value != "" {
+			r.Header.Set("Connection", value)
+		}
+		if got := upgrading(r); got != want {
+			t.Errorf("Connection: %q: upgrading = %v, want %v", value, got, want)
+		}
 	}
 }

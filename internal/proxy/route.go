@@ -210,14 +210,7 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request) {
 // upgrading reports whether r asks to switch protocols, as ReverseProxy
 // sees it: an answer to it may take the connection over.
 func upgrading(r *http.Request) bool {
-	for _, v := range r.Header["Connection"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-				return true
-			}
-		}
-	}
-	return false
+	return isListed(connectionTokens(r.Header["Connection"]), []byte("upgrade"))
 }
 
 // upload is a handed-off request's body as the transport reads it, on a
