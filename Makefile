@@ -26,8 +26,11 @@ demo:
 # kamal-proxy when $$SLIPWAY_BENCH_KAMAL_PROXY names one), data snapshots
 # of a 1 GiB tree against tar | zstd, the dashboard's first paints, page
 # weights and step-to-screen delay (in Chromium), a fleet rollout over 50 VMs
-# ($$SLIPWAY_FLEET_VMS), then the packages' micro-benchmarks.
-bench: setup
+# ($$SLIPWAY_FLEET_VMS), then the packages' micro-benchmarks. Its set-up is
+# the tests' (Chromium included), so the dashboard's figures are measured
+# rather than skipped on a fresh machine.
+bench:
+	./scripts/setup.sh --tests
 	$(GO) test -run '^$$' -bench 'Noop|DeployOverhead|Rollback|NodeReuse|ReconfigureNode' -benchtime 7x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'FailingHealth' -benchtime 3x -timeout 20m ./cmd/slipway/
 	$(GO) test -run '^$$' -bench 'Agent' -benchtime 2x -timeout 20m ./cmd/slipway/
