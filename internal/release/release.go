@@ -172,7 +172,12 @@ func (l Layout) List() ([]Release, error) {
 		}
 		return nil, fmt.Errorf("list releases: %w", err)
 	}
-	var out []Release
+	type listed struct {
+		Release
+		stamp   string    // the time in its name, to the second
+		created time.Time // when its REVISION was written
+	}
+	var found []listed
 	for _, e := range entries {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
@@ -181,9 +186,29 @@ func (l Layout) List() ([]Release, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, r)
+		fi, err := os.Stat(filepath.Join(r.Dir, "REVISION"))
+		if err != nil {
+			continue
+		}
+		stamp, _, _ := strings.Cut(r.Name, "-")
+		found = append(found, listed{r, stamp, fi.ModTime()})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	// Two deploys can start in the same second: within it, the order is
+	// the order they were created in, not that of their commit ids.
+	sort.Slice(found, func(i, j int) bool {
+		a, b := found[i], found[j]
+		if a.stamp != b.stamp {
+			return a.stamp < b.stamp
+		}
+		if !a.created.Equal(b.created) {
+			return a.created.Before(b.created)
+		}
+		return a.Name < b.Name
+	})
+	out := make([]Release, len(found))
+	for i, f := range found {
+		out[i] = f.Release
+	}
 	return out, nil
 }
 

@@ -546,6 +546,46 @@ func TestList(t *testing.T) {
 	if all[0].Commit != sha1 || all[1].Commit != sha2 || all[1].Version != "v2" || all[1].Dir != b {
 		t.Errorf("List = %+v", all)
 	}
+
+	// Deploys that start in the same second name their releases with the
+	// same time: the one created first is the older, whatever its commit.
+	t.Run("same second", func(t *testing.T) {
+		l := newLayout(t)
+		made := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i, name := range []string{
+			"20250101T000000Z-ffffffffffff", "20250101T000000Z-bbbbbbbbbbbb", "20250101T000000Z-bbbbbbbbbbbb-2",
+			"20250101T000000Z-aaaaaaaaaaaa", "20241231T235959Z-eeeeeeeeeeee",
+		} {
+			dir := makeRelease(t, l, name, sha1)
+			at := made.Add(time.Duration(i) * 300 * time.Millisecond)
+			if strings.HasPrefix(name, "2024") {
+				at = made.Add(-time.Second) // an older name wins over a later write
+			}
+			if err := os.Chtimes(filepath.Join(dir, "REVISION"), at, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, err := l.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "20241231T235959Z-eeeeeeeeeeee 20250101T000000Z-ffffffffffff 20250101T000000Z-bbbbbbbbbbbb " +
+			"20250101T000000Z-bbbbbbbbbbbb-2 20250101T000000Z-aaaaaaaaaaaa"
+		if got := strings.Join(names(all), " "); got != want {
+			t.Errorf("List = %s\nwant     %s (within a second, in the order they were created)", got, want)
+		}
+		// Prune takes the oldest, not the lowest commit id.
+		if err := l.Switch("20250101T000000Z-aaaaaaaaaaaa"); err != nil {
+			t.Fatal(err)
+		}
+		removed, err := l.Prune(2, nil, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(removed, " "); got != "20241231T235959Z-eeeeeeeeeeee 20250101T000000Z-ffffffffffff 20250101T000000Z-bbbbbbbbbbbb" {
+			t.Errorf("Prune removed %s; want the three created first", got)
+		}
+	})
 }
 
 func TestRemove(t *testing.T) {
